@@ -1,0 +1,67 @@
+# smart-imaging: build, run a demo nginx, test.
+#
+#   make run    install what is missing, build nginx + the module, and start
+#               nginx on 127.0.0.1:8080 serving the sample images
+#   make stop   stop that nginx
+#   make test   install what is missing and run every test (CI runs this)
+#   make bench  criterion benchmarks (decode + encode per megapixel)
+#
+# Everything is built once, in cargo's dev profile (codecs are compiled with
+# opt-level 3 there, see Cargo.toml), and shared by run and test.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+PORT ?= 8080
+ORIGIN_PORT ?= 8081
+RUN_DIR := $(CURDIR)/.nginx-run
+MODULE := target/debug/libngx_http_smart_imaging_module.so
+# nginx-sys builds nginx inside its OUT_DIR; take the newest one.
+NGINX = $(shell ls -t target/debug/build/nginx-sys-*/out/objs/nginx 2>/dev/null | head -n 1)
+
+.PHONY: deps build run stop test test-rust test-t bench clean-run
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build
+
+run: build stop
+	@rm -rf $(RUN_DIR) && mkdir -p $(RUN_DIR)/{conf,logs,modules,html/images,html/shop}
+	@cp $(MODULE) $(RUN_DIR)/modules/ngx_http_smart_imaging_module.so
+	@cp samples/*.jpg samples/*.png $(RUN_DIR)/html/images/
+	@cp samples/*.jpg samples/*.png $(RUN_DIR)/html/shop/
+	@sed -e 's/@PORT@/$(PORT)/g' -e 's/@ORIGIN_PORT@/$(ORIGIN_PORT)/g' \
+	    nginx-conf/demo.conf > $(RUN_DIR)/conf/nginx.conf
+	@$(NGINX) -p $(RUN_DIR) -c conf/nginx.conf -e logs/error.log -t -q
+	@$(NGINX) -p $(RUN_DIR) -c conf/nginx.conf -e logs/error.log
+	@echo
+	@echo "nginx with smart-imaging is running on http://127.0.0.1:$(PORT)/ (logs in $(RUN_DIR)/logs)"
+	@echo "Samples: $$(cd samples && ls *.jpg *.png | tr '\n' ' ')"
+	@echo "Try:"
+	@echo "  curl -s -o /dev/null -D - -H 'Accept: image/webp' http://127.0.0.1:$(PORT)/images/$$(cd samples && ls *.jpg | head -n 1)"
+	@echo "  curl -s -o /dev/null -D - http://127.0.0.1:$(PORT)/shop/$$(cd samples && ls *.png | head -n 1)   # proxied, no WebP in Accept"
+	@echo "Stop it with: make stop"
+
+stop:
+	@if [ -f $(RUN_DIR)/logs/nginx.pid ]; then \
+	    kill -QUIT $$(cat $(RUN_DIR)/logs/nginx.pid) 2>/dev/null || true; \
+	    for i in $$(seq 50); do [ -f $(RUN_DIR)/logs/nginx.pid ] || break; sleep 0.1; done; \
+	fi
+
+test: deps test-rust test-t
+
+test-rust:
+	$(CARGO) test --workspace
+
+test-t: build
+	TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) \
+	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) \
+	TEST_NGINX_SAMPLES=$(CURDIR)/samples \
+	prove -I t/lib -r t/
+
+bench: deps
+	$(CARGO) bench --bench transcode
+
+clean-run: stop
+	rm -rf $(RUN_DIR)

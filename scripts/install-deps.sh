@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what building and testing smart-imaging needs on Debian (bookworm),
+# and nothing that is already there. Run as root. Idempotent and quick when
+# everything is present, so `make run` and `make test` call it every time.
+set -euo pipefail
+
+packages=(
+  # building nginx (vendored by nginx-sys) and the module
+  build-essential make pkg-config libclang-dev libpcre2-dev libssl-dev zlib1g-dev
+  # SIMD for mozjpeg: without nasm it silently builds a slow scalar libjpeg
+  nasm
+  # tests: HTTP/2 client, TLS certificates, reference WebP decoder, process tools
+  curl openssl webp procps
+  # t/: our Test::Nginx-compatible harness and what it builds on
+  perl libtest-base-perl libtext-diff-perl liblist-moreutils-perl libwww-perl
+  libipc-run-perl liburi-perl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: need root to install packages (or install them yourself)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  # Debian's own cargo/rustc (1.63 in bookworm) is too old for the ngx crate.
+  echo "install-deps: cargo not found. Install Rust >= 1.81 with rustup" \
+       "(https://rustup.rs), then run this again." >&2
+  exit 1
+fi

@@ -1,0 +1,541 @@
+//! The header and body filters.
+//!
+//! One context per converted request, with an explicit state machine (as in
+//! `ngx_http_image_filter_module.c`):
+//!
+//! ```text
+//! header filter: candidate? ──no──> pass headers on untouched (plus Vary)
+//!        │ yes: hold the header, create the context
+//!        v
+//!   Buffering ──body over limit / not an image / can't offload──> Done (original)
+//!        │ last buffer: post the transcode to the thread pool
+//!        v
+//!   Transcoding ──(pool thread finishes, event loop resumes us)──> Ready
+//!        v
+//!   Ready: send converted headers + body, or the original unchanged ──> Done
+//! ```
+//!
+//! Whatever goes wrong after the header was held, the original headers and
+//! bytes are sent: a client never sees a failure caused by this module.
+
+use core::ffi::c_void;
+use core::ptr;
+use core::slice;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use ngx::ffi::{
+    ngx_alloc_chain_link, ngx_buf_t, ngx_chain_t, ngx_http_output_body_filter_pt,
+    ngx_http_output_header_filter_pt, ngx_http_request_t, ngx_int_t, ngx_pcalloc,
+    ngx_pool_cleanup_add, NGX_AGAIN, NGX_ERROR, NGX_HTTP_HEAD, NGX_HTTP_NOT_MODIFIED, NGX_HTTP_OK,
+    NGX_LOG_ALERT, NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
+};
+use ngx::ngx_log_error;
+use smart_imaging_core::policy::{accepts, parse_url_args};
+use smart_imaging_core::{sniff, KeepReason, Outcome, Plan, TargetFormat};
+
+use crate::config::LocConf;
+use crate::http;
+use crate::offload::{self, Job, PostError};
+
+/// The next filters in nginx's chains, saved at postconfiguration.
+pub static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
+pub static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;
+
+/// Our bit in `c->buffered` while a transcode is pending: tells
+/// `ngx_http_finalize_request` that the response is not complete yet
+/// (the same value `ngx_http_image_filter_module` uses).
+const SMART_IMAGING_BUFFERED: u32 = 0x08;
+
+/// Content types whose bodies may be converted (then confirmed by sniffing).
+const CANDIDATE_TYPES: &[&[u8]] = &[
+    b"image/jpeg",
+    b"image/jpg",
+    b"image/pjpeg",
+    b"image/png",
+    b"image/x-png",
+];
+
+#[derive(Debug)]
+enum Phase {
+    Buffering,
+    Transcoding,
+    Ready,
+    Done,
+}
+
+/// Per-request state, allocated when the header filter decides to buffer and
+/// dropped by a cleanup of the request pool.
+struct RequestCtx {
+    phase: Phase,
+    /// The original body, as received.
+    original: Vec<u8>,
+    /// Whether the original's last buffer has been seen.
+    complete: bool,
+    limit: usize,
+    plan: Plan,
+    /// The job while a pool thread owns it (`Phase::Transcoding`).
+    job: *mut Job,
+    outcome: Option<Outcome>,
+    elapsed: Duration,
+    /// Converted bytes, kept alive here while nginx sends them.
+    converted: Vec<u8>,
+}
+
+unsafe fn next_header(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: set once at postconfiguration, before any request.
+    match unsafe { NEXT_HEADER_FILTER } {
+        // SAFETY: nginx's next filter accepts any valid request.
+        Some(f) => unsafe { f(r) },
+        None => NGX_ERROR as ngx_int_t,
+    }
+}
+
+unsafe fn next_body(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
+    // SAFETY: as in `next_header`.
+    match unsafe { NEXT_BODY_FILTER } {
+        // SAFETY: forwarded chain of valid links (or NULL).
+        Some(f) => unsafe { f(r, chain) },
+        None => NGX_ERROR as ngx_int_t,
+    }
+}
+
+/// # Safety
+/// `r` must be a valid request of an HTTP location.
+unsafe fn loc_conf(r: *mut ngx_http_request_t) -> &'static LocConf {
+    // SAFETY: nginx allocated this module's LocConf for every location.
+    unsafe {
+        let idx = crate::ngx_http_smart_imaging_module.ctx_index;
+        &*(*(*r).loc_conf.add(idx)).cast::<LocConf>()
+    }
+}
+
+unsafe fn get_ctx(r: *mut ngx_http_request_t) -> *mut RequestCtx {
+    // SAFETY: r->ctx has one slot per HTTP module.
+    unsafe {
+        let idx = crate::ngx_http_smart_imaging_module.ctx_index;
+        (*(*r).ctx.add(idx)).cast()
+    }
+}
+
+unsafe extern "C" fn drop_ctx(data: *mut c_void) {
+    let ctx = data.cast::<RequestCtx>();
+    // SAFETY: `data` is the Box leaked in `create_ctx`, dropped exactly once
+    // here when the request pool is destroyed.
+    let ctx = unsafe { Box::from_raw(ctx) };
+    if !ctx.job.is_null() {
+        // Cannot happen: a request is not freed while its job runs. Should
+        // it ever, leaking is safe and freeing under the thread is not.
+        std::mem::forget(ctx);
+    }
+}
+
+unsafe fn create_ctx(r: *mut ngx_http_request_t, ctx: RequestCtx) -> Option<*mut RequestCtx> {
+    // SAFETY: the request pool is valid; the cleanup frees the context.
+    unsafe {
+        let cln = ngx_pool_cleanup_add((*r).pool, 0);
+        if cln.is_null() {
+            return None;
+        }
+        let ctx = Box::into_raw(Box::new(ctx));
+        (*cln).handler = Some(drop_ctx);
+        (*cln).data = ctx.cast();
+        let idx = crate::ngx_http_smart_imaging_module.ctx_index;
+        *(*r).ctx.add(idx) = ctx.cast();
+        Some(ctx)
+    }
+}
+
+fn is_candidate_type(mime: &[u8]) -> bool {
+    CANDIDATE_TYPES.contains(&mime)
+}
+
+/// Header filter: decides whether this response may be converted, and if so
+/// holds its header until the body has been seen.
+pub unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls header filters with a valid request.
+    match catch_unwind(AssertUnwindSafe(|| unsafe { header_filter_inner(r) })) {
+        Ok(rc) => rc,
+        // A bug here must not cost the response: send it on untouched.
+        // SAFETY: as above.
+        Err(_) => unsafe {
+            ngx_log_error!(
+                NGX_LOG_ALERT,
+                (*(*r).connection).log,
+                "smart_imaging: panic in header filter"
+            );
+            next_header(r)
+        },
+    }
+}
+
+unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: `r` is valid for the whole call (caller's contract).
+    unsafe {
+        let conf = loc_conf(r);
+        let status = (*r).headers_out.status as u32;
+        if !conf.enabled()
+            || r != (*r).main
+            || (status != NGX_HTTP_OK && status != NGX_HTTP_NOT_MODIFIED)
+            || !is_candidate_type(&http::response_mime(r))
+            || parse_url_args((*r).args.as_bytes()).bfc_off
+        {
+            return next_header(r);
+        }
+        let ce = (*r).headers_out.content_encoding;
+        if !ce.is_null() && (*ce).hash != 0 && (*ce).value.len != 0 {
+            return next_header(r);
+        }
+
+        // From here on the response depends on Accept, whatever we do.
+        if !http::add_vary(r, "Accept") {
+            return NGX_ERROR as ngx_int_t;
+        }
+        if status == NGX_HTTP_NOT_MODIFIED {
+            return next_header(r);
+        }
+        if conf.ttl > 0 && !http::add_default_ttl(r, conf.ttl as i64) {
+            return NGX_ERROR as ngx_int_t;
+        }
+        // HEAD is only marked header-only at the end of the chain.
+        if (*r).header_only() != 0 || (*r).method == NGX_HTTP_HEAD as usize {
+            return next_header(r);
+        }
+        let target = TargetFormat::WebP;
+        if !http::request_header_values(r, "Accept").any(|v| accepts(v, target.mime())) {
+            return next_header(r);
+        }
+        let length = (*r).headers_out.content_length_n;
+        if length > conf.buffer as i64 {
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                (*(*r).connection).log,
+                "smart_imaging: body of {} bytes is over smart_imaging_buffer ({}), serving original",
+                length,
+                conf.buffer
+            );
+            return next_header(r);
+        }
+
+        let ctx = RequestCtx {
+            phase: Phase::Buffering,
+            original: Vec::with_capacity(length.clamp(0, conf.buffer as i64) as usize),
+            complete: false,
+            limit: conf.buffer,
+            plan: Plan {
+                target,
+                quality: conf.webp_quality as u8,
+            },
+            job: ptr::null_mut(),
+            outcome: None,
+            elapsed: Duration::ZERO,
+            converted: Vec::new(),
+        };
+        if create_ctx(r, ctx).is_none() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        // Static files must reach us as memory, not file buffers.
+        (*r).set_main_filter_need_in_memory(1);
+        // The range filter runs after us and would slice a body it never
+        // saw; whatever we send is sent whole.
+        http::clear_accept_ranges(r);
+        NGX_OK as ngx_int_t
+    }
+}
+
+/// Body filter: buffers, offloads, then sends the result.
+pub unsafe extern "C" fn body_filter(
+    r: *mut ngx_http_request_t,
+    chain: *mut ngx_chain_t,
+) -> ngx_int_t {
+    // SAFETY: nginx calls body filters with a valid request and chain.
+    let ctx = unsafe { get_ctx(r) };
+    if ctx.is_null() {
+        // SAFETY: as above.
+        return unsafe { next_body(r, chain) };
+    }
+    // SAFETY: the context lives as long as the request.
+    match catch_unwind(AssertUnwindSafe(|| unsafe {
+        body_filter_inner(r, &mut *ctx, chain)
+    })) {
+        Ok(rc) => rc,
+        Err(_) => {
+            // SAFETY: as above.
+            unsafe {
+                ngx_log_error!(
+                    NGX_LOG_ALERT,
+                    (*(*r).connection).log,
+                    "smart_imaging: panic in body filter"
+                );
+            }
+            NGX_ERROR as ngx_int_t
+        }
+    }
+}
+
+unsafe fn body_filter_inner(
+    r: *mut ngx_http_request_t,
+    ctx: &mut RequestCtx,
+    chain: *mut ngx_chain_t,
+) -> ngx_int_t {
+    // SAFETY: `r` and `chain` are valid (caller's contract).
+    unsafe {
+        match ctx.phase {
+            Phase::Done => next_body(r, chain),
+            Phase::Transcoding => {
+                consume(chain);
+                NGX_AGAIN as ngx_int_t
+            }
+            Phase::Ready => send_result(r, ctx),
+            Phase::Buffering => buffer(r, ctx, chain),
+        }
+    }
+}
+
+/// Marks every buffer of `chain` as sent (so upstream buffers are recycled).
+unsafe fn consume(mut chain: *mut ngx_chain_t) {
+    // SAFETY: a valid chain of valid buffers.
+    unsafe {
+        while !chain.is_null() {
+            let b = (*chain).buf;
+            (*b).pos = (*b).last;
+            chain = (*chain).next;
+        }
+    }
+}
+
+fn in_memory(b: &ngx_buf_t) -> bool {
+    b.temporary() != 0 || b.memory() != 0 || b.mmap() != 0
+}
+
+unsafe fn buffer(
+    r: *mut ngx_http_request_t,
+    ctx: &mut RequestCtx,
+    chain: *mut ngx_chain_t,
+) -> ngx_int_t {
+    // SAFETY: valid request and chain (caller's contract).
+    unsafe {
+        let log = (*(*r).connection).log;
+        let mut cl = chain;
+        while !cl.is_null() {
+            let b = &mut *(*cl).buf;
+            let size = if in_memory(b) {
+                b.last.offset_from(b.pos) as usize
+            } else {
+                0
+            };
+            if !in_memory(b) && b.file_last > b.file_pos {
+                ngx_log_error!(
+                    NGX_LOG_WARN,
+                    log,
+                    "smart_imaging: body arrived in a file buffer, serving original"
+                );
+                return send_original(r, ctx, cl);
+            }
+            if ctx.original.len() + size > ctx.limit {
+                ngx_log_error!(
+                    NGX_LOG_INFO,
+                    log,
+                    "smart_imaging: body is over smart_imaging_buffer ({} bytes), serving original",
+                    ctx.limit
+                );
+                return send_original(r, ctx, cl);
+            }
+            if size > 0 {
+                ctx.original
+                    .extend_from_slice(slice::from_raw_parts(b.pos, size));
+                b.pos = b.last;
+            }
+            if b.last_buf() != 0 {
+                ctx.complete = true;
+            }
+            cl = (*cl).next;
+        }
+
+        // Don't hold a large body that is not an image at all.
+        let decided = ctx.original.len() >= 8 || ctx.complete;
+        if decided && sniff(&ctx.original).is_none() {
+            ngx_log_error!(
+                NGX_LOG_WARN,
+                log,
+                "smart_imaging: {} (Content-Type says image), serving original",
+                KeepReason::NotAnImage
+            );
+            return send_original(r, ctx, ptr::null_mut());
+        }
+        if !ctx.complete {
+            return NGX_OK as ngx_int_t;
+        }
+        start_transcode(r, ctx)
+    }
+}
+
+unsafe fn start_transcode(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_int_t {
+    // SAFETY: valid request (caller's contract).
+    unsafe {
+        let conf = loc_conf(r);
+        let log = (*(*r).connection).log;
+        let job = Box::new(Job {
+            input: std::mem::take(&mut ctx.original),
+            plan: ctx.plan.clone(),
+            limits: conf.limits(),
+            outcome: None,
+            elapsed: Duration::ZERO,
+        });
+        match offload::post(r, conf.thread_pool, conf.max_jobs as usize, job) {
+            Ok(job) => {
+                ctx.job = job;
+                ctx.phase = Phase::Transcoding;
+                let c = (*r).connection;
+                (*c).set_buffered((*c).buffered() | SMART_IMAGING_BUFFERED);
+                NGX_AGAIN as ngx_int_t
+            }
+            Err((job, why)) => {
+                ctx.original = job.input;
+                let why = match why {
+                    PostError::Overloaded(n) => {
+                        format!("{n} transcodes in progress (smart_imaging_max_jobs)")
+                    }
+                    PostError::QueueFull => "the thread pool queue is full".to_string(),
+                    PostError::Alloc => "could not allocate a thread task".to_string(),
+                };
+                ngx_log_error!(
+                    NGX_LOG_WARN,
+                    log,
+                    "smart_imaging: {}, serving original",
+                    why
+                );
+                send_original(r, ctx, ptr::null_mut())
+            }
+        }
+    }
+}
+
+/// Called on the event loop when the pool thread has finished the job.
+///
+/// # Safety
+/// `r` must be the request the job was posted for.
+pub unsafe fn job_finished(r: *mut ngx_http_request_t) {
+    // SAFETY: the request and its context are alive (the request is blocked),
+    // and the thread no longer touches the job.
+    unsafe {
+        let ctx = &mut *get_ctx(r);
+        let job = Box::from_raw(ctx.job);
+        ctx.job = ptr::null_mut();
+        let job = *job;
+        ctx.original = job.input;
+        ctx.outcome = job.outcome;
+        ctx.elapsed = job.elapsed;
+        ctx.phase = Phase::Ready;
+        let c = (*r).connection;
+        (*c).set_buffered((*c).buffered() & !SMART_IMAGING_BUFFERED);
+    }
+}
+
+unsafe fn send_result(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_int_t {
+    // SAFETY: valid request (caller's contract).
+    unsafe {
+        let log = (*(*r).connection).log;
+        let uri = (*r).uri.as_bytes();
+        let uri = String::from_utf8_lossy(uri);
+        let ms = ctx.elapsed.as_secs_f64() * 1000.0;
+        match ctx.outcome.take() {
+            Some(Outcome::Converted(converted)) => {
+                ngx_log_error!(
+                    NGX_LOG_INFO,
+                    log,
+                    "smart_imaging: \"{}\" converted to {}: {} -> {} bytes in {:.1} ms",
+                    uri,
+                    converted.format.name(),
+                    ctx.original.len(),
+                    converted.bytes.len(),
+                    ms
+                );
+                ctx.converted = converted.bytes;
+                http::set_content_type(r, converted.format.mime());
+                http::set_content_length(r, ctx.converted.len());
+                http::set_variant_etag(r, converted.format.name());
+                ctx.phase = Phase::Done;
+                let rc = next_header(r);
+                if rc == NGX_ERROR as ngx_int_t
+                    || rc > NGX_OK as ngx_int_t
+                    || (*r).header_only() != 0
+                {
+                    return rc;
+                }
+                let body = (ctx.converted.as_ptr(), ctx.converted.len());
+                send_bytes(r, body, true, ptr::null_mut())
+            }
+            Some(Outcome::Original(reason)) => {
+                let level = match reason {
+                    KeepReason::NotSmaller { .. } => NGX_LOG_INFO,
+                    KeepReason::Panic(_) => NGX_LOG_ALERT,
+                    _ => NGX_LOG_WARN,
+                };
+                ngx_log_error!(
+                    level,
+                    log,
+                    "smart_imaging: \"{}\" not converted ({:.1} ms): {}, serving original",
+                    uri,
+                    ms,
+                    reason
+                );
+                send_original(r, ctx, ptr::null_mut())
+            }
+            None => send_original(r, ctx, ptr::null_mut()),
+        }
+    }
+}
+
+/// Sends the held header unchanged, then the buffered original bytes
+/// followed by `rest` (the part of the body not buffered yet, if any).
+unsafe fn send_original(
+    r: *mut ngx_http_request_t,
+    ctx: &mut RequestCtx,
+    rest: *mut ngx_chain_t,
+) -> ngx_int_t {
+    // SAFETY: valid request (caller's contract).
+    unsafe {
+        ctx.phase = Phase::Done;
+        let rc = next_header(r);
+        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
+            return rc;
+        }
+        if ctx.original.is_empty() && !ctx.complete {
+            return next_body(r, rest);
+        }
+        let body = (ctx.original.as_ptr(), ctx.original.len());
+        send_bytes(r, body, ctx.complete, rest)
+    }
+}
+
+/// Sends `len` bytes at `data` (owned by the context, so alive until the
+/// request is freed) as one memory buffer, followed by `rest`.
+unsafe fn send_bytes(
+    r: *mut ngx_http_request_t,
+    (data, len): (*const u8, usize),
+    last: bool,
+    rest: *mut ngx_chain_t,
+) -> ngx_int_t {
+    // SAFETY: buffer and link come from the request pool; `data` outlives
+    // the request's output (see RequestCtx::converted / original).
+    unsafe {
+        let pool = (*r).pool;
+        let b = ngx_pcalloc(pool, size_of::<ngx_buf_t>()).cast::<ngx_buf_t>();
+        let cl = ngx_alloc_chain_link(pool);
+        if b.is_null() || cl.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        if len > 0 {
+            (*b).pos = data.cast_mut();
+            (*b).last = data.add(len).cast_mut();
+            (*b).start = (*b).pos;
+            (*b).end = (*b).last;
+            (*b).set_memory(1);
+        }
+        (*b).set_last_buf(u32::from(last));
+        (*cl).buf = b;
+        (*cl).next = rest;
+        next_body(r, cl)
+    }
+}

@@ -1,0 +1,261 @@
+//! Reading and rewriting request/response headers. These reimplement the
+//! small C macros nginx filters use (`ngx_http_clear_content_length` etc.),
+//! which bindgen cannot bind.
+
+use core::ptr;
+use core::slice;
+
+use ngx::ffi::{
+    ngx_http_request_t, ngx_list_part_t, ngx_list_push, ngx_pnalloc, ngx_str_t, ngx_table_elt_t,
+};
+
+/// Iterates over the entries of an nginx header list.
+///
+/// # Safety
+/// `list` must be a valid, initialised `ngx_list_t` of `ngx_table_elt_t`.
+unsafe fn header_entries(part: *mut ngx_list_part_t) -> impl Iterator<Item = *mut ngx_table_elt_t> {
+    let mut part = part;
+    let mut i = 0usize;
+    core::iter::from_fn(move || loop {
+        // SAFETY: the caller guarantees a well-formed list; `nelts` bounds
+        // each part's element array and `next` is NULL after the last part.
+        unsafe {
+            if part.is_null() {
+                return None;
+            }
+            if i < (*part).nelts {
+                let elt = (*part).elts.cast::<ngx_table_elt_t>().add(i);
+                i += 1;
+                return Some(elt);
+            }
+            part = (*part).next;
+            i = 0;
+        }
+    })
+}
+
+/// The values of every request header named `name` (case-insensitive).
+///
+/// # Safety
+/// `r` must be a valid request whose headers have been parsed.
+pub unsafe fn request_header_values<'a>(
+    r: *mut ngx_http_request_t,
+    name: &'a str,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    // SAFETY: headers_in.headers is initialised once the request is read.
+    let entries = unsafe { header_entries(&raw mut (*r).headers_in.headers.part) };
+    entries.filter_map(move |h| {
+        // SAFETY: entries are valid table elements for the request's life.
+        let h = unsafe { &*h };
+        h.key
+            .as_bytes()
+            .eq_ignore_ascii_case(name.as_bytes())
+            .then(|| h.value.as_bytes())
+    })
+}
+
+/// Whether a response header `name` already lists `token` (comma-separated,
+/// case-insensitive), e.g. `Vary: Accept-Encoding, Accept`.
+///
+/// # Safety
+/// `r` must be a valid request.
+unsafe fn response_header_has_token(r: *mut ngx_http_request_t, name: &str, token: &str) -> bool {
+    // SAFETY: headers_out.headers is initialised for every request.
+    let mut entries = unsafe { header_entries(&raw mut (*r).headers_out.headers.part) };
+    entries.any(|h| {
+        // SAFETY: as above.
+        let h = unsafe { &*h };
+        h.hash != 0
+            && h.key.as_bytes().eq_ignore_ascii_case(name.as_bytes())
+            && h.value.as_bytes().split(|&b| b == b',').any(|t| {
+                t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()) || t.trim_ascii() == b"*"
+            })
+    })
+}
+
+/// Appends a response header. `key` and `value` must live as long as the
+/// request (static strings, or memory from the request pool).
+///
+/// # Safety
+/// `r` must be a valid request whose header has not been sent yet.
+unsafe fn push_header(
+    r: *mut ngx_http_request_t,
+    key: ngx_str_t,
+    value: ngx_str_t,
+) -> Option<*mut ngx_table_elt_t> {
+    // SAFETY: the list belongs to the request and is allocated from its pool.
+    let h = unsafe { ngx_list_push(&raw mut (*r).headers_out.headers) }.cast::<ngx_table_elt_t>();
+    if h.is_null() {
+        return None;
+    }
+    // SAFETY: `h` is a fresh, writable element of the list.
+    unsafe {
+        (*h).hash = 1;
+        (*h).key = key;
+        (*h).value = value;
+        (*h).lowcase_key = ptr::null_mut();
+        (*h).next = ptr::null_mut();
+    }
+    Some(h)
+}
+
+const fn static_str(s: &'static str) -> ngx_str_t {
+    ngx_str_t {
+        len: s.len(),
+        data: s.as_ptr().cast_mut(),
+    }
+}
+
+/// Copies `bytes` into the request pool.
+///
+/// # Safety
+/// `r` must be a valid request.
+unsafe fn pool_str(r: *mut ngx_http_request_t, bytes: &[u8]) -> Option<ngx_str_t> {
+    // SAFETY: the pool outlives every header of the request.
+    let data = unsafe { ngx_pnalloc((*r).pool, bytes.len()) }.cast::<u8>();
+    if data.is_null() {
+        return None;
+    }
+    // SAFETY: `data` has room for `bytes.len()` bytes and does not overlap.
+    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len()) };
+    Some(ngx_str_t {
+        len: bytes.len(),
+        data,
+    })
+}
+
+/// Adds `Vary: <token>` unless a `Vary` header already covers it.
+///
+/// # Safety
+/// `r` must be a valid request whose header has not been sent yet.
+pub unsafe fn add_vary(r: *mut ngx_http_request_t, token: &'static str) -> bool {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        response_header_has_token(r, "Vary", token)
+            || push_header(r, static_str("Vary"), static_str(token)).is_some()
+    }
+}
+
+/// Adds `Cache-Control: max-age=<ttl>` when the response carries neither
+/// `Cache-Control` nor `Expires` (what `smart_imaging_ttl` promises).
+///
+/// # Safety
+/// `r` must be a valid request whose header has not been sent yet.
+pub unsafe fn add_default_ttl(r: *mut ngx_http_request_t, ttl: i64) -> bool {
+    // SAFETY: `r` is valid; header pointers are NULL or valid elements.
+    unsafe {
+        let out = &raw mut (*r).headers_out;
+        if !(*out).cache_control.is_null() || !(*out).expires.is_null() {
+            return true;
+        }
+        let value = format!("max-age={ttl}");
+        let Some(value) = pool_str(r, value.as_bytes()) else {
+            return false;
+        };
+        match push_header(r, static_str("Cache-Control"), value) {
+            Some(h) => {
+                (*out).cache_control = h;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// `ngx_http_clear_accept_ranges`: no byte ranges of this response.
+///
+/// # Safety
+/// `r` must be a valid request whose header has not been sent yet.
+pub unsafe fn clear_accept_ranges(r: *mut ngx_http_request_t) {
+    // SAFETY: `r` is valid; `accept_ranges` is NULL or a list element.
+    unsafe {
+        (*r).set_allow_ranges(0);
+        let h = (*r).headers_out.accept_ranges;
+        if !h.is_null() {
+            (*h).hash = 0;
+            (*r).headers_out.accept_ranges = ptr::null_mut();
+        }
+    }
+}
+
+/// `ngx_http_clear_content_length` followed by setting the new length.
+///
+/// # Safety
+/// `r` must be a valid request whose header has not been sent yet.
+pub unsafe fn set_content_length(r: *mut ngx_http_request_t, len: usize) {
+    // SAFETY: as above.
+    unsafe {
+        (*r).headers_out.content_length_n = len as _;
+        let h = (*r).headers_out.content_length;
+        if !h.is_null() {
+            (*h).hash = 0;
+            (*r).headers_out.content_length = ptr::null_mut();
+        }
+    }
+}
+
+/// Sets `Content-Type` to a static MIME type without charset.
+///
+/// # Safety
+/// `r` must be a valid request whose header has not been sent yet.
+pub unsafe fn set_content_type(r: *mut ngx_http_request_t, mime: &'static str) {
+    // SAFETY: as above; the static string outlives the request.
+    unsafe {
+        let out = &raw mut (*r).headers_out;
+        (*out).content_type = static_str(mime);
+        (*out).content_type_len = mime.len();
+        (*out).content_type_lowcase = ptr::null_mut();
+        (*out).content_type_hash = 0;
+        (*out).charset = ngx_str_t::empty();
+    }
+}
+
+/// Gives a converted response its own validator: the upstream ETag names
+/// different bytes, so the derivative gets a weak ETag derived from it and
+/// from the variant (`W/"<etag>-webp"`). Without an upstream ETag there is none.
+///
+/// # Safety
+/// `r` must be a valid request whose header has not been sent yet.
+pub unsafe fn set_variant_etag(r: *mut ngx_http_request_t, variant: &str) {
+    // SAFETY: as above.
+    unsafe {
+        let h = (*r).headers_out.etag;
+        if h.is_null() {
+            return;
+        }
+        let old = (*h).value.as_bytes();
+        let opaque = old.strip_prefix(b"W/").unwrap_or(old);
+        let opaque = opaque.strip_prefix(b"\"").unwrap_or(opaque);
+        let opaque = opaque.strip_suffix(b"\"").unwrap_or(opaque);
+        let mut value = Vec::with_capacity(opaque.len() + variant.len() + 6);
+        value.extend_from_slice(b"W/\"");
+        value.extend_from_slice(opaque);
+        value.push(b'-');
+        value.extend_from_slice(variant.as_bytes());
+        value.push(b'"');
+        match pool_str(r, &value) {
+            Some(v) => (*h).value = v,
+            None => {
+                // Better no validator than a wrong one.
+                (*h).hash = 0;
+                (*r).headers_out.etag = ptr::null_mut();
+            }
+        }
+    }
+}
+
+/// The MIME type of the response, without parameters, lower-cased.
+///
+/// # Safety
+/// `r` must be a valid request.
+pub unsafe fn response_mime(r: *mut ngx_http_request_t) -> Vec<u8> {
+    // SAFETY: content_type is empty or points to valid bytes.
+    let ct = unsafe { &(*r).headers_out.content_type };
+    if ct.len == 0 || ct.data.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: `data` holds `len` bytes.
+    let bytes = unsafe { slice::from_raw_parts(ct.data, ct.len) };
+    let end = bytes.iter().position(|&b| b == b';').unwrap_or(bytes.len());
+    bytes[..end].trim_ascii().to_ascii_lowercase()
+}

@@ -1,0 +1,122 @@
+//! `ngx_http_smart_imaging_module`: serves JPEG and PNG responses as the
+//! smallest format the client can decode, converting them in nginx's body
+//! filter on a thread pool.
+//!
+//! This crate is the thin nginx layer: directives ([`config`]), the header
+//! and body filters ([`filter`]), running work off the event loop
+//! ([`offload`]). Every image decision and byte of image work is in the
+//! `smart-imaging-core` crate, which knows nothing of nginx.
+//!
+//! Rules for this layer: every function nginx calls catches panics (none may
+//! unwind into C), and every `unsafe` block says why it is sound.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![allow(non_upper_case_globals)]
+
+mod config;
+mod filter;
+mod http;
+mod offload;
+
+use core::ffi::{c_char, c_void};
+use core::ptr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::ffi::{
+    ngx_conf_t, ngx_cycle_t, ngx_http_module_t, ngx_http_top_body_filter,
+    ngx_http_top_header_filter, ngx_int_t, ngx_module_t, ngx_uint_t, NGX_ERROR, NGX_HTTP_MODULE,
+    NGX_OK,
+};
+
+use config::LocConf;
+
+static NGX_HTTP_SMART_IMAGING_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
+    preconfiguration: None,
+    postconfiguration: Some(postconfiguration),
+    create_main_conf: None,
+    init_main_conf: None,
+    create_srv_conf: None,
+    merge_srv_conf: None,
+    create_loc_conf: Some(create_loc_conf),
+    merge_loc_conf: Some(merge_loc_conf),
+};
+
+/// The module nginx loads. The name of this static is the module's name.
+#[no_mangle]
+pub static mut ngx_http_smart_imaging_module: ngx_module_t = ngx_module_t {
+    ctx: &raw const NGX_HTTP_SMART_IMAGING_MODULE_CTX as *mut c_void,
+    commands: &raw mut config::COMMANDS as *mut _,
+    type_: NGX_HTTP_MODULE as ngx_uint_t,
+    init_process: Some(init_process),
+    ..ngx_module_t::default()
+};
+
+// What `ngx::ngx_modules!` exports, plus a real `ngx_module_order`: like C
+// filter modules (`auto/module`), ours must sit below the copy filter (so
+// static files arrive in memory) and below the headers filter (so the
+// `expires`/`add_header` of the location are seen before we decide on
+// `Cache-Control`).
+#[no_mangle]
+pub static mut ngx_modules: [*const ngx_module_t; 2] =
+    [&raw const ngx_http_smart_imaging_module, ptr::null()];
+
+#[no_mangle]
+pub static mut ngx_module_names: [*const c_char; 2] =
+    [c"ngx_http_smart_imaging_module".as_ptr(), ptr::null()];
+
+#[no_mangle]
+pub static mut ngx_module_order: [*const c_char; 4] = [
+    c"ngx_http_smart_imaging_module".as_ptr(),
+    c"ngx_http_headers_filter_module".as_ptr(),
+    c"ngx_http_copy_filter_module".as_ptr(),
+    ptr::null(),
+];
+
+unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    // SAFETY: nginx passes a valid conf; the LocConf is allocated from the
+    // configuration pool and lives as long as the configuration.
+    let pool = unsafe { ngx::core::Pool::from_ngx_pool((*cf).pool) };
+    pool.allocate(LocConf::default()).cast()
+}
+
+unsafe extern "C" fn merge_loc_conf(
+    cf: *mut ngx_conf_t,
+    prev: *mut c_void,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let merged = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: nginx passes two LocConf created by create_loc_conf.
+        unsafe {
+            let prev = &*prev.cast::<LocConf>();
+            let conf = &mut *conf.cast::<LocConf>();
+            conf.merge(prev, cf)
+        }
+    }));
+    match merged {
+        Ok(Ok(())) => NGX_CONF_OK,
+        _ => NGX_CONF_ERROR,
+    }
+}
+
+unsafe extern "C" fn postconfiguration(_cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: postconfiguration runs once per configuration load on the
+    // single configuration thread; chaining filters is what C modules do.
+    unsafe {
+        filter::NEXT_HEADER_FILTER = ngx_http_top_header_filter;
+        ngx_http_top_header_filter = Some(filter::header_filter);
+        filter::NEXT_BODY_FILTER = ngx_http_top_body_filter;
+        ngx_http_top_body_filter = Some(filter::body_filter);
+    }
+    NGX_OK as ngx_int_t
+}
+
+unsafe extern "C" fn init_process(_cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // Codec panics are caught and reported through error_log with their
+    // message; the default hook would also print them to stderr (which
+    // nginx sends to the error log without a timestamp or request).
+    match catch_unwind(|| std::panic::set_hook(Box::new(|_| {}))) {
+        Ok(()) => NGX_OK as ngx_int_t,
+        Err(_) => NGX_ERROR as ngx_int_t,
+    }
+}

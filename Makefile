@@ -61,7 +61,7 @@ test-t: build
 	prove -I t/lib -r t/
 
 bench: deps
-	$(CARGO) bench --bench transcode
+	$(CARGO) bench -p smart-imaging-core --bench transcode
 
 clean-run: stop
 	rm -rf $(RUN_DIR)

@@ -1,19 +1,33 @@
-//! Passes the location of the nginx this module is built against on to the
-//! crate's tests and benches (nginx-sys exports it only to direct dependents).
+//! Passes facts about the nginx this module is built against on to the
+//! crate: its build directory (for tests, which run that nginx) and its
+//! feature set (for code that exists only with, e.g., HTTP/2 or threads).
+//! nginx-sys exports these only to crates that depend on it directly.
 
 fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
+
     println!("cargo::rerun-if-env-changed=DEP_NGINX_BUILD_DIR");
     if let Ok(dir) = std::env::var("DEP_NGINX_BUILD_DIR") {
         // `<dir>/nginx` is the binary when nginx-sys built nginx itself
-        // (feature `vendored`); tests use it to run a real server.
+        // (feature `vendored`).
         println!("cargo::rustc-env=SMART_IMAGING_NGINX_BUILD_DIR={dir}");
     }
-    // nginx version, for code that must differ between nginx releases.
-    println!("cargo::rustc-check-cfg=cfg(ngx_feature, values(any()))");
-    println!("cargo::rustc-check-cfg=cfg(ngx_os, values(any()))");
-    println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
-    if let Ok(v) = std::env::var("DEP_NGINX_VERSION_NUMBER") {
-        println!("cargo::rustc-env=SMART_IMAGING_NGINX_VERSION_NUMBER={v}");
+
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_FEATURES_CHECK");
+    println!(
+        "cargo::rustc-check-cfg=cfg(ngx_feature, values({}))",
+        std::env::var("DEP_NGINX_FEATURES_CHECK").unwrap_or_else(|_| "any()".into())
+    );
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_FEATURES");
+    let features = std::env::var("DEP_NGINX_FEATURES").unwrap_or_default();
+    for feature in features.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        println!("cargo::rustc-cfg=ngx_feature=\"{feature}\"");
     }
-    println!("cargo::rerun-if-changed=build.rs");
+    if !features.split(',').any(|f| f.trim() == "threads") && !features.is_empty() {
+        // Transcoding must not run on the event loop; without thread pools
+        // the module cannot work.
+        println!(
+            "cargo::warning=nginx was configured without --with-threads: smart-imaging needs thread pools"
+        );
+    }
 }

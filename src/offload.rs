@@ -127,6 +127,7 @@ unsafe extern "C" fn job_done(ev: *mut ngx_event_t) {
             // than send something broken.
             (*c).set_error(1);
         }
+        #[cfg(ngx_feature = "http_v2")]
         if !(*r).stream.is_null() {
             // HTTP/2: make sure the stream's write handler runs again.
             (*(*c).write).set_ready(1);

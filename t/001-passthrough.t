@@ -1,0 +1,220 @@
+# DRAFT - smart-imaging: pass-through vs. WebP conversion with only
+# "smart_imaging on;" (the module then uses nginx's built-in "default"
+# thread pool, so nginx must be built --with-threads).  Needs the module:
+#
+#   TEST_NGINX_BINARY=/path/to/nginx \
+#   TEST_NGINX_LOAD_MODULES=target/debug/libngx_http_smart_imaging_module.so \
+#       prove -I t/lib t/001-passthrough.t
+#
+# The images come from TEST_NGINX_SAMPLES (default: <repo>/samples, see
+# t/lib/SmartImaging.pm) and are served as /sample.jpg and /sample.png.
+
+use Test::Nginx::Socket;
+use SmartImaging ();
+
+# Which samples stand in for "a JPEG" and "a PNG".
+my %Samples = (
+    'sample.jpg' => 'sk_astronaut.jpg',
+    'sample.png' => 'dolphin_default_ui.png',
+);
+
+if (!SmartImaging::have_samples(values %Samples)) {
+    plan skip_all => "sample images (@{[sort values %Samples]}) missing in"
+                     . " $ENV{TEST_NGINX_SAMPLES}";
+}
+
+# The original bytes, for "--- response_body eval" ($::Jpeg / $::Png).
+our $Jpeg = SmartImaging::slurp(
+    SmartImaging::sample_path($Samples{'sample.jpg'}));
+our $Png  = SmartImaging::slurp(
+    SmartImaging::sample_path($Samples{'sample.png'}));
+
+repeat_each(2);
+no_long_string();
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    # The generated nginx.conf has no mime.types: without this every file
+    # would be served as text/plain (default_type).
+    if (!defined $block->http_config) {
+        $block->set_value('http_config', <<'_EOC_');
+    types {
+        text/plain  txt;
+        image/jpeg  jpg jpeg;
+        image/png   png;
+    }
+_EOC_
+    }
+
+    if (!defined $block->config) {
+        $block->set_value('config', <<'_EOC_');
+    location / {
+        root $TEST_NGINX_HTML_DIR;
+        smart_imaging on;
+    }
+_EOC_
+    }
+
+    # Every block gets the samples plus a text file in the html dir.
+    if (!defined $block->user_files) {
+        my $files = SmartImaging::sample_user_files(
+            map { "$_=$Samples{$_}" } sort keys %Samples);
+        push @$files, ['hello.txt', "hello, world\n"];
+        $block->set_value('user_files', $files);
+    }
+});
+
+# "--- webp: sample.jpg": the body must be a well-formed WebP file (RIFF size
+# matching the number of bytes received) with the dimensions of the image
+# served as /sample.jpg.
+add_response_body_check(sub {
+    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+    my $src = $block->webp;
+    return unless defined $src;
+    $src =~ s/^\s+|\s+$//g;
+    my $name = $block->name;
+
+    my $info = SmartImaging::webp_info($body);
+    ok($info, "$name - body is a WebP file (req $repeated_req_idx)");
+    SKIP: {
+        skip "$name - not a WebP body", 2 unless $info;
+        is($info->{size_ok}, 1,
+           "$name - RIFF size matches the body length"
+           . " (req $repeated_req_idx)");
+        my $orig = SmartImaging::image_info(
+            SmartImaging::slurp(SmartImaging::sample_path($Samples{$src})));
+        is("$info->{width}x$info->{height}",
+           "$orig->{width}x$orig->{height}",
+           "$name - same dimensions as $src (req $repeated_req_idx)");
+    }
+});
+
+plan 'no_plan';
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: bfc=off: JPEG untouched, even for a WebP-capable client
+--- more_headers
+Accept: image/webp,image/*,*/*;q=0.8
+--- request
+GET /sample.jpg?bfc=off
+--- response_headers
+Content-Type: image/jpeg
+!Vary
+--- response_body eval
+$::Jpeg
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: bfc=off: PNG untouched, even for a WebP-capable client
+--- more_headers
+Accept: image/webp
+--- request
+GET /sample.png?foo=1&bfc=off
+--- response_headers
+Content-Type: image/png
+!Vary
+--- response_body eval
+$::Png
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: non-image (text/plain) responses are untouched
+--- more_headers
+Accept: image/webp,*/*
+--- request
+GET /hello.txt
+--- response_headers
+Content-Type: text/plain
+Content-Length: 13
+!Vary
+--- response_body
+hello, world
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: JPEG, no Accept header: original bytes, Vary: Accept
+--- request
+GET /sample.jpg
+--- response_headers
+Content-Type: image/jpeg
+Vary: Accept
+--- response_body eval
+$::Jpeg
+--- no_error_log
+[error]
+
+
+
+=== TEST 5: PNG, Accept without image/webp: original bytes, Vary: Accept
+--- more_headers
+Accept: image/avif,image/png,image/*;q=0.8
+--- request
+GET /sample.png
+--- response_headers
+Content-Type: image/png
+Vary: Accept
+--- response_body eval
+$::Png
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: image/webp;q=0 means "not acceptable": original bytes
+--- more_headers
+Accept: image/webp;q=0, image/jpeg
+--- request
+GET /sample.jpg
+--- response_headers
+Content-Type: image/jpeg
+Vary: Accept
+--- response_body eval
+$::Jpeg
+--- no_error_log
+[error]
+
+
+
+=== TEST 7: JPEG to a WebP-capable client is converted to WebP
+--- more_headers
+Accept: image/webp,*/*
+--- request
+GET /sample.jpg
+--- response_headers
+Content-Type: image/webp
+Vary: Accept
+!Transfer-Encoding
+--- response_headers_like
+Content-Length: ^\d+$
+--- response_body_like: ^RIFF.{4}WEBP
+--- webp: sample.jpg
+--- no_error_log
+[error]
+
+
+
+=== TEST 8: PNG to a WebP-capable client is converted to WebP
+--- more_headers
+Accept: image/webp
+--- request
+GET /sample.png
+--- response_headers
+Content-Type: image/webp
+Vary: Accept
+!Transfer-Encoding
+--- response_headers_like
+Content-Length: ^\d+$
+--- response_body_like: ^RIFF.{4}WEBP
+--- webp: sample.png
+--- no_error_log
+[error]

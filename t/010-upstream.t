@@ -1,0 +1,207 @@
+# smart-imaging behind proxy_pass: an upstream that answers chunked (no
+# Content-Length), proxy_buffering on and off, a body that outgrows
+# smart_imaging_buffer while it streams, and static files read through
+# sendfile / aio threads / directio.
+
+use Test::Nginx::Socket;
+use SmartImaging ();
+
+my %Samples = (
+    'up/photo.jpg' => 'sk_coffee.jpg',
+    'up/alpha.png' => 'sk_horse_alpha.png',
+);
+
+if (!SmartImaging::have_samples(values %Samples)) {
+    plan skip_all => "sample images missing in $ENV{TEST_NGINX_SAMPLES}";
+}
+
+our $Jpeg = SmartImaging::slurp(SmartImaging::sample_path($Samples{'up/photo.jpg'}));
+our $Png  = SmartImaging::slurp(SmartImaging::sample_path($Samples{'up/alpha.png'}));
+
+no_long_string();
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    # An origin on a unix socket. SSI drops Content-Length, so the origin
+    # answers chunked, like many application servers do.
+    $block->set_value('http_config', <<'_EOC_') unless defined $block->http_config;
+    types {
+        image/jpeg  jpg;
+        image/png   png;
+    }
+    server {
+        listen unix:$TEST_NGINX_HTML_DIR/origin.sock;
+        root $TEST_NGINX_HTML_DIR;
+        location /up/ {
+            ssi on;
+            ssi_types image/jpeg image/png;
+            add_header Timing-Allow-Origin "*";
+        }
+    }
+_EOC_
+
+    $block->set_value('user_files', SmartImaging::sample_user_files(
+        map { "$_=$Samples{$_}" } sort keys %Samples))
+        unless defined $block->user_files;
+});
+
+# "--- webp: <user file>": the body is a WebP of that image's size.
+add_response_body_check(sub {
+    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+    my $src = $block->webp;
+    return unless defined $src;
+    $src =~ s/^\s+|\s+$//g;
+    my $info = SmartImaging::webp_info($body);
+    my $orig = SmartImaging::image_info(
+        SmartImaging::slurp(SmartImaging::sample_path($Samples{$src})));
+    ok($info && $info->{size_ok}, $block->name . " - body is a complete WebP file");
+    is($info ? "$info->{width}x$info->{height}" : "none",
+       "$orig->{width}x$orig->{height}", $block->name . " - dimensions of $src");
+});
+
+plan 'no_plan';
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: chunked upstream, buffered proxy: converted, with a Content-Length
+--- config
+    location /up/ {
+        smart_imaging on;
+        proxy_pass http://unix:$TEST_NGINX_HTML_DIR/origin.sock;
+        proxy_http_version 1.1;
+    }
+--- more_headers
+Accept: image/webp,*/*
+--- request
+GET /up/photo.jpg
+--- response_headers
+Content-Type: image/webp
+Vary: Accept
+Timing-Allow-Origin: *
+!Transfer-Encoding
+--- webp: up/photo.jpg
+
+
+
+=== TEST 2: chunked upstream, proxy_buffering off: converted
+--- config
+    location /up/ {
+        smart_imaging on;
+        proxy_pass http://unix:$TEST_NGINX_HTML_DIR/origin.sock;
+        proxy_http_version 1.1;
+        proxy_buffering off;
+    }
+--- more_headers
+Accept: image/webp
+--- request
+GET /up/alpha.png
+--- response_headers
+Content-Type: image/webp
+--- webp: up/alpha.png
+
+
+
+=== TEST 3: chunked upstream outgrows smart_imaging_buffer mid-stream: original, intact
+--- config
+    location /up/ {
+        smart_imaging on;
+        smart_imaging_buffer 16k;
+        proxy_pass http://unix:$TEST_NGINX_HTML_DIR/origin.sock;
+        proxy_http_version 1.1;
+        proxy_buffering off;
+        proxy_buffer_size 4k;
+    }
+--- log_level: info
+--- more_headers
+Accept: image/webp
+--- request
+GET /up/photo.jpg
+--- response_headers
+Content-Type: image/jpeg
+Vary: Accept
+Timing-Allow-Origin: *
+--- response_body eval
+$::Jpeg
+--- error_log
+smart_imaging: body is over smart_imaging_buffer (16384 bytes), serving original
+
+
+
+=== TEST 4: same, with proxy buffering: original, intact
+--- config
+    location /up/ {
+        smart_imaging on;
+        smart_imaging_buffer 16k;
+        proxy_pass http://unix:$TEST_NGINX_HTML_DIR/origin.sock;
+        proxy_http_version 1.1;
+        proxy_buffers 4 4k;
+    }
+--- log_level: info
+--- more_headers
+Accept: image/webp
+--- request
+GET /up/photo.jpg
+--- response_body eval
+$::Jpeg
+--- error_log
+smart_imaging: body is over smart_imaging_buffer (16384 bytes), serving original
+
+
+
+=== TEST 5: no WebP in Accept: chunked original streamed through untouched
+--- config
+    location /up/ {
+        smart_imaging on;
+        proxy_pass http://unix:$TEST_NGINX_HTML_DIR/origin.sock;
+        proxy_http_version 1.1;
+    }
+--- more_headers
+Accept: image/png,image/*;q=0.8
+--- request
+GET /up/alpha.png
+--- response_headers
+Content-Type: image/png
+Vary: Accept
+--- response_body eval
+$::Png
+
+
+
+=== TEST 6: static file through sendfile + aio threads + directio: converted
+--- main_config
+    thread_pool smart_imaging threads=2;
+--- config
+    location /up/ {
+        root $TEST_NGINX_HTML_DIR;
+        smart_imaging on;
+        smart_imaging_thread_pool smart_imaging;
+        sendfile on;
+        aio threads=smart_imaging;
+        directio 4k;
+    }
+--- more_headers
+Accept: image/webp
+--- request
+GET /up/photo.jpg
+--- response_headers
+Content-Type: image/webp
+--- webp: up/photo.jpg
+
+
+
+=== TEST 7: static file through sendfile, no WebP: original bytes
+--- config
+    location /up/ {
+        root $TEST_NGINX_HTML_DIR;
+        smart_imaging on;
+        sendfile on;
+    }
+--- request
+GET /up/photo.jpg
+--- response_headers
+Content-Type: image/jpeg
+--- response_body eval
+$::Jpeg

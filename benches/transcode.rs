@@ -45,13 +45,10 @@ fn load_corpus() -> Vec<Sample> {
     let dir = corpus_dir();
     let manifest = std::fs::read_to_string(dir.join("manifest.csv")).unwrap_or_default();
     let kind_of = |file: &str| {
-        manifest
-            .lines()
-            .skip(1)
-            .find_map(|l| {
-                let mut cols = l.split(',');
-                (cols.next() == Some(file)).then(|| cols.next().unwrap_or("").to_string())
-            })
+        manifest.lines().skip(1).find_map(|l| {
+            let mut cols = l.split(',');
+            (cols.next() == Some(file)).then(|| cols.next().unwrap_or("").to_string())
+        })
     };
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -173,7 +170,13 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode+encode to webp");
     group.sample_size(10);
     let sets = [
-        ("jpeg photos", samples.iter().filter(|s| s.name.ends_with(".jpg")).collect::<Vec<_>>()),
+        (
+            "jpeg photos",
+            samples
+                .iter()
+                .filter(|s| s.name.ends_with(".jpg"))
+                .collect::<Vec<_>>(),
+        ),
         (
             "png opaque",
             samples

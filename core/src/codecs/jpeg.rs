@@ -1,0 +1,193 @@
+//! JPEG decoding through MozJPEG (the `mozjpeg` crate).
+//!
+//! libjpeg cannot return from its error handler; the `mozjpeg` crate makes
+//! it unwind (a Rust panic through the C frames, which are built with
+//! unwinding support). We install our own handler so that we can also stop
+//! on a truncated file, and catch the unwind right here.
+
+use std::ffi::CStr;
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use mozjpeg::{ColorSpace, Decompress, Marker};
+use mozjpeg_sys::{jpeg_common_struct, jpeg_error_mgr, jpeg_std_error, JWRN_JPEG_EOF};
+
+use super::{check_dimensions, exif, icc, panic_message, Image};
+use crate::{KeepReason, Limits};
+
+/// APP1 carries EXIF, APP2 the ICC profile.
+const SAVED_MARKERS: &[Marker] = &[Marker::APP(1), Marker::APP(2)];
+
+pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> {
+    catch_unwind(AssertUnwindSafe(|| decode_unguarded(bytes, limits)))
+        .unwrap_or_else(|payload| Err(KeepReason::Decode(panic_message(&*payload))))
+}
+
+fn decode_unguarded(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> {
+    let io_error = |e: std::io::Error| KeepReason::Decode(format!("JPEG: {e}"));
+
+    // Reads the header (and the saved markers) only.
+    let header = Decompress::builder()
+        .with_err(error_manager())
+        .with_markers(SAVED_MARKERS)
+        .from_mem(bytes)
+        .map_err(io_error)?;
+
+    let (width, height) = (header.width() as u32, header.height() as u32);
+    check_dimensions(width, height, limits)?;
+
+    if matches!(
+        header.color_space(),
+        ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK
+    ) {
+        // Browsers render CMYK JPEGs through their own (profile-dependent)
+        // conversion; we would not match it.
+        return Err(KeepReason::Unsupported("CMYK JPEG".into()));
+    }
+
+    let mut orientation = None;
+    let mut icc_chunks = Vec::new();
+    for marker in header.markers() {
+        match marker.marker {
+            Marker::APP(1) if orientation.is_none() => orientation = exif::orientation(marker.data),
+            Marker::APP(2) => {
+                if let Some(chunk) = marker.data.strip_prefix(b"ICC_PROFILE\0") {
+                    icc_chunks.push(chunk);
+                }
+            }
+            _ => {}
+        }
+    }
+    let icc_profile = match reassemble_icc(&icc_chunks) {
+        Some(profile) => icc::classify(profile)?,
+        None => None,
+    };
+
+    // Gray is expanded to RGB by libjpeg itself.
+    let mut started = header.rgb().map_err(io_error)?;
+    if (started.width(), started.height()) != (width as usize, height as usize) {
+        return Err(KeepReason::Decode(
+            "JPEG output size differs from the header".into(),
+        ));
+    }
+    let pixels: Vec<u8> = started.read_scanlines().map_err(io_error)?;
+    started.finish().map_err(io_error)?;
+    if pixels.len() != width as usize * height as usize * 3 {
+        return Err(KeepReason::Decode(
+            "JPEG: fewer scanlines than the header promised".into(),
+        ));
+    }
+
+    let image = Image {
+        width,
+        height,
+        pixels,
+        has_alpha: false,
+        icc_profile,
+    };
+    Ok(match orientation {
+        Some(o) => exif::apply(image, o),
+        None => image,
+    })
+}
+
+/// Joins the APP2 ICC chunks (payload after "ICC_PROFILE\0": sequence
+/// number from 1, chunk count, data) in sequence order. As in libjpeg-turbo's
+/// `jpeg_read_icc_profile`, an inconsistent set (missing, duplicate or zero
+/// sequence numbers, differing counts) means "no profile", i.e. sRGB.
+/// (Note: MozJPEG's own `write_icc_profile` numbers chunks from 0, which
+/// decoders reject the same way.)
+fn reassemble_icc(chunks: &[&[u8]]) -> Option<Vec<u8>> {
+    let count = usize::from(*chunks.first()?.get(1)?);
+    if count != chunks.len() {
+        return None;
+    }
+    let mut ordered: Vec<Option<&[u8]>> = vec![None; count];
+    for chunk in chunks {
+        let (&[seq, chunk_count], data) = chunk.split_first_chunk::<2>()?;
+        let slot = ordered.get_mut(usize::from(seq).checked_sub(1)?)?;
+        if usize::from(chunk_count) != count || slot.is_some() {
+            return None;
+        }
+        *slot = Some(data);
+    }
+    let parts: Option<Vec<&[u8]>> = ordered.into_iter().collect();
+    Some(parts?.concat())
+}
+
+/// libjpeg's standard error manager, with the two exits that would print
+/// to stderr or call `exit()` replaced.
+fn error_manager() -> jpeg_error_mgr {
+    // SAFETY: jpeg_error_mgr is a C struct of integers, nullable pointers
+    // and `Option`s of function pointers: all-zero is a valid value, and
+    // jpeg_std_error fills in every field before anything reads it.
+    let mut err: jpeg_error_mgr = unsafe { std::mem::zeroed() };
+    // SAFETY: `err` is a valid, exclusively borrowed jpeg_error_mgr; the
+    // function only stores static pointers into it.
+    unsafe { jpeg_std_error(&mut err) };
+    err.error_exit = Some(error_exit);
+    err.emit_message = Some(emit_message);
+    err
+}
+
+/// Fatal errors: unwind (libjpeg requires this function not to return).
+/// `resume_unwind` skips the panic hook, so nothing is printed.
+extern "C-unwind" fn error_exit(cinfo: &mut jpeg_common_struct) {
+    resume_unwind(Box::new(format!("JPEG: {}", message(cinfo))));
+}
+
+/// Warnings (level < 0) and trace messages. Corrupt-data warnings leave an
+/// image browsers show just as libjpeg decodes it, so they are tolerated;
+/// but at a premature end of file libjpeg invents the missing rows, where a
+/// browser would leave them empty: that one is an error for us.
+extern "C-unwind" fn emit_message(cinfo: &mut jpeg_common_struct, level: c_int) {
+    if level >= 0 {
+        return;
+    }
+    // SAFETY: libjpeg calls this with `cinfo.err` pointing to the error
+    // manager installed by `error_manager()`, alive for the whole decode.
+    let err = unsafe { &mut *cinfo.err };
+    if err.msg_code == JWRN_JPEG_EOF as c_int {
+        resume_unwind(Box::new(String::from("JPEG: file is truncated")));
+    }
+    err.num_warnings += 1;
+}
+
+/// The (unformatted) libjpeg message for the current error code.
+fn message(cinfo: &mut jpeg_common_struct) -> String {
+    // SAFETY: see emit_message; `cinfo.err` is our live error manager.
+    let err = unsafe { &*cinfo.err };
+    let code = err.msg_code;
+    if code > 0 && code <= err.last_jpeg_message && !err.jpeg_message_table.is_null() {
+        // SAFETY: jpeg_std_error set the table to libjpeg's static array of
+        // `last_jpeg_message + 1` NUL-terminated strings (or NULL entries).
+        let text = unsafe { *err.jpeg_message_table.add(code as usize) };
+        if !text.is_null() {
+            // SAFETY: a non-NULL table entry is a static C string.
+            return unsafe { CStr::from_ptr(text) }
+                .to_string_lossy()
+                .into_owned();
+        }
+    }
+    format!("libjpeg error {code}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn icc_chunks_in_any_order() {
+        let a: &[u8] = &[2, 3, b'b'];
+        let b: &[u8] = &[1, 3, b'a'];
+        let c: &[u8] = &[3, 3, b'c', b'd'];
+        assert_eq!(reassemble_icc(&[a, b, c]), Some(b"abcd".to_vec()));
+        assert_eq!(reassemble_icc(&[]), None);
+        // Missing, duplicate, zero-based, inconsistent counts, short chunk.
+        assert_eq!(reassemble_icc(&[a, b]), None);
+        assert_eq!(reassemble_icc(&[a, a, c]), None);
+        assert_eq!(reassemble_icc(&[&[0, 1, b'x']]), None);
+        assert_eq!(reassemble_icc(&[&[1, 2, b'x'], &[2, 3, b'y']]), None);
+        assert_eq!(reassemble_icc(&[&[1]]), None);
+    }
+}

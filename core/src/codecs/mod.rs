@@ -1,0 +1,192 @@
+//! Decode JPEG/PNG bodies to pixels; encode pixels as WebP.
+//!
+//! Decoding aims at the pixels a browser would show for the original:
+//! EXIF orientation is applied, colour profiles travel along, and anything
+//! we cannot reproduce faithfully (CMYK, odd PNG gamma, animation) is
+//! refused with [`KeepReason::Unsupported`] so the original is served.
+//!
+//! Every decoder checks the dimensions from the header against
+//! [`Limits::max_pixels`] before it allocates pixel memory.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod exif;
+mod icc;
+mod jpeg;
+mod png;
+pub mod webp;
+
+use std::any::Any;
+
+use crate::sniff::{sniff, SourceFormat};
+use crate::{KeepReason, Limits};
+
+/// Decoded pixels, 8 bits per sample, rows top to bottom without padding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Image {
+    pub width: u32,
+    pub height: u32,
+    /// RGB8 (3 bytes per pixel) or, when `has_alpha`, RGBA8 (4 bytes per
+    /// pixel, straight i.e. not premultiplied alpha).
+    pub pixels: Vec<u8>,
+    pub has_alpha: bool,
+    /// The source's ICC profile, or `None` when it had none or it was sRGB
+    /// (what a browser assumes anyway, so embedding it would only cost bytes).
+    pub icc_profile: Option<Vec<u8>>,
+}
+
+impl Image {
+    /// Bytes per pixel: 3 or 4.
+    pub fn channels(&self) -> usize {
+        if self.has_alpha {
+            4
+        } else {
+            3
+        }
+    }
+
+    /// Whether `pixels` holds exactly `width * height` pixels.
+    pub fn is_consistent(&self) -> bool {
+        (self.width as usize)
+            .checked_mul(self.height as usize)
+            .and_then(|n| n.checked_mul(self.channels()))
+            == Some(self.pixels.len())
+    }
+}
+
+/// Largest width or height a WebP image can have.
+pub const WEBP_MAX_SIDE: u32 = 16383;
+
+/// Decodes a JPEG or PNG body (whichever its signature says it is).
+///
+/// Errors are the reason to serve the original instead. The JPEG library
+/// reports some failures by panicking; most are caught here, but callers
+/// must still be prepared for a panic (as [`crate::transcode()`] is).
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> {
+    match sniff(bytes) {
+        Some(SourceFormat::Jpeg) => jpeg::decode(bytes, limits),
+        Some(SourceFormat::Png) => png::decode(bytes, limits),
+        None => Err(KeepReason::NotAnImage),
+    }
+}
+
+/// Checks header dimensions before any pixel memory is allocated: the
+/// defence against decompression bombs (a few hundred bytes of PNG can
+/// claim gigapixels).
+fn check_dimensions(width: u32, height: u32, limits: &Limits) -> Result<(), KeepReason> {
+    if width == 0 || height == 0 {
+        return Err(KeepReason::Decode(format!(
+            "image has no pixels ({width}x{height})"
+        )));
+    }
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(KeepReason::TooManyPixels {
+            width,
+            height,
+            max_pixels: limits.max_pixels,
+        });
+    }
+    if width > WEBP_MAX_SIDE || height > WEBP_MAX_SIDE {
+        return Err(KeepReason::Unsupported(format!(
+            "{width}x{height} exceeds WebP's {WEBP_MAX_SIDE} pixels per side"
+        )));
+    }
+    Ok(())
+}
+
+/// Drops the alpha channel of RGBA pixels if every pixel is opaque: an
+/// opaque WebP needs no ALPH chunk, and the output is then smaller.
+fn drop_opaque_alpha(image: &mut Image) {
+    if !image.has_alpha || !image.pixels.chunks_exact(4).all(|px| px[3] == 255) {
+        return;
+    }
+    let rgb = image
+        .pixels
+        .chunks_exact(4)
+        .flat_map(|px| [px[0], px[1], px[2]])
+        .collect();
+    image.pixels = rgb;
+    image.has_alpha = false;
+}
+
+/// The message of a panic payload (`panic!("...")` carries a `&str` or a
+/// `String`; the JPEG library's error handler unwinds with a `String`).
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dimension_checks() {
+        let limits = Limits { max_pixels: 1000 };
+        assert!(check_dimensions(10, 100, &limits).is_ok());
+        assert!(matches!(
+            check_dimensions(0, 5, &limits),
+            Err(KeepReason::Decode(_))
+        ));
+        assert!(matches!(
+            check_dimensions(10, 101, &limits),
+            Err(KeepReason::TooManyPixels {
+                width: 10,
+                height: 101,
+                max_pixels: 1000
+            })
+        ));
+        let big = Limits {
+            max_pixels: u64::MAX,
+        };
+        assert!(matches!(
+            check_dimensions(16384, 1, &big),
+            Err(KeepReason::Unsupported(_))
+        ));
+        assert!(check_dimensions(16383, 16383, &big).is_ok());
+        // No overflow in the product.
+        assert!(matches!(
+            check_dimensions(u32::MAX, u32::MAX, &limits),
+            Err(KeepReason::TooManyPixels { .. })
+        ));
+    }
+
+    #[test]
+    fn panic_messages() {
+        let message = |f: fn()| panic_message(&*std::panic::catch_unwind(f).unwrap_err());
+        assert_eq!(message(|| panic!("static")), "static");
+        assert_eq!(message(|| panic!("formatted {}", 1)), "formatted 1");
+        assert_eq!(
+            message(|| std::panic::panic_any(42)),
+            "panic with a non-string payload"
+        );
+    }
+
+    #[test]
+    fn opaque_alpha_is_dropped() {
+        let mut img = Image {
+            width: 2,
+            height: 1,
+            pixels: vec![1, 2, 3, 255, 4, 5, 6, 255],
+            has_alpha: true,
+            icc_profile: None,
+        };
+        drop_opaque_alpha(&mut img);
+        assert!(!img.has_alpha);
+        assert_eq!(img.pixels, vec![1, 2, 3, 4, 5, 6]);
+
+        let mut img = Image {
+            pixels: vec![1, 2, 3, 255, 4, 5, 6, 254],
+            has_alpha: true,
+            ..img
+        };
+        drop_opaque_alpha(&mut img);
+        assert!(img.has_alpha);
+        assert_eq!(img.pixels.len(), 8);
+    }
+}

@@ -1,0 +1,114 @@
+//! PNG decoding through the `png` crate (pure Rust: errors are values).
+
+use std::io::Cursor;
+
+use png::{BitDepth, ColorType, Decoder, DecodingError, Transformations};
+
+use super::{check_dimensions, drop_opaque_alpha, icc, Image};
+use crate::{KeepReason, Limits};
+
+/// gAMA values (scaled by 100000) that count as the usual 1/2.2, which is
+/// what browsers assume for untagged images anyway.
+const PLAIN_GAMMA: std::ops::RangeInclusive<u32> = 40_000..=50_000;
+
+/// cICP code points for sRGB: BT.709 primaries, sRGB transfer function.
+const CICP_SRGB: (u8, u8) = (1, 13);
+
+pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> {
+    // Caps the crate's own allocations (row buffers, decompressed iCCP);
+    // the output buffer is ours and sized after check_dimensions. Those
+    // needs are far below this (a 16-bit RGBA row of 16383 pixels is
+    // 128 KiB); the cap only stops e.g. a zlib bomb in an iCCP chunk.
+    let budget = limits.max_pixels.saturating_mul(8).clamp(16 << 20, 1 << 30);
+    let png_limits = png::Limits {
+        bytes: usize::try_from(budget).unwrap_or(usize::MAX),
+    };
+    let mut decoder = Decoder::new_with_limits(Cursor::new(bytes), png_limits);
+
+    // IHDR only: nothing sized by the image has been allocated yet.
+    let header = decoder.read_header_info().map_err(decode_error)?;
+    check_dimensions(header.width, header.height, limits)?;
+
+    // Palette -> RGB(A), tRNS -> alpha, 1/2/4-bit -> 8-bit, 16-bit -> 8-bit.
+    decoder.set_transformations(Transformations::EXPAND | Transformations::STRIP_16);
+    decoder.set_ignore_text_chunk(true);
+    // Reads every chunk up to the first IDAT.
+    let mut reader = decoder.read_info().map_err(decode_error)?;
+    let info = reader.info();
+
+    if info.animation_control.is_some() {
+        // Browsers animate APNG; a still WebP would show only one frame.
+        return Err(KeepReason::Unsupported("animated PNG".into()));
+    }
+    // Colour information, in the PNG spec's (3rd edition) order of
+    // precedence: cICP, then iCCP, then sRGB, then gAMA.
+    let cicp = info.coding_independent_code_points.as_ref();
+    if let Some(cicp) = cicp {
+        if (cicp.color_primaries, cicp.transfer_function) != CICP_SRGB {
+            return Err(KeepReason::Unsupported("PNG with non-sRGB cICP".into()));
+        }
+    }
+    let icc_profile = match &info.icc_profile {
+        Some(profile) if cicp.is_none() => icc::classify(profile.to_vec())?,
+        _ => None,
+    };
+    let tagged = cicp.is_some() || info.icc_profile.is_some() || info.srgb.is_some();
+    if let Some(gamma) = info.gama_chunk {
+        // Browsers apply gAMA when nothing above overrides it; an untagged
+        // WebP would be shown with the default curve instead.
+        if !tagged && !PLAIN_GAMMA.contains(&gamma.into_scaled()) {
+            return Err(KeepReason::Unsupported("PNG gamma".into()));
+        }
+    }
+
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| KeepReason::Decode("PNG: image too large for memory".into()))?;
+    let mut buf = vec![0; size];
+    let frame = reader.next_frame(&mut buf).map_err(decode_error)?;
+    buf.truncate(frame.buffer_size());
+    if frame.bit_depth != BitDepth::Eight {
+        return Err(KeepReason::Decode(format!(
+            "PNG: unexpected output depth {:?}",
+            frame.bit_depth
+        )));
+    }
+
+    let (pixels, has_alpha) = match frame.color_type {
+        ColorType::Rgb => (buf, false),
+        ColorType::Rgba => (buf, true),
+        ColorType::Grayscale => (buf.iter().flat_map(|&g| [g, g, g]).collect(), false),
+        ColorType::GrayscaleAlpha => (
+            buf.chunks_exact(2)
+                .flat_map(|ga| [ga[0], ga[0], ga[0], ga[1]])
+                .collect(),
+            true,
+        ),
+        ColorType::Indexed => {
+            return Err(KeepReason::Decode("PNG: palette was not expanded".into()));
+        }
+    };
+    let mut image = Image {
+        width: frame.width,
+        height: frame.height,
+        pixels,
+        has_alpha,
+        icc_profile,
+    };
+    if !image.is_consistent() {
+        return Err(KeepReason::Decode(
+            "PNG: frame size differs from the header".into(),
+        ));
+    }
+    drop_opaque_alpha(&mut image);
+    Ok(image)
+}
+
+fn decode_error(e: DecodingError) -> KeepReason {
+    match e {
+        DecodingError::LimitsExceeded => {
+            KeepReason::Unsupported("PNG needs more memory than allowed".into())
+        }
+        e => KeepReason::Decode(format!("PNG: {e}")),
+    }
+}

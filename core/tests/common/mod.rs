@@ -1,0 +1,296 @@
+//! Builders for test images: JPEGs through MozJPEG, PNGs through the `png`
+//! encoder or (for what it cannot write, e.g. Adam7) by hand.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::PathBuf;
+
+use mozjpeg::{ColorSpace, ColorSpaceExt, Compress, Marker};
+
+/// RGB image of four solid quadrants:
+/// ```text
+/// red   green
+/// blue  white
+/// ```
+pub fn quadrants(width: usize, height: usize) -> Vec<u8> {
+    let mut pixels = Vec::with_capacity(width * height * 3);
+    for y in 0..height {
+        for x in 0..width {
+            pixels.extend_from_slice(match (x < width / 2, y < height / 2) {
+                (true, true) => &[255, 0, 0],
+                (false, true) => &[0, 255, 0],
+                (true, false) => &[0, 0, 255],
+                (false, false) => &[255, 255, 255],
+            });
+        }
+    }
+    pixels
+}
+
+/// A smooth, photo-like RGB gradient with some texture.
+pub fn photo_like(width: usize, height: usize) -> Vec<u8> {
+    let mut pixels = Vec::with_capacity(width * height * 3);
+    for y in 0..height {
+        for x in 0..width {
+            let t = ((x * 7 + y * 13) % 17) as u8;
+            pixels.extend_from_slice(&[
+                (x * 200 / width) as u8 + t,
+                (y * 200 / height) as u8 + t,
+                ((x + y) * 100 / (width + height)) as u8 + 60,
+            ]);
+        }
+    }
+    pixels
+}
+
+/// [`photo_like`] plus sensor-like noise (+-6): lossless PNG cannot
+/// compress the noise, which makes a realistic case for conversion.
+pub fn noisy_photo(width: usize, height: usize) -> Vec<u8> {
+    let grain = noise(width * height * 3, 11);
+    photo_like(width, height)
+        .iter()
+        .zip(grain)
+        .map(|(&p, g)| p.saturating_add(g % 13).saturating_sub(6))
+        .collect()
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+pub struct JpegOptions<'a> {
+    pub colour_space: ColorSpace,
+    pub progressive: bool,
+    pub quality: f32,
+    /// (APPn number, payload) segments written after the JFIF header.
+    pub markers: &'a [(u8, &'a [u8])],
+}
+
+impl Default for JpegOptions<'_> {
+    fn default() -> Self {
+        JpegOptions {
+            colour_space: ColorSpace::JCS_RGB,
+            progressive: false,
+            quality: 90.0,
+            markers: &[],
+        }
+    }
+}
+
+/// Encodes `pixels` (in `opts.colour_space`, e.g. 3 bytes/px for RGB).
+pub fn jpeg(pixels: &[u8], width: usize, height: usize, opts: &JpegOptions<'_>) -> Vec<u8> {
+    assert_eq!(
+        pixels.len(),
+        width * height * opts.colour_space.num_components()
+    );
+    let mut c = Compress::new(opts.colour_space);
+    if opts.progressive {
+        c.set_progressive_mode();
+    } else {
+        // libjpeg-turbo defaults: baseline (MozJPEG's own are progressive).
+        c.set_fastest_defaults();
+    }
+    c.set_size(width, height);
+    c.set_quality(opts.quality);
+    let mut started = c.start_compress(Vec::new()).unwrap();
+    for &(app, data) in opts.markers {
+        started.write_marker(Marker::APP(app), data);
+    }
+    started.write_scanlines(pixels).unwrap();
+    started.finish().unwrap()
+}
+
+/// APP2 payloads carrying `profile` as ICC_PROFILE chunks numbered from 1
+/// (as the ICC spec and libjpeg-turbo have it).
+pub fn icc_app2_chunks(profile: &[u8]) -> Vec<Vec<u8>> {
+    let parts: Vec<&[u8]> = profile.chunks(65_000).collect();
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let mut seg = b"ICC_PROFILE\0".to_vec();
+            seg.extend_from_slice(&[i as u8 + 1, parts.len() as u8]);
+            seg.extend_from_slice(part);
+            seg
+        })
+        .collect()
+}
+
+/// Byte offset of the SOFn marker (FFC0..FFC2) of a JPEG.
+pub fn sof_offset(jpeg: &[u8]) -> usize {
+    jpeg.windows(2)
+        .position(|w| w[0] == 0xFF && (0xC0..=0xC2).contains(&w[1]))
+        .expect("no SOF")
+}
+
+/// Encodes with the `png` crate; `setup` can set palette, gamma, ICC...
+pub fn png(
+    width: u32,
+    height: u32,
+    color: png::ColorType,
+    depth: png::BitDepth,
+    data: &[u8],
+    setup: impl FnOnce(&mut png::Encoder<'_, &mut Vec<u8>>),
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(color);
+    encoder.set_depth(depth);
+    setup(&mut encoder);
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(data).unwrap();
+    writer.finish().unwrap();
+    out
+}
+
+/// A PNG assembled by hand from an IHDR and the raw (unfiltered) rows of
+/// each Adam7 pass, for interlacing (the `png` encoder does not do it).
+/// `pixels` are 8-bit samples, `channels` per pixel; `color_type` is the
+/// PNG code (0 gray, 2 RGB, 4 gray+alpha, 6 RGBA).
+pub fn interlaced_png(
+    width: u32,
+    height: u32,
+    color_type: u8,
+    channels: usize,
+    pixels: &[u8],
+) -> Vec<u8> {
+    const PASSES: [(usize, usize, usize, usize); 7] = [
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ];
+    let (w, h) = (width as usize, height as usize);
+    let mut raw = Vec::new();
+    for (x0, y0, dx, dy) in PASSES {
+        if x0 >= w || y0 >= h {
+            continue; // empty pass
+        }
+        for y in (y0..h).step_by(dy) {
+            raw.push(0); // filter type None
+            for x in (x0..w).step_by(dx) {
+                let at = (y * w + x) * channels;
+                raw.extend_from_slice(&pixels[at..at + channels]);
+            }
+        }
+    }
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, color_type, 0, 0, 1]); // depth, type, deflate, filter, Adam7
+    raw_png(&[
+        (b"IHDR", &ihdr),
+        (b"IDAT", &zlib_stored(&raw)),
+        (b"IEND", &[]),
+    ])
+}
+
+/// A PNG made of the given chunks (CRCs computed).
+pub fn raw_png(chunks: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in chunks {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(*kind);
+        out.extend_from_slice(data);
+        let crc = crc32(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+    out
+}
+
+/// `png` with one more chunk inserted right after IHDR (for chunks the
+/// `png` encoder does not write, or not in combination).
+pub fn with_chunk(png: &[u8], kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    const AFTER_IHDR: usize = 8 + 25; // signature, IHDR chunk
+    let chunk = raw_png(&[(kind, data)]);
+    [&png[..AFTER_IHDR], &chunk[8..], &png[AFTER_IHDR..]].concat()
+}
+
+/// Recomputes the CRC of every complete chunk, so that corrupted test
+/// PNGs reach the decoder's deeper layers instead of failing the CRC check.
+pub fn fix_png_crcs(png: &mut [u8]) {
+    let mut at = 8;
+    while at + 12 <= png.len() {
+        let len = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
+        let Some(end) = (at + 8)
+            .checked_add(len)
+            .filter(|&end| end + 4 <= png.len())
+        else {
+            return;
+        };
+        let crc = crc32(&png[at + 4..end]);
+        png[end..end + 4].copy_from_slice(&crc.to_be_bytes());
+        at = end + 4;
+    }
+}
+
+/// IHDR payload: width, height, bit depth, colour type, no interlace.
+pub fn ihdr(width: u32, height: u32, depth: u8, color_type: u8) -> Vec<u8> {
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[depth, color_type, 0, 0, 0]);
+    ihdr
+}
+
+/// A zlib stream of uncompressed ("stored") deflate blocks.
+pub fn zlib_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = if data.is_empty() {
+        vec![&[]]
+    } else {
+        data.chunks(65_535).collect()
+    };
+    for (i, block) in blocks.iter().enumerate() {
+        out.push(u8::from(i + 1 == blocks.len())); // BFINAL, BTYPE=00
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in data {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    out.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The shared test corpus: `$SMART_IMAGING_CORPUS`, else `shared/corpus`
+/// next to the repository. `None` if neither exists.
+pub fn corpus_dir() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("SMART_IMAGING_CORPUS").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")),
+    ];
+    candidates.into_iter().flatten().find(|dir| dir.is_dir())
+}

@@ -636,3 +636,41 @@ fn png_pixel_bomb() {
         })
     ));
 }
+
+/// A "scan bomb": a valid progressive JPEG whose last scan is repeated
+/// hundreds of times. libjpeg would decode it (with warnings), revisiting
+/// the whole image per scan; it is refused before decoding instead.
+#[test]
+fn progressive_scan_bomb_is_refused_quickly() {
+    let (w, h) = (256, 256);
+    let opts = JpegOptions {
+        progressive: true,
+        ..JpegOptions::default()
+    };
+    let good = jpeg(&photo_like(w, h), w, h, &opts);
+    let sos: Vec<usize> = good
+        .windows(2)
+        .enumerate()
+        .filter(|(_, win)| win == &[0xFF, 0xDA])
+        .map(|(i, _)| i)
+        .collect();
+    assert!(sos.len() > 1, "a progressive JPEG has several scans");
+    assert!(decode(&good).is_ok(), "the untouched file decodes");
+
+    let last_scan = &good[*sos.last().unwrap()..good.len() - 2]; // up to EOI
+    let mut bomb = good[..good.len() - 2].to_vec();
+    for _ in 0..200 {
+        bomb.extend_from_slice(last_scan);
+    }
+    bomb.extend_from_slice(&[0xFF, 0xD9]);
+
+    let start = Instant::now();
+    match decode(&bomb) {
+        Err(KeepReason::Unsupported(why)) => assert!(why.contains("scans"), "{why}"),
+        other => panic!(
+            "scan bomb not refused: {:?}",
+            other.map(|i| (i.width, i.height))
+        ),
+    }
+    assert!(start.elapsed() < Duration::from_millis(100));
+}

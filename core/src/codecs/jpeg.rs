@@ -15,6 +15,12 @@ use mozjpeg_sys::{jpeg_common_struct, jpeg_error_mgr, jpeg_std_error, JWRN_JPEG_
 use super::{check_dimensions, exif, icc, panic_message, Image};
 use crate::{KeepReason, Limits};
 
+/// More scans than any real encoder writes (progressive JPEGs have about 10;
+/// MozJPEG's optimised scripts under 20). Each scan of a progressive JPEG
+/// makes the decoder revisit the whole image, so a small file with
+/// thousands of scans is a CPU bomb; it is refused before decoding.
+pub const MAX_SCANS: usize = 100;
+
 /// APP1 carries EXIF, APP2 the ICC profile.
 const SAVED_MARKERS: &[Marker] = &[Marker::APP(1), Marker::APP(2)];
 
@@ -24,6 +30,12 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason>
 }
 
 fn decode_unguarded(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> {
+    let scans = count_scans(bytes);
+    if scans > MAX_SCANS {
+        return Err(KeepReason::Unsupported(format!(
+            "JPEG with {scans} scans (more than {MAX_SCANS})"
+        )));
+    }
     let io_error = |e: std::io::Error| KeepReason::Decode(format!("JPEG: {e}"));
 
     // Reads the header (and the saved markers) only.
@@ -89,6 +101,14 @@ fn decode_unguarded(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> 
         Some(o) => exif::apply(image, o),
         None => image,
     })
+}
+
+/// Counts start-of-scan markers (FF DA). In entropy-coded data a 0xFF byte is
+/// always followed by 0x00 or a restart marker, so FF DA there is always a
+/// real marker; inside metadata (an EXIF thumbnail) it may also be counted,
+/// which only over-estimates.
+fn count_scans(bytes: &[u8]) -> usize {
+    bytes.windows(2).filter(|w| w == &[0xFF, 0xDA]).count()
 }
 
 /// Joins the APP2 ICC chunks (payload after "ICC_PROFILE\0": sequence

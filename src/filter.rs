@@ -28,7 +28,7 @@ use ngx::ffi::{
     ngx_alloc_chain_link, ngx_buf_t, ngx_chain_t, ngx_http_output_body_filter_pt,
     ngx_http_output_header_filter_pt, ngx_http_request_t, ngx_int_t, ngx_pcalloc,
     ngx_pool_cleanup_add, NGX_AGAIN, NGX_ERROR, NGX_HTTP_HEAD, NGX_HTTP_NOT_MODIFIED, NGX_HTTP_OK,
-    NGX_LOG_ALERT, NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
+    NGX_HTTP_PARTIAL_CONTENT, NGX_LOG_ALERT, NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::ngx_log_error;
 use smart_imaging_core::policy::{accepts, parse_url_args};
@@ -150,6 +150,13 @@ fn is_candidate_type(mime: &[u8]) -> bool {
     CANDIDATE_TYPES.contains(&mime)
 }
 
+/// For a 304 that carries no type: the URI's extension stands in.
+fn is_candidate_extension(exten: &[u8]) -> bool {
+    [&b"jpg"[..], b"jpeg", b"png"]
+        .iter()
+        .any(|e| exten.eq_ignore_ascii_case(e))
+}
+
 /// Header filter: decides whether this response may be converted, and if so
 /// holds its header until the body has been seen.
 pub unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -176,10 +183,24 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
         let status = (*r).headers_out.status as u32;
         if !conf.enabled()
             || r != (*r).main
-            || (status != NGX_HTTP_OK && status != NGX_HTTP_NOT_MODIFIED)
-            || !is_candidate_type(&http::response_mime(r))
+            || !matches!(
+                status,
+                NGX_HTTP_OK | NGX_HTTP_PARTIAL_CONTENT | NGX_HTTP_NOT_MODIFIED
+            )
             || parse_url_args((*r).args.as_bytes()).bfc_off
         {
+            return next_header(r);
+        }
+        let is_image = match status {
+            // nginx's not_modified filter has already hidden the type of a
+            // 304 made from a local 200; an upstream's 304 usually has none.
+            NGX_HTTP_NOT_MODIFIED => match http::not_modified_mime(r) {
+                Some(mime) => is_candidate_type(&mime),
+                None => is_candidate_extension((*r).exten.as_bytes()),
+            },
+            _ => is_candidate_type(&http::response_mime(r)),
+        };
+        if !is_image {
             return next_header(r);
         }
         let ce = (*r).headers_out.content_encoding;
@@ -187,15 +208,19 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
             return next_header(r);
         }
 
-        // From here on the response depends on Accept, whatever we do.
+        // From here on the response depends on Accept, whatever we do; the
+        // 304 and 206 of a representation must say so as its 200 does.
         if !http::add_vary(r, "Accept") {
             return NGX_ERROR as ngx_int_t;
         }
-        if status == NGX_HTTP_NOT_MODIFIED {
-            return next_header(r);
-        }
         if conf.ttl > 0 && !http::add_default_ttl(r, conf.ttl as i64) {
             return NGX_ERROR as ngx_int_t;
+        }
+        if status != NGX_HTTP_OK {
+            // A 206 reaches us only from an upstream that honoured the
+            // client's Range: it is a range of the original, labelled and
+            // validated as the original, so it is passed on as it is.
+            return next_header(r);
         }
         // HEAD is only marked header-only at the end of the chain.
         if (*r).header_only() != 0 || (*r).method == NGX_HTTP_HEAD as usize {

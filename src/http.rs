@@ -73,6 +73,20 @@ unsafe fn response_header_has_token(r: *mut ngx_http_request_t, name: &str, toke
     })
 }
 
+/// Whether the response has a (not deleted) header `name`.
+///
+/// # Safety
+/// `r` must be a valid request.
+unsafe fn response_header_present(r: *mut ngx_http_request_t, name: &str) -> bool {
+    // SAFETY: headers_out.headers is initialised for every request.
+    let mut entries = unsafe { header_entries(&raw mut (*r).headers_out.headers.part) };
+    entries.any(|h| {
+        // SAFETY: entries are valid table elements.
+        let h = unsafe { &*h };
+        h.hash != 0 && h.key.as_bytes().eq_ignore_ascii_case(name.as_bytes())
+    })
+}
+
 /// Appends a response header. `key` and `value` must live as long as the
 /// request (static strings, or memory from the request pool).
 ///
@@ -137,7 +151,9 @@ pub unsafe fn add_vary(r: *mut ngx_http_request_t, token: &'static str) -> bool 
 }
 
 /// Adds `Cache-Control: max-age=<ttl>` when the response carries neither
-/// `Cache-Control` nor `Expires` (what `smart_imaging_ttl` promises).
+/// `Cache-Control` nor `Expires` (what `smart_imaging_ttl` promises), however
+/// they were set: by the upstream, `expires`, or `add_header` (which puts
+/// `Expires` in the list without setting `headers_out.expires`).
 ///
 /// # Safety
 /// `r` must be a valid request whose header has not been sent yet.
@@ -145,7 +161,11 @@ pub unsafe fn add_default_ttl(r: *mut ngx_http_request_t, ttl: i64) -> bool {
     // SAFETY: `r` is valid; header pointers are NULL or valid elements.
     unsafe {
         let out = &raw mut (*r).headers_out;
-        if !(*out).cache_control.is_null() || !(*out).expires.is_null() {
+        if !(*out).cache_control.is_null()
+            || !(*out).expires.is_null()
+            || response_header_present(r, "Cache-Control")
+            || response_header_present(r, "Expires")
+        {
             return true;
         }
         let value = format!("max-age={ttl}");
@@ -241,6 +261,28 @@ pub unsafe fn set_variant_etag(r: *mut ngx_http_request_t, variant: &str) {
                 (*r).headers_out.etag = ptr::null_mut();
             }
         }
+    }
+}
+
+/// The MIME type a 304 made by nginx's not_modified filter had: that filter
+/// empties `content_type` but leaves `content_type_len` and the data, which
+/// still hold the type (without parameters). None when there is none.
+///
+/// # Safety
+/// `r` must be a valid request.
+pub unsafe fn not_modified_mime(r: *mut ngx_http_request_t) -> Option<Vec<u8>> {
+    // SAFETY: `data` is NULL or points to at least `content_type_len` bytes
+    // (it was set together with it, from pool or static memory).
+    unsafe {
+        let out = &(*r).headers_out;
+        if out.content_type.len != 0 {
+            return Some(response_mime(r));
+        }
+        if out.content_type_len == 0 || out.content_type.data.is_null() {
+            return None;
+        }
+        let bytes = slice::from_raw_parts(out.content_type.data, out.content_type_len);
+        Some(bytes.trim_ascii().to_ascii_lowercase())
     }
 }
 

@@ -43,7 +43,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_pixels: 24_000_000,
+            max_pixels: 16_000_000,
         }
     }
 }

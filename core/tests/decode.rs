@@ -324,7 +324,7 @@ fn jpeg_pixel_bomb() {
         Err(KeepReason::TooManyPixels {
             width: 60_000,
             height: 60_000,
-            max_pixels: 24_000_000
+            max_pixels: 16_000_000
         })
     );
     assert!(start.elapsed() < Duration::from_secs(1));
@@ -610,7 +610,7 @@ fn png_pixel_bomb() {
         Err(KeepReason::TooManyPixels {
             width: 60_000,
             height: 60_000,
-            max_pixels: 24_000_000
+            max_pixels: 16_000_000
         })
     );
     assert!(start.elapsed() < Duration::from_secs(1));

@@ -25,6 +25,8 @@ our @ISA = ('Exporter');
 our @EXPORT_OK = qw(
     slurp samples_dir sample_path have_samples sample_user_files
     webp_info png_info jpeg_info image_info nginx_binary_available
+    crc32 png_chunk make_png png_bomb noise_bytes noise_png tiny_gif
+    jpeg_sof_offset jpeg_with_size webp_body_check body_sizes_check
 );
 
 # Repository root: t/lib/SmartImaging.pm -> ../../
@@ -222,6 +224,213 @@ sub image_info {
     if (my $i = png_info($b))  { return { %$i, type => 'png' } }
     if (my $i = jpeg_info($b)) { return { %$i, type => 'jpeg' } }
     return undef;
+}
+
+# ---------------------------------------------------------------------------
+# Building test images (for the failure suites)
+# ---------------------------------------------------------------------------
+
+# CRC-32 (ISO-HDLC, as PNG uses it), computed in Perl.
+my @Crc32Table = map {
+    my $c = $_;
+    $c = ($c & 1) ? (0xEDB88320 ^ ($c >> 1)) : ($c >> 1) for 1 .. 8;
+    $c;
+} 0 .. 255;
+
+sub crc32 {
+    my $data = shift;
+    my $crc = 0xFFFFFFFF;
+    for my $byte (unpack 'C*', $data) {
+        $crc = $Crc32Table[($crc ^ $byte) & 0xFF] ^ ($crc >> 8);
+    }
+    return $crc ^ 0xFFFFFFFF;
+}
+
+# One PNG chunk: length, type, data, CRC of type + data.
+sub png_chunk {
+    my ($type, $data) = @_;
+    $data = '' unless defined $data;
+    return pack('N', length $data) . $type . $data
+         . pack('N', crc32($type . $data));
+}
+
+# A PNG file.  %opt: width, height, depth (8), color_type (0 = gray),
+# and either idat (the compressed data, as is) or rows (the filtered
+# scanlines, compressed here with zlib).  Extra chunks: chunks => [[type,
+# data], ...] placed between IHDR and IDAT.
+sub make_png {
+    my %opt = @_;
+    require Compress::Zlib;
+    my $ihdr = pack 'NNCCCCC', $opt{width}, $opt{height},
+                               $opt{depth} // 8, $opt{color_type} // 0,
+                               0, 0, 0;
+    my $idat = defined $opt{idat} ? $opt{idat}
+             : Compress::Zlib::compress($opt{rows} // '', 9);
+    return "\x89PNG\r\n\x1a\n"
+         . png_chunk('IHDR', $ihdr)
+         . join('', map { png_chunk(@$_) } @{ $opt{chunks} || [] })
+         . png_chunk('IDAT', $idat)
+         . png_chunk('IEND', '');
+}
+
+# A decompression bomb: a valid 8-bit gray PNG header claiming
+# $width x $height pixels, whose IDAT holds one row of zeros (a few dozen
+# bytes).
+sub png_bomb {
+    my ($width, $height) = @_;
+    return make_png(width => $width, height => $height,
+                    rows => "\0" x ($width + 1));
+}
+
+# $n deterministic pseudo-random bytes (xorshift32 from $seed).
+sub noise_bytes {
+    my ($seed, $n) = @_;
+    my $x = ($seed || 1) & 0xFFFFFFFF;
+    my $out = '';
+    while (length $out < $n) {
+        $x ^= ($x << 13) & 0xFFFFFFFF;
+        $x ^= $x >> 17;
+        $x ^= ($x << 5) & 0xFFFFFFFF;
+        $out .= pack 'V', $x;
+    }
+    return substr $out, 0, $n;
+}
+
+# A $width x $height 1-bit gray PNG of random noise: it does not compress,
+# and no lossy encoder makes it smaller either.
+sub noise_png {
+    my ($width, $height, $seed) = @_;
+    my $row_bytes = int(($width + 7) / 8);
+    my $noise = noise_bytes($seed // 1, $row_bytes * $height);
+    my $rows = join '', map { "\0" . substr($noise, $_ * $row_bytes,
+                                            $row_bytes) } 0 .. $height - 1;
+    return make_png(width => $width, height => $height, depth => 1,
+                    color_type => 0, rows => $rows);
+}
+
+# A 1x1 GIF89a (a white pixel).
+sub tiny_gif {
+    return "GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00"
+         . "\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b";
+}
+
+# Offset of the first SOFn marker (0xFF byte) of a JPEG, or undef.
+sub jpeg_sof_offset {
+    my $b = shift;
+    my $pos = 2;
+    while ($pos + 4 <= length $b) {
+        return undef if ord substr($b, $pos, 1) != 0xff;
+        my $marker = ord substr($b, $pos + 1, 1);
+        if ($marker == 0xff) { $pos++; next }
+        return $pos if $marker >= 0xc0 && $marker <= 0xcf
+                    && $marker != 0xc4 && $marker != 0xc8 && $marker != 0xcc;
+        return undef if $marker == 0xda;
+        $pos += 2 + unpack('n', substr($b, $pos + 2, 2));
+    }
+    return undef;
+}
+
+# The JPEG $b with the dimensions in its SOF changed to $width x $height.
+sub jpeg_with_size {
+    my ($b, $width, $height) = @_;
+    my $sof = jpeg_sof_offset($b);
+    die "no SOF marker\n" unless defined $sof;
+    substr($b, $sof + 5, 4) = pack 'nn', $height, $width;
+    return $b;
+}
+
+# ---------------------------------------------------------------------------
+# Response body check for "--- webp: ..." sections
+# ---------------------------------------------------------------------------
+
+# Returns a sub for add_response_body_check().  A block with a
+# "--- webp: SPEC" section must get a well-formed WebP body (RIFF size equal
+# to the body length) with the expected dimensions.  SPEC is "WxH", or the
+# name of a file whose dimensions are expected: a key of %$names (mapping
+# served names to sample names, e.g. 'sample.jpg' => 'sk_astronaut.jpg') or
+# a sample name.  Add "alpha" / "opaque" to SPEC to check the alpha flag.
+sub webp_body_check {
+    my $names = shift || {};
+    require Test::More;
+    return sub {
+        my ($block, $body, $req_idx, $rep, $dry_run) = @_;
+        return unless $block->can('webp');
+        my $spec = $block->webp;
+        return unless defined $spec;
+        $spec = $spec->[$req_idx] if ref $spec eq 'ARRAY';
+        return unless defined $spec;
+        $spec =~ s/^\s+|\s+$//g;
+        my ($dims, @flags) = split ' ', $spec;
+        my $name = $block->name . " (req $req_idx, repeat $rep)";
+
+        my $want;
+        if ($dims =~ /^(\d+)x(\d+)$/) {
+            $want = "$1x$2";
+        } else {
+            my $src = $names->{$dims} // $dims;
+            my $orig = image_info(slurp(sample_path($src)));
+            die "cannot read the dimensions of $src\n" unless $orig;
+            $want = "$orig->{width}x$orig->{height}";
+        }
+
+        my $info = webp_info($body);
+        Test::More::ok($info, "$name - body is a WebP file")
+            or Test::More::diag('    body starts with '
+                                . unpack('H32', $body // ''));
+        return unless $info;
+        Test::More::is($info->{size_ok}, 1,
+                       "$name - RIFF size matches the body length");
+        Test::More::is("$info->{width}x$info->{height}", $want,
+                       "$name - WebP dimensions");
+        for my $flag (@flags) {
+            Test::More::is($info->{alpha}, $flag eq 'alpha' ? 1 : 0,
+                           "$name - WebP $flag");
+        }
+    };
+}
+
+# Returns a sub for add_response_body_check() comparing the bodies of the
+# requests of one block (a "--- request eval" array).  A block with a
+# "--- body_sizes: 0 < 1 = 2" section must get, once its last request is
+# answered, a body for request 0 shorter than request 1's, and request 1's
+# body byte-identical to request 2's.  Operators: "<", ">" (length) and
+# "=" (same bytes), between request indexes.
+sub body_sizes_check {
+    require Test::More;
+    my %bodies;
+    return sub {
+        my ($block, $body, $req_idx, $rep, $dry_run) = @_;
+        return unless $block->can('body_sizes');
+        my $spec = $block->body_sizes;
+        return unless defined $spec;
+        my $name = $block->name;
+        my $reqs = ref $block->request eq 'ARRAY'
+                 ? scalar @{ $block->request } : 1;
+        $bodies{$name} = [] if $req_idx == 0;
+        $bodies{$name}[$req_idx] = $body // '';
+        return unless $req_idx == $reqs - 1;
+
+        my @t = split ' ', $spec;
+        die "$name - bad body_sizes '$spec'\n"
+            unless @t >= 3 && @t % 2 == 1;
+        my $got = $bodies{$name};
+        for (my $i = 0; $i + 2 < @t; $i += 2) {
+            my ($a, $op, $b) = @t[$i .. $i + 2];
+            die "$name - bad body_sizes '$spec'\n"
+                unless $a =~ /^\d+$/ && $b =~ /^\d+$/ && $op =~ /^[<>=]$/
+                    && $a < $reqs && $b < $reqs;
+            my ($la, $lb) = (length $got->[$a], length $got->[$b]);
+            my $what = "$name - body $a ($la bytes) $op body $b ($lb bytes)"
+                       . " (repeat $rep)";
+            if ($op eq '=') {
+                Test::More::ok($got->[$a] eq $got->[$b], $what);
+            } elsif ($op eq '<') {
+                Test::More::ok($la < $lb, $what);
+            } else {
+                Test::More::ok($la > $lb, $what);
+            }
+        }
+    };
 }
 
 1;

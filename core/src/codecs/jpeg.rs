@@ -5,7 +5,6 @@
 //! unwinding support). We install our own handler so that we can also stop
 //! on a truncated file, and catch the unwind right here.
 
-use std::ffi::CStr;
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
@@ -175,21 +174,25 @@ extern "C-unwind" fn emit_message(cinfo: &mut jpeg_common_struct, level: c_int) 
 
 /// The (unformatted) libjpeg message for the current error code.
 fn message(cinfo: &mut jpeg_common_struct) -> String {
+    /// libjpeg's `JMSG_LENGTH_MAX`: what `format_message` may write.
+    const JMSG_LENGTH_MAX: usize = 200;
     // SAFETY: see emit_message; `cinfo.err` is our live error manager.
-    let err = unsafe { &*cinfo.err };
-    let code = err.msg_code;
-    if code > 0 && code <= err.last_jpeg_message && !err.jpeg_message_table.is_null() {
-        // SAFETY: jpeg_std_error set the table to libjpeg's static array of
-        // `last_jpeg_message + 1` NUL-terminated strings (or NULL entries).
-        let text = unsafe { *err.jpeg_message_table.add(code as usize) };
-        if !text.is_null() {
-            // SAFETY: a non-NULL table entry is a static C string.
-            return unsafe { CStr::from_ptr(text) }
-                .to_string_lossy()
-                .into_owned();
-        }
-    }
-    format!("libjpeg error {code}")
+    let format = unsafe { (*cinfo.err).format_message };
+    let Some(format) = format else {
+        return "libjpeg error".into();
+    };
+    let mut buffer = [0u8; JMSG_LENGTH_MAX];
+    // The binding types the buffer as `&[u8; 80]`, but libjpeg writes up to
+    // JMSG_LENGTH_MAX bytes into it: call it through a pointer instead.
+    type FormatMessage = unsafe extern "C-unwind" fn(&mut jpeg_common_struct, *mut u8);
+    // SAFETY: a reference and a raw pointer have the same ABI, so this is
+    // the same C function with a truthful parameter type.
+    let format: FormatMessage = unsafe { std::mem::transmute(format) };
+    // SAFETY: libjpeg's format_message() writes at most JMSG_LENGTH_MAX
+    // bytes, NUL included (snprintf), and `buffer` has that room.
+    unsafe { format(cinfo, buffer.as_mut_ptr()) };
+    let len = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..len]).into_owned()
 }
 
 #[cfg(test)]

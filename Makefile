@@ -3,7 +3,9 @@
 #   make run    install what is missing, build nginx + the module, and start
 #               nginx on 127.0.0.1:8080 serving the sample images
 #   make stop   stop that nginx
-#   make test   install what is missing and run every test (CI runs this)
+#   make test   install what is missing and run every test (CI runs this),
+#               including a build against Debian's nginx package
+#   make system-nginx   build the module for Debian's /usr/sbin/nginx
 #   make bench  criterion benchmarks (decode + encode per megapixel)
 #
 # Everything is built once, in cargo's dev profile (codecs are compiled with
@@ -18,7 +20,7 @@ MODULE := target/debug/libngx_http_smart_imaging_module.so
 # nginx-sys builds nginx inside its OUT_DIR; take the newest one.
 NGINX = $(shell ls -t target/debug/build/nginx-sys-*/out/objs/nginx 2>/dev/null | head -n 1)
 
-.PHONY: deps build run stop test test-rust test-t bench clean-run
+.PHONY: deps build run stop test test-rust test-t test-system-nginx system-nginx bench clean-run
 
 deps:
 	@scripts/install-deps.sh
@@ -49,7 +51,7 @@ stop:
 	    for i in $$(seq 50); do [ -f $(RUN_DIR)/logs/nginx.pid ] || break; sleep 0.1; done; \
 	fi
 
-test: deps test-rust test-t
+test: deps test-rust test-t test-system-nginx
 
 test-rust:
 	$(CARGO) test --workspace
@@ -59,6 +61,14 @@ test-t: build
 	TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE) \
 	TEST_NGINX_SAMPLES=$(CURDIR)/samples \
 	prove -I t/lib -r t/
+
+# Build against Debian's own nginx (installs nginx + nginx-dev; leaves no
+# nginx service running) and check the module works in /usr/sbin/nginx.
+system-nginx:
+	scripts/build-for-system-nginx.sh
+
+test-system-nginx: system-nginx
+	tests/system_nginx.sh
 
 bench: deps
 	$(CARGO) bench -p smart-imaging-core --bench transcode

@@ -13,6 +13,16 @@ fn main() {
         println!("cargo::rustc-env=SMART_IMAGING_NGINX_BUILD_DIR={dir}");
     }
 
+    // nginx 1.23.0 added ngx_table_elt_t.next and turned
+    // headers_out.cache_control from an array into a single element.
+    println!("cargo::rustc-check-cfg=cfg(nginx1_23_0)");
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
+    if let Ok(version) = std::env::var("DEP_NGINX_VERSION_NUMBER") {
+        if version.parse::<u64>().is_ok_and(|v| v >= 1_023_000) {
+            println!("cargo::rustc-cfg=nginx1_23_0");
+        }
+    }
+
     println!("cargo::rerun-if-env-changed=DEP_NGINX_FEATURES_CHECK");
     println!(
         "cargo::rustc-check-cfg=cfg(ngx_feature, values({}))",

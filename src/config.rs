@@ -20,7 +20,7 @@ use smart_imaging_core::Limits;
 pub const DEFAULT_BUFFER: usize = 10 * 1024 * 1024;
 pub const DEFAULT_MAX_PIXELS: ngx_int_t = 16_000_000;
 pub const DEFAULT_WEBP_QUALITY: ngx_int_t = 85;
-pub const DEFAULT_MAX_JOBS: ngx_int_t = 8;
+pub const DEFAULT_MAX_JOBS: ngx_int_t = 32;
 
 const UNSET: ngx_int_t = -1;
 const UNSET_SIZE: usize = usize::MAX;

@@ -108,7 +108,10 @@ unsafe fn push_header(
         (*h).key = key;
         (*h).value = value;
         (*h).lowcase_key = ptr::null_mut();
-        (*h).next = ptr::null_mut();
+        #[cfg(nginx1_23_0)]
+        {
+            (*h).next = ptr::null_mut();
+        }
     }
     Some(h)
 }
@@ -161,7 +164,12 @@ pub unsafe fn add_default_ttl(r: *mut ngx_http_request_t, ttl: i64) -> bool {
     // SAFETY: `r` is valid; header pointers are NULL or valid elements.
     unsafe {
         let out = &raw mut (*r).headers_out;
-        if !(*out).cache_control.is_null()
+        // before 1.23: an array of `ngx_table_elt_t *`
+        #[cfg(not(nginx1_23_0))]
+        let has_cache_control = (*out).cache_control.nelts != 0;
+        #[cfg(nginx1_23_0)]
+        let has_cache_control = !(*out).cache_control.is_null();
+        if has_cache_control
             || !(*out).expires.is_null()
             || response_header_present(r, "Cache-Control")
             || response_header_present(r, "Expires")
@@ -173,8 +181,31 @@ pub unsafe fn add_default_ttl(r: *mut ngx_http_request_t, ttl: i64) -> bool {
             return false;
         };
         match push_header(r, static_str("Cache-Control"), value) {
+            #[cfg(nginx1_23_0)]
             Some(h) => {
                 (*out).cache_control = h;
+                true
+            }
+            // before 1.23, as ngx_http_set_expires() does it
+            #[cfg(not(nginx1_23_0))]
+            Some(h) => {
+                let cc = &raw mut (*out).cache_control;
+                if (*cc).elts.is_null() {
+                    let elts = ngx::ffi::ngx_palloc((*r).pool, size_of::<*mut ngx_table_elt_t>());
+                    if elts.is_null() {
+                        return false;
+                    }
+                    (*cc).elts = elts;
+                    (*cc).nelts = 0;
+                    (*cc).size = size_of::<*mut ngx_table_elt_t>();
+                    (*cc).nalloc = 1;
+                    (*cc).pool = (*r).pool;
+                }
+                let slot = ngx::ffi::ngx_array_push(cc).cast::<*mut ngx_table_elt_t>();
+                if slot.is_null() {
+                    return false;
+                }
+                *slot = h;
                 true
             }
             None => false,

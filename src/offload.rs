@@ -127,7 +127,9 @@ unsafe extern "C" fn job_done(ev: *mut ngx_event_t) {
             // than send something broken.
             (*c).set_error(1);
         }
-        #[cfg(ngx_feature = "http_v2")]
+        // The field exists with HTTP/2 or --with-compat (which the module
+        // needs to load into a binary built with other features).
+        #[cfg(any(ngx_feature = "http_v2", ngx_feature = "compat"))]
         if !(*r).stream.is_null() {
             // HTTP/2: make sure the stream's write handler runs again.
             (*(*c).write).set_ready(1);

@@ -13,82 +13,26 @@ use Test::Nginx::Socket;
 use SmartImaging ();
 
 # Which samples stand in for "a JPEG" and "a PNG".
-my %Samples = (
-    'sample.jpg' => 'sk_astronaut.jpg',
-    'sample.png' => 'dolphin_default_ui.png',
-);
-
-if (!SmartImaging::have_samples(values %Samples)) {
-    plan skip_all => "sample images (@{[sort values %Samples]}) missing in"
-                     . " $ENV{TEST_NGINX_SAMPLES}";
-}
+my %Samples = SmartImaging::default_samples();
 
 # The original bytes, for "--- response_body eval" ($::Jpeg / $::Png).
-our $Jpeg = SmartImaging::slurp(
-    SmartImaging::sample_path($Samples{'sample.jpg'}));
-our $Png  = SmartImaging::slurp(
-    SmartImaging::sample_path($Samples{'sample.png'}));
+our ($Jpeg, $Png) =
+    @{ SmartImaging::require_samples(\%Samples) }{'sample.jpg', 'sample.png'};
+
+# Every block gets the samples plus a text file in the html dir.
+our @Files = (['sample.jpg', $Jpeg], ['sample.png', $Png],
+              ['hello.txt', "hello, world\n"]);
 
 repeat_each(2);
 no_long_string();
 
-add_block_preprocessor(sub {
-    my $block = shift;
-
-    # The generated nginx.conf has no mime.types: without this every file
-    # would be served as text/plain (default_type).
-    if (!defined $block->http_config) {
-        $block->set_value('http_config', <<'_EOC_');
-    types {
-        text/plain  txt;
-        image/jpeg  jpg jpeg;
-        image/png   png;
-    }
-_EOC_
-    }
-
-    if (!defined $block->config) {
-        $block->set_value('config', <<'_EOC_');
-    location / {
-        root $TEST_NGINX_HTML_DIR;
-        smart_imaging on;
-    }
-_EOC_
-    }
-
-    # Every block gets the samples plus a text file in the html dir.
-    if (!defined $block->user_files) {
-        my $files = SmartImaging::sample_user_files(
-            map { "$_=$Samples{$_}" } sort keys %Samples);
-        push @$files, ['hello.txt', "hello, world\n"];
-        $block->set_value('user_files', $files);
-    }
-});
+SmartImaging::add_block_defaults(SmartImaging::static_defaults(),
+                                 user_files => \@Files);
 
 # "--- webp: sample.jpg": the body must be a well-formed WebP file (RIFF size
 # matching the number of bytes received) with the dimensions of the image
 # served as /sample.jpg.
-add_response_body_check(sub {
-    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
-    my $src = $block->webp;
-    return unless defined $src;
-    $src =~ s/^\s+|\s+$//g;
-    my $name = $block->name;
-
-    my $info = SmartImaging::webp_info($body);
-    ok($info, "$name - body is a WebP file (req $repeated_req_idx)");
-    SKIP: {
-        skip "$name - not a WebP body", 2 unless $info;
-        is($info->{size_ok}, 1,
-           "$name - RIFF size matches the body length"
-           . " (req $repeated_req_idx)");
-        my $orig = SmartImaging::image_info(
-            SmartImaging::slurp(SmartImaging::sample_path($Samples{$src})));
-        is("$info->{width}x$info->{height}",
-           "$orig->{width}x$orig->{height}",
-           "$name - same dimensions as $src (req $repeated_req_idx)");
-    }
-});
+SmartImaging::add_webp_check(\%Samples);
 
 plan 'no_plan';
 

@@ -14,20 +14,10 @@
 use Test::Nginx::Socket;
 use SmartImaging ();
 
-my %Samples = (
-    'sample.jpg' => 'sk_astronaut.jpg',         # 512x512, 53962 bytes
-    'sample.png' => 'dolphin_default_ui.png',   # 755x532, 58053 bytes
-);
+my %Samples = SmartImaging::default_samples();
 
-if (!SmartImaging::have_samples(values %Samples)) {
-    plan skip_all => "sample images (@{[sort values %Samples]}) missing in"
-                     . " $ENV{TEST_NGINX_SAMPLES}";
-}
-
-our $Jpeg = SmartImaging::slurp(
-    SmartImaging::sample_path($Samples{'sample.jpg'}));
-our $Png  = SmartImaging::slurp(
-    SmartImaging::sample_path($Samples{'sample.png'}));
+our ($Jpeg, $Png) =
+    @{ SmartImaging::require_samples(\%Samples) }{'sample.jpg', 'sample.png'};
 
 # SOI + APP0 (JFIF) of a real JPEG, then 20000 bytes of noise.
 our $CorruptJpeg = do {
@@ -93,39 +83,12 @@ no_long_string();
 # [info]) and that nothing was converted where nothing may be.
 log_level('info');
 
-add_block_preprocessor(sub {
-    my $block = shift;
+# All requests here come from a WebP-capable client.
+SmartImaging::add_block_defaults(SmartImaging::static_defaults(),
+                                 user_files   => \@Files,
+                                 more_headers => "Accept: image/webp,*/*\n");
 
-    if (!defined $block->http_config) {
-        $block->set_value('http_config', <<'_EOC_');
-    types {
-        text/plain  txt;
-        image/jpeg  jpg jpeg;
-        image/png   png;
-    }
-_EOC_
-    }
-
-    if (!defined $block->config) {
-        $block->set_value('config', <<'_EOC_');
-    location / {
-        root $TEST_NGINX_HTML_DIR;
-        smart_imaging on;
-    }
-_EOC_
-    }
-
-    if (!defined $block->user_files) {
-        $block->set_value('user_files', [@::Files]);
-    }
-
-    # All requests here come from a WebP-capable client.
-    if (!defined $block->more_headers) {
-        $block->set_value('more_headers', "Accept: image/webp,*/*\n");
-    }
-});
-
-add_response_body_check(SmartImaging::webp_body_check(\%Samples));
+SmartImaging::add_webp_check(\%Samples);
 
 plan 'no_plan';
 

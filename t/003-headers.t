@@ -14,20 +14,10 @@ use SmartImaging ();
 use POSIX ();
 use Time::Local ();
 
-my %Samples = (
-    'sample.jpg' => 'sk_astronaut.jpg',         # 512x512, 53962 bytes
-    'sample.png' => 'dolphin_default_ui.png',   # 755x532, 58053 bytes
-);
+my %Samples = SmartImaging::default_samples();
 
-if (!SmartImaging::have_samples(values %Samples)) {
-    plan skip_all => "sample images (@{[sort values %Samples]}) missing in"
-                     . " $ENV{TEST_NGINX_SAMPLES}";
-}
-
-our $Jpeg = SmartImaging::slurp(
-    SmartImaging::sample_path($Samples{'sample.jpg'}));
-our $Png  = SmartImaging::slurp(
-    SmartImaging::sample_path($Samples{'sample.png'}));
+our ($Jpeg, $Png) =
+    @{ SmartImaging::require_samples(\%Samples) }{'sample.jpg', 'sample.png'};
 our $Noise = SmartImaging::noise_png(256, 256, 5);   # WebP is not smaller
 
 # Files get a fixed mtime, so their ETag and Last-Modified are known here.
@@ -58,36 +48,13 @@ our @Files = (
 repeat_each(2);
 no_long_string();
 
-our $Types = <<'_EOC_';
-    types {
-        text/plain  txt;
-        image/jpeg  jpg jpeg;
-        image/png   png;
-    }
-_EOC_
+# For "--- http_config eval" sections that add servers: "$::Types . ...".
+our $Types = SmartImaging::types_config();
 
-add_block_preprocessor(sub {
-    my $block = shift;
+SmartImaging::add_block_defaults(SmartImaging::static_defaults(),
+                                 user_files => \@Files);
 
-    if (!defined $block->http_config) {
-        $block->set_value('http_config', $::Types);
-    }
-
-    if (!defined $block->config) {
-        $block->set_value('config', <<'_EOC_');
-    location / {
-        root $TEST_NGINX_HTML_DIR;
-        smart_imaging on;
-    }
-_EOC_
-    }
-
-    if (!defined $block->user_files) {
-        $block->set_value('user_files', [@::Files]);
-    }
-});
-
-add_response_body_check(SmartImaging::webp_body_check(\%Samples));
+SmartImaging::add_webp_check(\%Samples);
 
 plan 'no_plan';
 

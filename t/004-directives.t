@@ -9,20 +9,10 @@
 use Test::Nginx::Socket;
 use SmartImaging ();
 
-my %Samples = (
-    'sample.jpg' => 'sk_astronaut.jpg',         # 512x512, 53962 bytes
-    'sample.png' => 'dolphin_default_ui.png',   # 755x532, 58053 bytes
-);
+my %Samples = SmartImaging::default_samples();
 
-if (!SmartImaging::have_samples(values %Samples)) {
-    plan skip_all => "sample images (@{[sort values %Samples]}) missing in"
-                     . " $ENV{TEST_NGINX_SAMPLES}";
-}
-
-our $Jpeg = SmartImaging::slurp(
-    SmartImaging::sample_path($Samples{'sample.jpg'}));
-our $Png  = SmartImaging::slurp(
-    SmartImaging::sample_path($Samples{'sample.png'}));
+our ($Jpeg, $Png) =
+    @{ SmartImaging::require_samples(\%Samples) }{'sample.jpg', 'sample.png'};
 
 # The images are reachable under several prefixes, one per location.
 our @Files = map {
@@ -34,14 +24,6 @@ our @Files = map {
 # smart_imaging_buffer (10m), and one a byte larger.
 our $TenMeg     = "\xff\xd8\xff\xe0" . ("\0" x (10 * 1024 * 1024 - 4));
 our $TenMegPlus = $TenMeg . "\0";
-
-our $Types = <<'_EOC_';
-    types {
-        text/plain  txt;
-        image/jpeg  jpg jpeg;
-        image/png   png;
-    }
-_EOC_
 
 # How nginx reports a bad directive: "[emerg] <pid>#<tid>: <message> in
 # .../nginx.conf:<line>" in error.log, "nginx: [emerg] <message> in ..." on
@@ -60,28 +42,19 @@ add_block_preprocessor(sub {
     # Every block gets the MIME types, in front of its own http_config.
     my $http = $block->http_config;
     $http = '' unless defined $http;
-    $block->set_value('http_config', $::Types . $http)
+    $block->set_value('http_config', SmartImaging::types_config() . $http)
         unless $http =~ /\btypes\s*\{/;
 
-    if (!defined $block->config) {
-        $block->set_value('config', <<'_EOC_');
-    location / {
-        root $TEST_NGINX_HTML_DIR;
-        smart_imaging on;
-    }
-_EOC_
-    }
-
-    if (!defined $block->user_files) {
-        $block->set_value('user_files', [@::Files]);
-    }
+    SmartImaging::set_defaults($block,
+        config     => SmartImaging::static_location(),
+        user_files => \@Files);
 
     if (!defined $block->more_headers && !defined $block->must_die) {
         $block->set_value('more_headers', "Accept: image/webp\n");
     }
 });
 
-add_response_body_check(SmartImaging::webp_body_check(\%Samples));
+SmartImaging::add_webp_check(\%Samples);
 add_response_body_check(SmartImaging::body_sizes_check());
 
 plan 'no_plan';

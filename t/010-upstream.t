@@ -11,25 +11,14 @@ my %Samples = (
     'up/alpha.png' => 'sk_horse_alpha.png',
 );
 
-if (!SmartImaging::have_samples(values %Samples)) {
-    plan skip_all => "sample images missing in $ENV{TEST_NGINX_SAMPLES}";
-}
-
-our $Jpeg = SmartImaging::slurp(SmartImaging::sample_path($Samples{'up/photo.jpg'}));
-our $Png  = SmartImaging::slurp(SmartImaging::sample_path($Samples{'up/alpha.png'}));
+my $Bytes = SmartImaging::require_samples(\%Samples);
+our ($Jpeg, $Png) = @$Bytes{'up/photo.jpg', 'up/alpha.png'};
 
 no_long_string();
 
-add_block_preprocessor(sub {
-    my $block = shift;
-
-    # An origin on a unix socket. SSI drops Content-Length, so the origin
-    # answers chunked, like many application servers do.
-    $block->set_value('http_config', <<'_EOC_') unless defined $block->http_config;
-    types {
-        image/jpeg  jpg;
-        image/png   png;
-    }
+# An origin on a unix socket. SSI drops Content-Length, so the origin
+# answers chunked, like many application servers do.
+my $HttpConfig = SmartImaging::types_config() . <<'_EOC_';
     server {
         listen unix:$TEST_NGINX_HTML_DIR/origin.sock;
         root $TEST_NGINX_HTML_DIR;
@@ -41,24 +30,12 @@ add_block_preprocessor(sub {
     }
 _EOC_
 
-    $block->set_value('user_files', SmartImaging::sample_user_files(
-        map { "$_=$Samples{$_}" } sort keys %Samples))
-        unless defined $block->user_files;
-});
+SmartImaging::add_block_defaults(
+    http_config => $HttpConfig,
+    user_files  => [['up/alpha.png', $Png], ['up/photo.jpg', $Jpeg]]);
 
-# "--- webp: <user file>": the body is a WebP of that image's size.
-add_response_body_check(sub {
-    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
-    my $src = $block->webp;
-    return unless defined $src;
-    $src =~ s/^\s+|\s+$//g;
-    my $info = SmartImaging::webp_info($body);
-    my $orig = SmartImaging::image_info(
-        SmartImaging::slurp(SmartImaging::sample_path($Samples{$src})));
-    ok($info && $info->{size_ok}, $block->name . " - body is a complete WebP file");
-    is($info ? "$info->{width}x$info->{height}" : "none",
-       "$orig->{width}x$orig->{height}", $block->name . " - dimensions of $src");
-});
+# "--- webp: <user file>": the body is a complete WebP of that image's size.
+SmartImaging::add_webp_check(\%Samples, complete => 1);
 
 plan 'no_plan';
 

@@ -32,7 +32,11 @@ fn module() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A prefix directory with the configuration rewritten to run here.
@@ -48,7 +52,10 @@ fn prepare(test: &str, conf_name: &str, ports: (u16, u16)) -> PathBuf {
     }
     for sample in std::fs::read_dir(root().join("samples")).unwrap() {
         let path = sample.unwrap().path();
-        if matches!(path.extension().and_then(|e| e.to_str()), Some("jpg" | "png")) {
+        if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("jpg" | "png")
+        ) {
             for dir in ["html/images", "html/shop"] {
                 std::fs::copy(&path, prefix.join(dir).join(path.file_name().unwrap())).unwrap();
             }
@@ -129,7 +136,11 @@ fn demo_config_serves_webp_static_and_proxied() {
     let ports = (free_port(), free_port());
     let prefix = prepare("demo", "demo.conf", ports);
     let out = nginx(&prefix, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", ports.0)).is_err() {
         assert!(Instant::now() < deadline, "nginx did not start");

@@ -1,8 +1,10 @@
 package SmartImaging;
 
 # Helpers shared by the smart-imaging .t files: reading sample images,
-# building "--- user_files eval" values, and parsing WebP / JPEG / PNG
-# headers so tests can check dimensions and alpha without an image library.
+# building "--- user_files eval" values, the preamble every module suite
+# shares (samples or skip, MIME types, default sections, the "--- webp:"
+# check), and parsing WebP / JPEG / PNG headers so tests can check
+# dimensions and alpha without an image library.
 #
 # Works the same under our t/lib/Test/Nginx/Socket.pm and under CPAN's
 # Test::Nginx (both are run with -I t/lib).
@@ -27,6 +29,8 @@ our @EXPORT_OK = qw(
     webp_info png_info jpeg_info image_info nginx_binary_available
     crc32 png_chunk make_png png_bomb noise_bytes noise_png tiny_gif
     jpeg_sof_offset jpeg_with_size webp_body_check body_sizes_check
+    default_samples require_samples types_config static_location
+    static_defaults set_defaults add_block_defaults add_webp_check
 );
 
 # Repository root: t/lib/SmartImaging.pm -> ../../
@@ -86,6 +90,105 @@ sub nginx_binary_available {
         return 1 if -f "$dir/$bin" && -x _;
     }
     return 0;
+}
+
+# ---------------------------------------------------------------------------
+# The preamble of the module suites
+# ---------------------------------------------------------------------------
+
+# A function the calling .t file imported from Test::Nginx::Socket (ours or
+# CPAN's), looked up in the package of whoever called our caller.
+sub _test_function {
+    my $fn = shift;
+    my $pkg = caller(1);
+    my $code = $pkg->can($fn)
+        or die "SmartImaging: $pkg has no $fn() (use Test::Nginx::Socket"
+             . " first)\n";
+    return $code;
+}
+
+# The samples that stand in for "a JPEG" and "a PNG": served name => sample
+# name, as a list for "my %Samples = SmartImaging::default_samples();".
+sub default_samples {
+    return (
+        'sample.jpg' => 'sk_astronaut.jpg',         # 512x512, 53962 bytes
+        'sample.png' => 'dolphin_default_ui.png',   # 755x532, 58053 bytes
+    );
+}
+
+# Given { served name => sample name }, skips the whole file (the caller's
+# "plan skip_all") unless every sample exists, and returns
+# { served name => the sample's bytes }.
+sub require_samples {
+    my $map = shift;
+    my @names = sort values %$map;
+    if (!have_samples(@names)) {
+        _test_function('plan')->(
+            skip_all => "sample images (@names) missing in " . samples_dir());
+    }
+    return { map { $_ => slurp(sample_path($map->{$_})) } keys %$map };
+}
+
+# The generated nginx.conf has no mime.types: without a types block every
+# file would be served as text/plain (default_type).  For http_config.
+sub types_config {
+    return <<'_EOC_';
+    types {
+        text/plain  txt;
+        image/jpeg  jpg jpeg;
+        image/png   png;
+    }
+_EOC_
+}
+
+# The default "--- config": html/ served with the module on.
+sub static_location {
+    return <<'_EOC_';
+    location / {
+        root $TEST_NGINX_HTML_DIR;
+        smart_imaging on;
+    }
+_EOC_
+}
+
+# Defaults for a block that requests files from html/: the MIME types as
+# http_config and static_location() as config.
+sub static_defaults {
+    return (http_config => types_config(), config => static_location());
+}
+
+# For add_block_preprocessor subs: gives $block each of %sections it does
+# not have (an undefined section).  An array value (user_files) is copied
+# for each block.
+sub set_defaults {
+    my ($block, %sections) = @_;
+    for my $section (sort keys %sections) {
+        next if defined $block->$section;
+        my $value = $sections{$section};
+        $block->set_value($section,
+                          ref $value eq 'ARRAY' ? [@$value] : $value);
+    }
+}
+
+# set_defaults() for every block, with the caller's
+# add_block_preprocessor().  Later pairs win:
+#
+#     SmartImaging::add_block_defaults(SmartImaging::static_defaults(),
+#                                      user_files => \@Files);
+sub add_block_defaults {
+    my %sections = @_;
+    _test_function('add_block_preprocessor')->(sub {
+        set_defaults(shift, %sections);
+    });
+}
+
+# Implements the "--- webp: SPEC" section (see webp_body_check below) with
+# the caller's add_response_body_check().  %$names maps served names to
+# sample names, as for require_samples().
+sub add_webp_check {
+    my ($names, %opt) = @_;
+    _test_function('add_response_body_check')->(
+        webp_body_check($names, %opt));
 }
 
 # ---------------------------------------------------------------------------
@@ -343,14 +446,22 @@ sub jpeg_with_size {
 # Response body check for "--- webp: ..." sections
 # ---------------------------------------------------------------------------
 
-# Returns a sub for add_response_body_check().  A block with a
-# "--- webp: SPEC" section must get a well-formed WebP body (RIFF size equal
-# to the body length) with the expected dimensions.  SPEC is "WxH", or the
-# name of a file whose dimensions are expected: a key of %$names (mapping
-# served names to sample names, e.g. 'sample.jpg' => 'sk_astronaut.jpg') or
-# a sample name.  Add "alpha" / "opaque" to SPEC to check the alpha flag.
+# Returns a sub for add_response_body_check() (add_webp_check() registers
+# it).  A block with a "--- webp: SPEC" section must get a well-formed WebP
+# body (RIFF size equal to the body length) with the expected dimensions.
+# SPEC is "WxH", or the name of a file whose dimensions are expected: a key
+# of %$names (mapping served names to sample names, e.g. 'sample.jpg' =>
+# 'sk_astronaut.jpg') or a sample name.  Add "alpha" / "opaque" to SPEC to
+# check the alpha flag.  "--- webp eval" may give an array: one SPEC (or
+# undef: no check) for each request of the block.
+#
+# Tests for each checked body: "body is a WebP file", "RIFF size matches",
+# "WebP dimensions" and one per flag; the ones after the first are skipped
+# when the body is no WebP file at all.  With complete => 1 the first two
+# are a single "body is a complete WebP file" test.
 sub webp_body_check {
-    my $names = shift || {};
+    my ($names, %opt) = @_;
+    $names ||= {};
     require Test::More;
     return sub {
         my ($block, $body, $req_idx, $rep, $dry_run) = @_;
@@ -374,17 +485,30 @@ sub webp_body_check {
         }
 
         my $info = webp_info($body);
-        Test::More::ok($info, "$name - body is a WebP file")
-            or Test::More::diag('    body starts with '
-                                . unpack('H32', $body // ''));
-        return unless $info;
-        Test::More::is($info->{size_ok}, 1,
-                       "$name - RIFF size matches the body length");
-        Test::More::is("$info->{width}x$info->{height}", $want,
-                       "$name - WebP dimensions");
-        for my $flag (@flags) {
-            Test::More::is($info->{alpha}, $flag eq 'alpha' ? 1 : 0,
-                           "$name - WebP $flag");
+        my $ok = $opt{complete}
+            ? Test::More::ok($info && $info->{size_ok},
+                             "$name - body is a complete WebP file")
+            : Test::More::ok($info, "$name - body is a WebP file");
+        if (!$ok && !$info) {
+            Test::More::diag('    body starts with '
+                             . unpack('H32', $body // ''));
+        } elsif (!$ok) {
+            Test::More::diag("    RIFF size $info->{riff_size} + 8, body "
+                             . length($body) . ' bytes');
+        }
+        SKIP: {
+            Test::More::skip("$name - not a WebP body",
+                             ($opt{complete} ? 1 : 2) + @flags)
+                unless $info;
+            Test::More::is($info->{size_ok}, 1,
+                           "$name - RIFF size matches the body length")
+                unless $opt{complete};
+            Test::More::is("$info->{width}x$info->{height}", $want,
+                           "$name - WebP dimensions");
+            for my $flag (@flags) {
+                Test::More::is($info->{alpha}, $flag eq 'alpha' ? 1 : 0,
+                               "$name - WebP $flag");
+            }
         }
     };
 }

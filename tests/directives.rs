@@ -1,0 +1,164 @@
+//! The configuration directives: values nginx must refuse, and the effect
+//! of those not covered elsewhere (quality, ttl off, inheritance).
+
+mod common;
+
+use common::*;
+use smart_imaging_core::codecs;
+use smart_imaging_core::Limits;
+
+fn site(directives: &str) -> String {
+    // The defaults, unless `directives` sets them itself.
+    let on = if directives.starts_with("smart_imaging ") {
+        ""
+    } else {
+        "smart_imaging on;"
+    };
+    let pool = if directives.starts_with("smart_imaging_thread_pool ") {
+        ""
+    } else {
+        "smart_imaging_thread_pool smart_imaging;"
+    };
+    format!(
+        r#"
+    server {{
+        listen 127.0.0.1:{{{{PORT}}}};
+        root {{{{HTDOCS}}}};
+        location /images/ {{
+            {on}
+            {pool}
+            {directives}
+        }}
+    }}
+"#
+    )
+}
+
+#[test]
+fn invalid_values_are_refused_by_nginx_t() {
+    let mut n = Nginx::prepare("dir-invalid");
+    // First, the valid forms pass.
+    for ok in [
+        "smart_imaging_webp_quality 0;",
+        "smart_imaging_webp_quality 100;",
+        "smart_imaging_ttl off;",
+        "smart_imaging_ttl 1h;",
+        "smart_imaging_ttl 30d;",
+        "smart_imaging_buffer 64m;",
+        "smart_imaging_buffer 512k;",
+        "smart_imaging_max_pixels 1000;",
+        "smart_imaging_max_jobs 1;",
+        "smart_imaging off;",
+        "smart_imaging_thread_pool smart_imaging;",
+    ] {
+        let (pass, out) = n.test_config(&Config::with_module(&site(ok)));
+        assert!(pass, "`{ok}` should be accepted:\n{out}");
+    }
+    for bad in [
+        "smart_imaging_webp_quality 101;",
+        "smart_imaging_webp_quality -1;",
+        "smart_imaging_webp_quality high;",
+        "smart_imaging_ttl forever;",
+        "smart_imaging_buffer lots;",
+        "smart_imaging_max_pixels 0;",
+        "smart_imaging_max_pixels many;",
+        "smart_imaging_max_jobs 0;",
+        "smart_imaging maybe;",
+        "smart_imaging_webp_quality 80 90;",
+        "smart_imaging_thread_pool no_such_pool;",
+    ] {
+        let (pass, out) = n.test_config(&Config::with_module(&site(bad)));
+        assert!(!pass, "`{bad}` should be refused, nginx -t passed:\n{out}");
+        assert!(out.contains("[emerg]"), "`{bad}`: no [emerg] line:\n{out}");
+        eprintln!(
+            "`{bad}` -> {}",
+            out.lines().find(|l| l.contains("[emerg]")).unwrap_or("")
+        );
+    }
+}
+
+#[test]
+fn webp_quality_directive_changes_the_encoding() {
+    let mut n = Nginx::prepare("dir-quality");
+    let jpeg = std::fs::read(samples_dir().join("sk_astronaut.jpg")).unwrap();
+    for d in ["q20", "q85", "default", "q95"] {
+        n.put_file(&format!("{d}/a.jpg"), &jpeg);
+    }
+    let http = r#"
+    server {
+        listen 127.0.0.1:{{PORT}};
+        root {{HTDOCS}};
+        smart_imaging on;
+        smart_imaging_thread_pool smart_imaging;
+        location /q20/ { smart_imaging_webp_quality 20; }
+        location /q85/ { smart_imaging_webp_quality 85; }
+        location /q95/ { smart_imaging_webp_quality 95; }
+        location /default/ { }
+    }
+"#;
+    n.run(&Config::with_module(http));
+    let orig = codecs::decode(&jpeg, &Limits::default()).unwrap();
+    let orig = Rgba::from_raw(orig.width, orig.height, &orig.pixels);
+    let mut results = Vec::new();
+    for d in ["q20", "q85", "default", "q95"] {
+        let r = get(n.port(), &format!("/{d}/a.jpg"), &[ACCEPT_WEBP]);
+        let (size, psnr) = if r.content_type() == Some("image/webp") {
+            let img = codecs::webp::decode(&r.body).unwrap();
+            (
+                r.body.len(),
+                psnr_composited(&orig, &Rgba::from_raw(img.width, img.height, &img.pixels)),
+            )
+        } else {
+            (r.body.len(), f64::INFINITY)
+        };
+        eprintln!(
+            "{d}: {:?} {size} bytes, PSNR {psnr:.2} dB",
+            r.content_type()
+        );
+        results.push((size, psnr, r.body));
+    }
+    let (q20, q85, default, q95) = (&results[0], &results[1], &results[2], &results[3]);
+    assert!(q20.0 < q85.0, "quality 20 not smaller than 85");
+    assert!(q20.1 < q85.1, "quality 20 not lower PSNR than 85");
+    assert!(
+        q95.0 > q85.0 || q95.2 == jpeg,
+        "quality 95 not larger than 85"
+    );
+    assert!(default.2 == q85.2, "the default quality is not 85");
+}
+
+#[test]
+fn ttl_off_and_inheritance() {
+    let mut n = Nginx::prepare("dir-ttl");
+    let jpeg = std::fs::read(samples_dir().join("sk_coffee.jpg")).unwrap();
+    n.put_file("a/a.jpg", &jpeg);
+    n.put_file("b/a.jpg", &jpeg);
+    n.put_file("c/a.jpg", &jpeg);
+    let http = r#"
+    smart_imaging_ttl 2h;
+    server {
+        listen 127.0.0.1:{{PORT}};
+        root {{HTDOCS}};
+        smart_imaging on;
+        smart_imaging_thread_pool smart_imaging;
+        location /a/ { }
+        location /b/ { smart_imaging_ttl off; }
+        location /c/ { smart_imaging_ttl 90s; }
+    }
+"#;
+    n.run(&Config::with_module(http));
+    let cc = |u: &str| {
+        get(n.port(), u, &[ACCEPT_WEBP])
+            .header_all("cache-control")
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        cc("/a/a.jpg"),
+        vec!["max-age=7200"],
+        "ttl inherited from http{{}}"
+    );
+    assert!(cc("/b/a.jpg").is_empty(), "smart_imaging_ttl off");
+    assert_eq!(cc("/c/a.jpg"), vec!["max-age=90"]);
+}

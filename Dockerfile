@@ -25,15 +25,12 @@ RUN apt-get update \
 COPY --from=nginx /nginx-version /nginx-version
 RUN v=$(cat /nginx-version) \
  && curl -fsSL "https://nginx.org/download/nginx-$v.tar.gz" | tar -xz -C /usr/src \
- && mv "/usr/src/nginx-$v" /usr/src/nginx \
- && cd /usr/src/nginx \
- && ./configure --with-compat --with-threads --with-http_ssl_module --with-http_v2_module >/dev/null
+ && mv "/usr/src/nginx-$v" /usr/src/nginx
 WORKDIR /src
 COPY . .
-# No `vendored` feature: build against the configured tree above.
-RUN NGINX_SOURCE_DIR=/usr/src/nginx NGINX_BUILD_DIR=/usr/src/nginx/objs \
-    cargo build --release --no-default-features \
- && cp target/release/libngx_http_smart_imaging_module.so /ngx_http_smart_imaging_module.so
+# Configure that source --with-compat and build the module against it,
+# without the vendored nginx (tests/source_tree_build.sh checks this recipe).
+RUN cp "$(scripts/build-module.sh /usr/src/nginx /src/target/docker)" /ngx_http_smart_imaging_module.so
 
 FROM ${NGINX_IMAGE}
 COPY --from=build /ngx_http_smart_imaging_module.so /usr/lib/nginx/modules/

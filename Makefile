@@ -20,7 +20,7 @@ MODULE := target/debug/libngx_http_smart_imaging_module.so
 # nginx-sys builds nginx inside its OUT_DIR; take the newest one.
 NGINX = $(shell ls -t target/debug/build/nginx-sys-*/out/objs/nginx 2>/dev/null | head -n 1)
 
-.PHONY: deps build run stop test test-rust test-t test-system-nginx system-nginx bench clean-run
+.PHONY: deps build run stop test test-rust test-t test-system-nginx test-source-tree system-nginx bench clean-run
 
 deps:
 	@scripts/install-deps.sh
@@ -51,7 +51,7 @@ stop:
 	    for i in $$(seq 50); do [ -f $(RUN_DIR)/logs/nginx.pid ] || break; sleep 0.1; done; \
 	fi
 
-test: deps test-rust test-t test-system-nginx
+test: deps test-rust test-t test-system-nginx test-source-tree
 
 test-rust:
 	$(CARGO) test --workspace
@@ -69,6 +69,11 @@ system-nginx:
 
 test-system-nginx: system-nginx
 	tests/system_nginx.sh
+
+# The Dockerfile's recipe (scripts/build-module.sh) against nginx-src's tree,
+# loaded into the vendored nginx of the same version.
+test-source-tree: build
+	tests/source_tree_build.sh
 
 bench: deps
 	$(CARGO) bench -p smart-imaging-core --bench transcode

@@ -33,7 +33,7 @@ done
 
 JPEG=${SMART_IMAGING_JPEG:-}
 if [ -z "$JPEG" ]; then
-  for candidate in /work/shared/corpus/sk_coffee.jpg "$ROOT/samples/sk_coffee.jpg"; do
+  for candidate in "$ROOT/../shared/corpus/sk_coffee.jpg" "$ROOT/samples/sk_coffee.jpg"; do
     if [ -f "$candidate" ]; then JPEG=$candidate; break; fi
   done
 fi

@@ -53,7 +53,9 @@ stop:
 
 test: deps test-rust test-t test-system-nginx test-source-tree
 
-test-rust:
+# `cargo test` alone does not produce the module (.so) the integration
+# tests load: build it first.
+test-rust: build
 	$(CARGO) test --workspace
 
 test-t: build

@@ -296,12 +296,7 @@ fn max_jobs_overflow_serves_original() {
     let mut n = Nginx::prepare("fail-maxjobs");
     // A large image, slow to convert: the biggest corpus photo, or a
     // generated one.
-    let big = corpus_dir()
-        .map(|c| c.join("k4_volna.jpg"))
-        .filter(|p| p.is_file())
-        .map(|p| std::fs::read(p).unwrap())
-        .unwrap_or_else(|| synthetic_photo_png(2400, 1600, 3));
-    let name = if is_jpeg(&big) { "big.jpg" } else { "big.png" };
+    let (name, big) = big_image("k4_volna.jpg", (2400, 1600, 3));
     n.put_file(&format!("images/{name}"), &big);
     let http = HTTP.replace(
         "smart_imaging_max_jobs 1;",
@@ -407,12 +402,7 @@ fn default_max_pixels_is_16_million() {
 #[test]
 fn client_abort_during_conversion() {
     let mut n = Nginx::prepare("fail-abort");
-    let big = corpus_dir()
-        .map(|c| c.join("lom_life.jpg"))
-        .filter(|p| p.is_file())
-        .map(|p| std::fs::read(p).unwrap())
-        .unwrap_or_else(|| synthetic_photo_png(1600, 1000, 4));
-    let name = if is_jpeg(&big) { "big.jpg" } else { "big.png" };
+    let (name, big) = big_image("lom_life.jpg", (1600, 1000, 4));
     n.put_file(&format!("images/{name}"), &big);
     n.put_file("images/ok.jpg", &astronaut());
     n.run(&Config::with_module(HTTP));
@@ -508,12 +498,7 @@ fn codecs_check(body: &[u8], what: &str) {
 #[test]
 fn reload_during_conversion() {
     let mut n = Nginx::prepare("fail-reload");
-    let big = corpus_dir()
-        .map(|c| c.join("k4_volna.jpg"))
-        .filter(|p| p.is_file())
-        .map(|p| std::fs::read(p).unwrap())
-        .unwrap_or_else(|| synthetic_photo_png(1600, 1000, 6));
-    let name = if is_jpeg(&big) { "big.jpg" } else { "big.png" };
+    let (name, big) = big_image("k4_volna.jpg", (1600, 1000, 6));
     n.put_file(&format!("images/{name}"), &big);
     n.put_file("images/ok.jpg", &astronaut());
     n.run(&Config::with_module(HTTP));

@@ -38,12 +38,7 @@ const SMALL_SPACING: Duration = Duration::from_millis(100);
 fn small_files_are_not_delayed_by_transcodes() {
     let mut n = Nginx::prepare("latency");
     // The largest corpus photo (3840x2160), or a generated 3000x2000 photo.
-    let big = corpus_dir()
-        .map(|c| c.join("k4_volna.jpg"))
-        .filter(|p| p.is_file())
-        .map(|p| std::fs::read(p).unwrap())
-        .unwrap_or_else(|| synthetic_photo_png(3000, 2000, 5));
-    let name = if is_jpeg(&big) { "big.jpg" } else { "big.png" };
+    let (name, big) = big_image("k4_volna.jpg", (3000, 2000, 5));
     n.put_file(&format!("images/{name}"), &big);
     n.put_file("static/tiny.txt", b"tiny\n");
     // One worker; the pool has 2 threads (Config::with_module).

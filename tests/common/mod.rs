@@ -1301,6 +1301,20 @@ pub fn png_rgb(width: u32, height: u32, rgb: &[u8]) -> Vec<u8> {
     png_raw(width, height, 8, 2, &zlib_stored(&raw))
 }
 
+/// A large image, slow to convert: `corpus_name` from the corpus when it is
+/// there, else a generated photo-like PNG of `fallback` (width, height,
+/// seed). Returns the name to serve it under (`big.jpg` or `big.png`) and
+/// its bytes.
+pub fn big_image(corpus_name: &str, fallback: (u32, u32, u64)) -> (String, Vec<u8>) {
+    let big = corpus_dir()
+        .map(|c| c.join(corpus_name))
+        .filter(|p| p.is_file())
+        .map(|p| std::fs::read(p).unwrap())
+        .unwrap_or_else(|| synthetic_photo_png(fallback.0, fallback.1, fallback.2));
+    let name = if is_jpeg(&big) { "big.jpg" } else { "big.png" };
+    (name.to_string(), big)
+}
+
 /// A photo-like test image: smooth colour gradients plus noise, so that it
 /// is slow to encode and lossy WebP is much smaller than the PNG.
 pub fn synthetic_photo_png(width: u32, height: u32, seed: u64) -> Vec<u8> {

@@ -8,6 +8,12 @@
 //! throughput: `thrpt` in Melem/s is megapixels per second, so ms per
 //! megapixel = 1000 / thrpt.
 //!
+//! Then the same for resizing (group `resize+encode`): a report of each
+//! step's speed and of the bytes delivered for a 400 CSS px wide slot at
+//! device pixel ratios 1, 2 and 3; criterion then measures decode + resize
+//! to half size + WebP, and the resize alone, with the *output* pixel count
+//! as throughput.
+//!
 //! `SMART_IMAGING_WEBP_QUALITY` sets the quality (default: the module's
 //! default, 85).
 
@@ -15,7 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use smart_imaging_core::{codecs, transcode, Limits, Outcome, Plan, TargetFormat};
+use smart_imaging_core::resize::resize;
+use smart_imaging_core::{codecs, transcode, Limits, Outcome, Plan};
 
 struct Sample {
     name: String,
@@ -93,10 +100,7 @@ fn quality() -> u8 {
 }
 
 fn plan() -> Plan {
-    Plan {
-        target: TargetFormat::WebP,
-        quality: quality(),
-    }
+    Plan::webp(quality())
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -209,5 +213,215 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+// Resizing: "deliver exactly the pixels the screen needs".
+
+/// The CSS width asked for in the DPR report.
+const CSS_WIDTH: u32 = 400;
+
+/// The delivered size for `css_width` CSS pixels at device pixel ratio
+/// `dpr`: never wider than the source, aspect kept (rounded to nearest),
+/// at least 1 pixel high. (A local stand-in for the module's sizing
+/// policy, so that the report's numbers are defined here.)
+fn dpr_size((width, height): (u32, u32), css_width: u32, dpr: u32) -> (u32, u32) {
+    let out_w = css_width.saturating_mul(dpr).min(width);
+    let out_h = (u64::from(height) * u64::from(out_w) + u64::from(width) / 2) / u64::from(width);
+    (out_w, (out_h as u32).max(1))
+}
+
+/// Half each dimension (at least 1).
+fn half(img: &codecs::Image) -> (u32, u32) {
+    ((img.width / 2).max(1), (img.height / 2).max(1))
+}
+
+fn mp(pixels: u64) -> f64 {
+    pixels as f64 / 1e6
+}
+
+/// Decodes and resizes to `(width, height)` if smaller, then WebP.
+fn resize_to_webp(bytes: &[u8], size: impl FnOnce(&codecs::Image) -> (u32, u32)) -> Vec<u8> {
+    let image = codecs::decode(bytes, &Limits::default()).unwrap();
+    let (w, h) = size(&image);
+    let image = if (w, h) == (image.width, image.height) {
+        image
+    } else {
+        resize(&image, w, h).unwrap()
+    };
+    codecs::webp::encode(&image, quality()).unwrap()
+}
+
+/// One timed pass of each step, then bytes delivered per device pixel
+/// ratio for a 400 CSS px wide slot.
+fn resize_report(samples: &[Sample]) {
+    let limits = Limits::default();
+    let decode = |s: &Sample| codecs::decode(&s.bytes, &limits).unwrap();
+    let photos: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.name.ends_with(".jpg"))
+        .collect();
+    let pngs: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.name.ends_with(".png"))
+        .collect();
+    if photos.is_empty() {
+        return;
+    }
+
+    println!(
+        "resizing ({} JPEG photos, {} PNGs)",
+        photos.len(),
+        pngs.len()
+    );
+    println!("{:<36} {:>10} {:>10}", "step (one pass)", "MP", "ms/MP");
+    let line = |what: &str, pixels: u64, seconds: f64| {
+        println!(
+            "{:<36} {:>10.1} {:>10.1}",
+            what,
+            mp(pixels),
+            seconds * 1000.0 / mp(pixels)
+        )
+    };
+    let decoded: Vec<codecs::Image> = photos.iter().map(|s| decode(s)).collect();
+    let (mut out_px, mut in_px) = (0u64, 0u64);
+    let start = Instant::now();
+    let halves: Vec<codecs::Image> = decoded
+        .iter()
+        .map(|img| {
+            let (w, h) = half(img);
+            out_px += u64::from(w) * u64::from(h);
+            in_px += u64::from(img.width) * u64::from(img.height);
+            resize(img, w, h).unwrap()
+        })
+        .collect();
+    let seconds = start.elapsed().as_secs_f64();
+    line("resize photo to half (per output MP)", out_px, seconds);
+    line("resize photo to half (per input MP)", in_px, seconds);
+    drop(decoded);
+    let start = Instant::now();
+    for img in &halves {
+        std::hint::black_box(codecs::jpeg::encode(img, 85).unwrap());
+    }
+    line(
+        "JPEG encode q85 (half-size photos)",
+        out_px,
+        start.elapsed().as_secs_f64(),
+    );
+    let start = Instant::now();
+    for img in &halves {
+        std::hint::black_box(codecs::webp::encode(img, quality()).unwrap());
+    }
+    line(
+        "WebP encode (half-size photos)",
+        out_px,
+        start.elapsed().as_secs_f64(),
+    );
+    drop(halves);
+    if !pngs.is_empty() {
+        let images: Vec<codecs::Image> = pngs.iter().map(|s| decode(s)).collect();
+        let pixels = images
+            .iter()
+            .map(|i| u64::from(i.width) * u64::from(i.height))
+            .sum();
+        let start = Instant::now();
+        for img in &images {
+            std::hint::black_box(codecs::png::encode(img).unwrap());
+        }
+        line(
+            "PNG encode (corpus PNGs, full size)",
+            pixels,
+            start.elapsed().as_secs_f64(),
+        );
+    }
+
+    println!(
+        "\nphotos delivered {CSS_WIDTH} CSS px wide as WebP q{} (or the original when not smaller)",
+        quality()
+    );
+    println!(
+        "{:<4} {:>8} {:>10} {:>14} {:>14} {:>8} {:>10} {:>10}",
+        "dpr", "resized", "mean MP", "mean bytes", "mean saved", "saved %", "kept orig", "ms/image"
+    );
+    let original_total: usize = photos.iter().map(|s| s.bytes.len()).sum();
+    for dpr in [1, 2, 3] {
+        let (mut delivered, mut resized, mut kept, mut pixels) = (0usize, 0, 0, 0u64);
+        let start = Instant::now();
+        for s in &photos {
+            let webp = resize_to_webp(&s.bytes, |img| {
+                let (w, h) = dpr_size((img.width, img.height), CSS_WIDTH, dpr);
+                resized += usize::from(w != img.width);
+                pixels += u64::from(w) * u64::from(h);
+                (w, h)
+            });
+            if webp.len() < s.bytes.len() {
+                delivered += webp.len();
+            } else {
+                delivered += s.bytes.len();
+                kept += 1;
+            }
+        }
+        let n = photos.len() as f64;
+        let ms = start.elapsed().as_secs_f64() * 1000.0 / n;
+        println!(
+            "{:<4} {:>8} {:>10.2} {:>14.0} {:>14.0} {:>8.1} {:>10} {:>10.1}",
+            dpr,
+            resized,
+            mp(pixels) / n,
+            delivered as f64 / n,
+            (original_total - delivered) as f64 / n,
+            100.0 * (1.0 - delivered as f64 / original_total as f64),
+            kept,
+            ms
+        );
+    }
+    println!(
+        "(originals: mean {:.0} bytes, {:.2} MP)\n",
+        original_total as f64 / photos.len() as f64,
+        mp(photos.iter().map(|s| s.pixels).sum::<u64>()) / photos.len() as f64
+    );
+}
+
+fn bench_resize(c: &mut Criterion) {
+    let samples = load_corpus();
+    resize_report(&samples);
+    let limits = Limits::default();
+    let photos: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.name.ends_with(".jpg"))
+        .collect();
+    if photos.is_empty() {
+        return;
+    }
+    let decoded: Vec<codecs::Image> = photos
+        .iter()
+        .map(|s| codecs::decode(&s.bytes, &limits).unwrap())
+        .collect();
+    // Throughput = output pixels: thrpt in Melem/s is output MP/s.
+    let out_pixels: u64 = decoded
+        .iter()
+        .map(|img| {
+            let (w, h) = half(img);
+            u64::from(w) * u64::from(h)
+        })
+        .sum();
+    let mut group = c.benchmark_group("resize+encode");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(out_pixels));
+    group.bench_function("jpeg photos: decode+resize half+webp", |b| {
+        b.iter(|| {
+            for s in &photos {
+                std::hint::black_box(resize_to_webp(&s.bytes, half));
+            }
+        })
+    });
+    group.bench_function("jpeg photos: resize half", |b| {
+        b.iter(|| {
+            for img in &decoded {
+                let (w, h) = half(img);
+                std::hint::black_box(resize(img, w, h).unwrap());
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_resize);
 criterion_main!(benches);

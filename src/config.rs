@@ -10,10 +10,12 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_check_num_bounds, ngx_conf_num_bounds_t, ngx_conf_set_flag_slot,
     ngx_conf_set_num_slot, ngx_conf_set_size_slot, ngx_conf_t, ngx_flag_t, ngx_int_t,
-    ngx_parse_time, ngx_str_t, ngx_thread_pool_add, ngx_thread_pool_t, ngx_uint_t, NGX_CONF_FLAG,
-    NGX_CONF_TAKE1, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF,
+    ngx_parse_time, ngx_str_t, ngx_thread_pool_add, ngx_thread_pool_t, ngx_uint_t, NGX_CONF_1MORE,
+    NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
+use smart_imaging_core::policy::{Ect, NetworkThresholds, Settings};
+use smart_imaging_core::sizing::OutputCaps;
 use smart_imaging_core::Limits;
 
 /// Defaults, documented in README.md.
@@ -21,6 +23,9 @@ pub const DEFAULT_BUFFER: usize = 10 * 1024 * 1024;
 pub const DEFAULT_MAX_PIXELS: ngx_int_t = 16_000_000;
 pub const DEFAULT_WEBP_QUALITY: ngx_int_t = 85;
 pub const DEFAULT_MAX_JOBS: ngx_int_t = 32;
+pub const DEFAULT_JPEG_QUALITY: ngx_int_t = 85;
+pub const DEFAULT_DPR_MAX: f32 = 3.0;
+pub const DEFAULT_NETWORK_QUALITY_STEP: ngx_int_t = 15;
 
 const UNSET: ngx_int_t = -1;
 const UNSET_SIZE: usize = usize::MAX;
@@ -43,6 +48,39 @@ pub struct LocConf {
     pub max_jobs: ngx_int_t,
     /// `smart_imaging_thread_pool`: resolved at configuration time.
     pub thread_pool: *mut ngx_thread_pool_t,
+    /// `smart_imaging_jpeg_quality`: MozJPEG quality for resized JPEGs.
+    pub jpeg_quality: ngx_int_t,
+    /// `smart_imaging_dpr on|off`
+    pub dpr: ngx_flag_t,
+    /// `smart_imaging_network on|off`
+    pub network: ngx_flag_t,
+    /// `smart_imaging_network_quality_step`
+    pub network_quality_step: ngx_int_t,
+
+    // The fields below are set by this module's own directive handlers
+    // (`None` = not set at this level), not by nginx's slot setters.
+    /// `smart_imaging_dpr_max`
+    pub dpr_max: Option<f32>,
+    /// `smart_imaging_dpr_header <name> | off`
+    pub dpr_header: Option<Option<String>>,
+    /// `smart_imaging_network_thresholds ect=.. downlink=.. rtt=..`
+    pub network_thresholds: Option<NetworkThresholds>,
+    /// `smart_imaging_max_output_size <width>|- <height>|-`
+    pub max_output_size: Option<(Option<u32>, Option<u32>)>,
+    /// `smart_imaging_max_output_pixels <n> | off`
+    pub max_output_pixels: Option<Option<u64>>,
+    /// `smart_imaging_accept_ch off|on|critical`
+    pub accept_ch: Option<AcceptCh>,
+}
+
+/// `smart_imaging_accept_ch`: which client-hint opt-in headers to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptCh {
+    Off,
+    /// `Accept-CH`
+    On,
+    /// `Accept-CH` and `Critical-CH`
+    Critical,
 }
 
 impl Default for LocConf {
@@ -55,6 +93,16 @@ impl Default for LocConf {
             webp_quality: UNSET,
             max_jobs: UNSET,
             thread_pool: ptr::null_mut(),
+            jpeg_quality: UNSET,
+            dpr: UNSET,
+            network: UNSET,
+            network_quality_step: UNSET,
+            dpr_max: None,
+            dpr_header: None,
+            network_thresholds: None,
+            max_output_size: None,
+            max_output_pixels: None,
+            accept_ch: None,
         }
     }
 }
@@ -62,6 +110,38 @@ impl Default for LocConf {
 impl LocConf {
     pub fn enabled(&self) -> bool {
         self.enable == 1
+    }
+
+    /// The configuration as the core's policy sees it.
+    pub fn settings(&self) -> Settings {
+        let (max_width, max_height) = self.max_output_size.unwrap_or_default();
+        Settings {
+            webp_quality: self.webp_quality as u8,
+            jpeg_quality: self.jpeg_quality as u8,
+            dpr: self.dpr == 1,
+            max_dpr: self.dpr_max.unwrap_or(DEFAULT_DPR_MAX),
+            dpr_header: self.dpr_header.clone().flatten(),
+            network: self.network == 1,
+            network_thresholds: self.network_thresholds.unwrap_or_default(),
+            network_quality_step: self.network_quality_step as u8,
+            caps: OutputCaps {
+                max_width,
+                max_height,
+                max_pixels: self.max_output_pixels.flatten(),
+            },
+        }
+    }
+
+    /// The client hints this location's settings can use (for `Accept-CH`).
+    pub fn client_hints(&self) -> Vec<&'static str> {
+        let mut hints = Vec::new();
+        if self.dpr == 1 {
+            hints.extend(["Sec-CH-DPR", "Sec-CH-Width"]);
+        }
+        if self.network == 1 {
+            hints.extend(["ECT", "Downlink", "RTT"]);
+        }
+        hints
     }
 
     pub fn limits(&self) -> Limits {
@@ -98,6 +178,29 @@ impl LocConf {
             DEFAULT_WEBP_QUALITY,
         );
         merge_int(&mut self.max_jobs, prev.max_jobs, DEFAULT_MAX_JOBS);
+        merge_int(
+            &mut self.jpeg_quality,
+            prev.jpeg_quality,
+            DEFAULT_JPEG_QUALITY,
+        );
+        merge_int(&mut self.dpr, prev.dpr, 0);
+        merge_int(&mut self.network, prev.network, 0);
+        merge_int(
+            &mut self.network_quality_step,
+            prev.network_quality_step,
+            DEFAULT_NETWORK_QUALITY_STEP,
+        );
+        fn merge_opt<T: Clone>(conf: &mut Option<T>, prev: &Option<T>) {
+            if conf.is_none() {
+                conf.clone_from(prev);
+            }
+        }
+        merge_opt(&mut self.dpr_max, &prev.dpr_max);
+        merge_opt(&mut self.dpr_header, &prev.dpr_header);
+        merge_opt(&mut self.network_thresholds, &prev.network_thresholds);
+        merge_opt(&mut self.max_output_size, &prev.max_output_size);
+        merge_opt(&mut self.max_output_pixels, &prev.max_output_pixels);
+        merge_opt(&mut self.accept_ch, &prev.accept_ch);
         if self.thread_pool.is_null() {
             self.thread_pool = prev.thread_pool;
         }
@@ -137,6 +240,237 @@ unsafe extern "C" fn set_ttl(
     }
     conf.ttl = seconds;
     NGX_CONF_OK
+}
+
+/// The values of the directive being parsed (without its name).
+///
+/// # Safety
+/// `cf` must be the configuration being parsed, inside a directive handler.
+unsafe fn directive_args<'a>(cf: *mut ngx_conf_t) -> Vec<&'a [u8]> {
+    // SAFETY: `args` is an array of ngx_str_t: the name, then the values.
+    unsafe {
+        let args = &*(*cf).args;
+        let all = core::slice::from_raw_parts(args.elts.cast::<ngx_str_t>(), args.nelts);
+        all[1..].iter().map(|a| a.as_bytes()).collect()
+    }
+}
+
+/// Runs `parse` on the directive's values and stores the result in the
+/// field `field` selects, with nginx's usual messages for errors.
+///
+/// # Safety
+/// As for a directive handler: valid `cf` and this module's `conf`.
+unsafe fn set_with<T>(
+    cf: *mut ngx_conf_t,
+    conf: *mut c_void,
+    field: impl FnOnce(&mut LocConf) -> &mut Option<T>,
+    parse: impl FnOnce(&[&[u8]]) -> Result<T, String>,
+) -> *mut c_char {
+    // SAFETY: nginx passes this module's LocConf.
+    let conf = unsafe { &mut *conf.cast::<LocConf>() };
+    let slot = field(conf);
+    if slot.is_some() {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    // SAFETY: forwarded from the caller.
+    let args = unsafe { directive_args(cf) };
+    match parse(&args) {
+        Ok(value) => {
+            *slot = Some(value);
+            NGX_CONF_OK
+        }
+        Err(message) => {
+            ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", message);
+            NGX_CONF_ERROR
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn parse_positive_f32(value: &[u8], what: &str) -> Result<f32, String> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<f32>().ok())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| format!("invalid {what} \"{}\"", text(value)))
+}
+
+fn parse_dimension(value: &[u8]) -> Result<Option<u32>, String> {
+    if value == b"-" {
+        return Ok(None);
+    }
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|&v| v > 0)
+        .map(Some)
+        .ok_or_else(|| format!("invalid size \"{}\"", text(value)))
+}
+
+/// `smart_imaging_dpr_max <number>;`
+unsafe extern "C" fn set_dpr_max(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: a directive handler's arguments.
+    unsafe {
+        set_with(
+            cf,
+            conf,
+            |c| &mut c.dpr_max,
+            |a| parse_positive_f32(a[0], "value"),
+        )
+    }
+}
+
+/// `smart_imaging_dpr_header <name> | off;`
+unsafe extern "C" fn set_dpr_header(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: a directive handler's arguments.
+    unsafe {
+        set_with(
+            cf,
+            conf,
+            |c| &mut c.dpr_header,
+            |a| {
+                let name = a[0];
+                if name == b"off" {
+                    return Ok(None);
+                }
+                if name.is_empty()
+                    || !name
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err(format!("invalid header name \"{}\"", text(name)));
+                }
+                Ok(Some(text(name)))
+            },
+        )
+    }
+}
+
+/// `smart_imaging_network_thresholds [ect=<type>] [downlink=<Mbit/s>] [rtt=<time>];`
+unsafe extern "C" fn set_network_thresholds(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: a directive handler's arguments.
+    unsafe {
+        set_with(
+            cf,
+            conf,
+            |c| &mut c.network_thresholds,
+            |args| {
+                let mut t = NetworkThresholds::default();
+                for arg in args {
+                    let Some(eq) = arg.iter().position(|&b| b == b'=') else {
+                        return Err(format!("invalid parameter \"{}\"", text(arg)));
+                    };
+                    let (key, value) = (&arg[..eq], &arg[eq + 1..]);
+                    match key {
+                        b"ect" => {
+                            t.ect = Ect::parse(value).ok_or_else(|| {
+                                format!("invalid ect \"{}\" (slow-2g, 2g, 3g or 4g)", text(value))
+                            })?
+                        }
+                        b"downlink" => t.downlink_mbps = parse_positive_f32(value, "downlink")?,
+                        b"rtt" => {
+                            let mut v = ngx_str_t {
+                                len: value.len(),
+                                data: value.as_ptr().cast_mut(),
+                            };
+                            // SAFETY: `v` points to `value`, alive for this call.
+                            let ms = ngx_parse_time(&mut v, 0);
+                            if ms < 0 {
+                                return Err(format!("invalid rtt \"{}\"", text(value)));
+                            }
+                            t.rtt_ms = ms as u32;
+                        }
+                        _ => return Err(format!("invalid parameter \"{}\"", text(arg))),
+                    }
+                }
+                Ok(t)
+            },
+        )
+    }
+}
+
+/// `smart_imaging_max_output_size <width>|- <height>|-;`
+unsafe extern "C" fn set_max_output_size(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: a directive handler's arguments.
+    unsafe {
+        set_with(
+            cf,
+            conf,
+            |c| &mut c.max_output_size,
+            |a| Ok((parse_dimension(a[0])?, parse_dimension(a[1])?)),
+        )
+    }
+}
+
+/// `smart_imaging_max_output_pixels <number> | off;`
+unsafe extern "C" fn set_max_output_pixels(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: a directive handler's arguments.
+    unsafe {
+        set_with(
+            cf,
+            conf,
+            |c| &mut c.max_output_pixels,
+            |a| {
+                if a[0] == b"off" {
+                    return Ok(None);
+                }
+                std::str::from_utf8(a[0])
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|&v| v > 0)
+                    .map(Some)
+                    .ok_or_else(|| format!("invalid value \"{}\"", text(a[0])))
+            },
+        )
+    }
+}
+
+/// `smart_imaging_accept_ch off | on | critical;`
+unsafe extern "C" fn set_accept_ch(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: a directive handler's arguments.
+    unsafe {
+        set_with(
+            cf,
+            conf,
+            |c| &mut c.accept_ch,
+            |a| match a[0] {
+                b"off" => Ok(AcceptCh::Off),
+                b"on" => Ok(AcceptCh::On),
+                b"critical" => Ok(AcceptCh::Critical),
+                other => Err(format!(
+                    "invalid value \"{}\" (off, on or critical)",
+                    text(other)
+                )),
+            },
+        )
+    }
 }
 
 /// `smart_imaging_thread_pool <name>;` The pool must be declared with
@@ -200,7 +534,7 @@ const fn command(
 
 /// The directive table. `smart_imaging` is also allowed in `if` blocks inside
 /// a location, like `gzip`.
-pub static mut COMMANDS: [ngx_command_t; 8] = [
+pub static mut COMMANDS: [ngx_command_t; 18] = [
     ngx_command_t {
         type_: CONTEXTS | (NGX_HTTP_LIF_CONF | NGX_CONF_FLAG) as ngx_uint_t,
         ..command(
@@ -250,6 +584,76 @@ pub static mut COMMANDS: [ngx_command_t; 8] = [
         c"smart_imaging_thread_pool",
         NGX_CONF_TAKE1,
         set_thread_pool,
+        0,
+        ptr::null_mut(),
+    ),
+    command(
+        c"smart_imaging_jpeg_quality",
+        NGX_CONF_TAKE1,
+        ngx_conf_set_num_slot,
+        offset_of!(LocConf, jpeg_quality),
+        &raw mut QUALITY_BOUNDS as *mut c_void,
+    ),
+    command(
+        c"smart_imaging_dpr",
+        NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
+        offset_of!(LocConf, dpr),
+        ptr::null_mut(),
+    ),
+    command(
+        c"smart_imaging_dpr_max",
+        NGX_CONF_TAKE1,
+        set_dpr_max,
+        0,
+        ptr::null_mut(),
+    ),
+    command(
+        c"smart_imaging_dpr_header",
+        NGX_CONF_TAKE1,
+        set_dpr_header,
+        0,
+        ptr::null_mut(),
+    ),
+    command(
+        c"smart_imaging_network",
+        NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
+        offset_of!(LocConf, network),
+        ptr::null_mut(),
+    ),
+    command(
+        c"smart_imaging_network_quality_step",
+        NGX_CONF_TAKE1,
+        ngx_conf_set_num_slot,
+        offset_of!(LocConf, network_quality_step),
+        &raw mut QUALITY_BOUNDS as *mut c_void,
+    ),
+    command(
+        c"smart_imaging_network_thresholds",
+        NGX_CONF_1MORE,
+        set_network_thresholds,
+        0,
+        ptr::null_mut(),
+    ),
+    command(
+        c"smart_imaging_max_output_size",
+        NGX_CONF_TAKE2,
+        set_max_output_size,
+        0,
+        ptr::null_mut(),
+    ),
+    command(
+        c"smart_imaging_max_output_pixels",
+        NGX_CONF_TAKE1,
+        set_max_output_pixels,
+        0,
+        ptr::null_mut(),
+    ),
+    command(
+        c"smart_imaging_accept_ch",
+        NGX_CONF_TAKE1,
+        set_accept_ch,
         0,
         ptr::null_mut(),
     ),

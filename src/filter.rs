@@ -30,11 +30,13 @@ use ngx::ffi::{
     ngx_pool_cleanup_add, NGX_AGAIN, NGX_ERROR, NGX_HTTP_HEAD, NGX_HTTP_NOT_MODIFIED, NGX_HTTP_OK,
     NGX_HTTP_PARTIAL_CONTENT, NGX_LOG_ALERT, NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
 };
+use ngx::http::Request;
+use ngx::ngx_log_debug_http;
 use ngx::ngx_log_error;
-use smart_imaging_core::policy::{accepts, parse_url_args};
-use smart_imaging_core::{sniff, KeepReason, Outcome, Plan, TargetFormat};
+use smart_imaging_core::policy::{decide, parse_url_args, Decision};
+use smart_imaging_core::{sniff, KeepReason, Outcome, Plan};
 
-use crate::config::LocConf;
+use crate::config::{AcceptCh, LocConf};
 use crate::http;
 use crate::offload::{self, Job, PostError};
 
@@ -102,7 +104,7 @@ unsafe fn next_body(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_
 
 /// # Safety
 /// `r` must be a valid request of an HTTP location.
-unsafe fn loc_conf(r: *mut ngx_http_request_t) -> &'static LocConf {
+pub unsafe fn loc_conf(r: *mut ngx_http_request_t) -> &'static LocConf {
     // SAFETY: nginx allocated this module's LocConf for every location.
     unsafe {
         let idx = crate::ngx_http_smart_imaging_module.ctx_index;
@@ -180,6 +182,9 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: `r` is valid for the whole call (caller's contract).
     unsafe {
         let conf = loc_conf(r);
+        if r == (*r).main && !add_accept_ch(r, conf) {
+            return NGX_ERROR as ngx_int_t;
+        }
         let status = (*r).headers_out.status as u32;
         if !conf.enabled()
             || r != (*r).main
@@ -208,9 +213,26 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
             return next_header(r);
         }
 
-        // From here on the response depends on Accept, whatever we do; the
-        // 304 and 206 of a representation must say so as its 200 does.
-        if !http::add_vary(r, "Accept") {
+        let settings = conf.settings();
+        let facts = http::request_facts(r, settings.dpr_header.as_deref());
+        let negotiation = decide(&facts, &settings);
+        if !negotiation.ignored_args.is_empty() {
+            ngx_log_debug_http!(
+                Request::from_ngx_http_request(r),
+                "smart_imaging: ignored malformed arguments: {}",
+                negotiation.ignored_args.join(", ")
+            );
+        }
+        let plan = match negotiation.decision {
+            Decision::Off => return next_header(r),
+            Decision::Original => None,
+            Decision::Transcode(plan) => Some(plan),
+        };
+
+        // From here on the response depends on these request headers,
+        // whatever we do; the 304 and 206 of a representation must say so
+        // as its 200 does.
+        if !http::add_vary(r, &negotiation.vary) {
             return NGX_ERROR as ngx_int_t;
         }
         if conf.ttl > 0 && !http::add_default_ttl(r, conf.ttl as i64) {
@@ -226,10 +248,9 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
         if (*r).header_only() != 0 || (*r).method == NGX_HTTP_HEAD as usize {
             return next_header(r);
         }
-        let target = TargetFormat::WebP;
-        if !http::request_header_values(r, "Accept").any(|v| accepts(v, target.mime())) {
+        let Some(plan) = plan else {
             return next_header(r);
-        }
+        };
         let length = (*r).headers_out.content_length_n;
         if length > conf.buffer as i64 {
             ngx_log_error!(
@@ -247,10 +268,7 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
             original: Vec::with_capacity(length.clamp(0, conf.buffer as i64) as usize),
             complete: false,
             limit: conf.buffer,
-            plan: Plan {
-                target,
-                quality: conf.webp_quality as u8,
-            },
+            plan,
             job: ptr::null_mut(),
             outcome: None,
             elapsed: Duration::ZERO,
@@ -265,6 +283,23 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
         // saw; whatever we send is sent whole.
         http::clear_accept_ranges(r);
         NGX_OK as ngx_int_t
+    }
+}
+
+/// `smart_imaging_accept_ch`: asks browsers for the client hints this
+/// location's settings use. Sent on every response of the location (it is
+/// the page's response that browsers read it from), image or not.
+unsafe fn add_accept_ch(r: *mut ngx_http_request_t, conf: &LocConf) -> bool {
+    let mode = conf.accept_ch.unwrap_or(AcceptCh::Off);
+    let hints = conf.client_hints();
+    if mode == AcceptCh::Off || hints.is_empty() {
+        return true;
+    }
+    let value = hints.join(", ");
+    // SAFETY: a valid request whose header is not sent yet (caller).
+    unsafe {
+        http::add_header_once(r, "Accept-CH", &value)
+            && (mode != AcceptCh::Critical || http::add_header_once(r, "Critical-CH", &value))
     }
 }
 
@@ -479,7 +514,7 @@ unsafe fn send_result(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_i
                 ctx.converted = converted.bytes;
                 http::set_content_type(r, converted.format.mime());
                 http::set_content_length(r, ctx.converted.len());
-                http::set_variant_etag(r, converted.format.name());
+                http::set_variant_etag(r, &ctx.plan.variant());
                 ctx.phase = Phase::Done;
                 let rc = next_header(r);
                 if rc == NGX_ERROR as ngx_int_t

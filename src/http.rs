@@ -5,6 +5,8 @@
 use core::ptr;
 use core::slice;
 
+use smart_imaging_core::policy::{accepts, RequestFacts};
+
 use ngx::ffi::{
     ngx_http_request_t, ngx_list_part_t, ngx_list_push, ngx_pnalloc, ngx_str_t, ngx_table_elt_t,
 };
@@ -31,26 +33,6 @@ unsafe fn header_entries(part: *mut ngx_list_part_t) -> impl Iterator<Item = *mu
             part = (*part).next;
             i = 0;
         }
-    })
-}
-
-/// The values of every request header named `name` (case-insensitive).
-///
-/// # Safety
-/// `r` must be a valid request whose headers have been parsed.
-pub unsafe fn request_header_values<'a>(
-    r: *mut ngx_http_request_t,
-    name: &'a str,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    // SAFETY: headers_in.headers is initialised once the request is read.
-    let entries = unsafe { header_entries(&raw mut (*r).headers_in.headers.part) };
-    entries.filter_map(move |h| {
-        // SAFETY: entries are valid table elements for the request's life.
-        let h = unsafe { &*h };
-        h.key
-            .as_bytes()
-            .eq_ignore_ascii_case(name.as_bytes())
-            .then(|| h.value.as_bytes())
     })
 }
 
@@ -141,16 +123,95 @@ unsafe fn pool_str(r: *mut ngx_http_request_t, bytes: &[u8]) -> Option<ngx_str_t
     })
 }
 
-/// Adds `Vary: <token>` unless a `Vary` header already covers it.
+/// Adds one `Vary` header with those of `tokens` that no `Vary` header of the
+/// response covers yet (the upstream's, or `gzip_vary`'s, stay as they are).
 ///
 /// # Safety
 /// `r` must be a valid request whose header has not been sent yet.
-pub unsafe fn add_vary(r: *mut ngx_http_request_t, token: &'static str) -> bool {
+pub unsafe fn add_vary(r: *mut ngx_http_request_t, tokens: &[String]) -> bool {
     // SAFETY: forwarded from the caller.
     unsafe {
-        response_header_has_token(r, "Vary", token)
-            || push_header(r, static_str("Vary"), static_str(token)).is_some()
+        let missing: Vec<&str> = tokens
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !response_header_has_token(r, "Vary", t))
+            .collect();
+        if missing.is_empty() {
+            return true;
+        }
+        let Some(value) = pool_str(r, missing.join(", ").as_bytes()) else {
+            return false;
+        };
+        push_header(r, static_str("Vary"), value).is_some()
     }
+}
+
+/// Adds a response header `name: value` (e.g. `Accept-CH`), unless the
+/// response already has one of that name.
+///
+/// # Safety
+/// `r` must be a valid request whose header has not been sent yet.
+pub unsafe fn add_header_once(r: *mut ngx_http_request_t, name: &'static str, value: &str) -> bool {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if response_header_present(r, name) {
+            return true;
+        }
+        let Some(value) = pool_str(r, value.as_bytes()) else {
+            return false;
+        };
+        push_header(r, static_str(name), value).is_some()
+    }
+}
+
+/// Everything the policy reads from the request, in one pass over its
+/// headers. `dpr_header` is the name set by `smart_imaging_dpr_header`.
+///
+/// # Safety
+/// `r` must be a valid request whose headers have been parsed; the slices
+/// live as long as the request.
+pub unsafe fn request_facts<'a>(
+    r: *mut ngx_http_request_t,
+    dpr_header: Option<&str>,
+) -> RequestFacts<'a> {
+    let mut facts = RequestFacts {
+        // SAFETY: `args` points into the request's buffers.
+        args: unsafe { (*r).args.as_bytes() },
+        ..RequestFacts::default()
+    };
+    let (mut dpr, mut width) = (None, None);
+    // SAFETY: headers_in.headers is initialised once the request is read.
+    for h in unsafe { header_entries(&raw mut (*r).headers_in.headers.part) } {
+        // SAFETY: entries are valid table elements for the request's life.
+        let h: &'a ngx_table_elt_t = unsafe { &*h };
+        let (key, value) = (h.key.as_bytes(), h.value.as_bytes());
+        let is = |name: &str| key.eq_ignore_ascii_case(name.as_bytes());
+        if dpr_header.is_some_and(|name| is(name)) {
+            facts.dpr_header = Some(value);
+        } else if is("Accept") {
+            facts.accepts_webp |= accepts(value, "image/webp");
+        } else if is("Sec-CH-DPR") {
+            facts.ch_dpr = Some(value);
+        } else if is("DPR") {
+            dpr = Some(value);
+        } else if is("Sec-CH-Width") {
+            facts.ch_width = Some(value);
+        } else if is("Width") {
+            width = Some(value);
+        } else if is("Save-Data") {
+            facts.save_data = Some(value);
+        } else if is("ECT") {
+            facts.ect = Some(value);
+        } else if is("Downlink") {
+            facts.downlink = Some(value);
+        } else if is("RTT") {
+            facts.rtt = Some(value);
+        }
+    }
+    // The Sec-CH- names win over the legacy ones.
+    facts.ch_dpr = facts.ch_dpr.or(dpr);
+    facts.ch_width = facts.ch_width.or(width);
+    facts
 }
 
 /// Adds `Cache-Control: max-age=<ttl>` when the response carries neither

@@ -17,6 +17,7 @@ mod config;
 mod filter;
 mod http;
 mod offload;
+mod variables;
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
@@ -32,7 +33,7 @@ use ngx::ffi::{
 use config::LocConf;
 
 static NGX_HTTP_SMART_IMAGING_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: None,
+    preconfiguration: Some(preconfiguration),
     postconfiguration: Some(postconfiguration),
     create_main_conf: None,
     init_main_conf: None,
@@ -97,6 +98,11 @@ unsafe extern "C" fn merge_loc_conf(
         Ok(Ok(())) => NGX_CONF_OK,
         _ => NGX_CONF_ERROR,
     }
+}
+
+unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: nginx calls this with the configuration being read.
+    catch_unwind(|| unsafe { variables::register(cf) }).unwrap_or(NGX_ERROR as ngx_int_t)
 }
 
 unsafe extern "C" fn postconfiguration(_cf: *mut ngx_conf_t) -> ngx_int_t {

@@ -34,8 +34,10 @@ sub etag_of { sprintf '"%x-%x"', $Mtime, length $_[0] }
 our $JpegETag     = etag_of($Jpeg);
 our $PngETag      = etag_of($Png);
 our $NoiseETag    = etag_of($Noise);
-our $JpegWebpETag = sprintf 'W/"%x-%x-webp"', $Mtime, length $Jpeg;
-our $PngWebpETag  = sprintf 'W/"%x-%x-webp"', $Mtime, length $Png;
+# The derivative's ETag: the original's, plus the variant served
+# (format, quality, size: see $smart_imaging_variant).
+our $JpegWebpETag = sprintf 'W/"%x-%x-webp-q85-src"', $Mtime, length $Jpeg;
+our $PngWebpETag  = sprintf 'W/"%x-%x-webp-q85-src"', $Mtime, length $Png;
 
 our @Files = (
     ['sample.jpg',     $Jpeg,  $MtimeStamp],
@@ -206,7 +208,7 @@ Content-Type: image/webp
 
 
 
-=== TEST 10: converted response: weak ETag W/"<etag>-webp", Last-Modified kept, no Accept-Ranges
+=== TEST 10: converted response: weak ETag W/"<etag>-<variant>", Last-Modified kept, no Accept-Ranges
 --- more_headers
 Accept: image/webp
 --- request
@@ -214,7 +216,7 @@ GET /sample.jpg
 --- response_headers eval
 "Content-Type: image/webp\nETag: $::JpegWebpETag\nLast-Modified: $::LastModified\n!Accept-Ranges\n!Transfer-Encoding\n"
 --- response_headers_like
-ETag: ^W/".*-webp"$
+ETag: ^W/".*-webp-q85-src"$
 Content-Length: ^\d+$
 --- webp: sample.jpg
 
@@ -683,7 +685,7 @@ GET /sample.jpg
 
 
 
-=== TEST 34: proxied: a weak upstream ETag W/"abc" becomes W/"abc-webp"
+=== TEST 34: proxied: a weak upstream ETag W/"abc" becomes W/"abc-webp-q85-src"
 --- http_config eval
 $::Types . <<'_EOC_'
     server {
@@ -703,7 +705,7 @@ _EOC_
 --- request eval
 ["GET /shop/sample.png", "GET /shop/sample.png"]
 --- response_headers eval
-["Content-Type: image/webp\nETag: W/\"abc-webp\"\n",
+["Content-Type: image/webp\nETag: W/\"abc-webp-q85-src\"\n",
  "Content-Type: image/png\nETag: W/\"abc\"\n"]
 --- webp eval
 ["sample.png", undef]

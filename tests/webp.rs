@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use smart_imaging_core::codecs;
-use smart_imaging_core::{KeepReason, Limits, Outcome, Plan, TargetFormat};
+use smart_imaging_core::{KeepReason, Limits, Outcome, Plan};
 
 /// Minimum PSNR (dB) of a served WebP against the decoded original.
 ///
@@ -253,10 +253,7 @@ fn check_webp_response(what: &str, c: &Case, r: &Response, orig_etag: Option<&st
             );
             // The module kept the original: the core must agree there was no
             // gain (or a reason to keep it).
-            let plan = Plan {
-                target: TargetFormat::WebP,
-                quality: QUALITY,
-            };
+            let plan = Plan::webp(QUALITY);
             match smart_imaging_core::transcode(&c.bytes, &plan, &Limits::default()) {
                 Outcome::Original(reason) => {
                     row.note = format!("kept: {reason}");

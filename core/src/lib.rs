@@ -5,11 +5,14 @@
 //! - [`policy`]: request (Accept, URL args) -> what to try.
 //! - [`mod@sniff`]: what the body really is, from its magic bytes.
 //! - [`codecs`]: decode JPEG/PNG to pixels, encode WebP.
+//! - [`resize`]: downscale decoded pixels (linear light, premultiplied alpha).
 //! - [`transcode()`]: bytes + plan -> new bytes, or "keep the original, because ...".
 
 pub mod codecs;
 pub mod metrics;
 pub mod policy;
+pub mod resize;
+pub mod sizing;
 pub mod sniff;
 mod transcode;
 

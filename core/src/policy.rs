@@ -1,6 +1,9 @@
 //! Request -> what to try. Pure functions over header values and the query
 //! string, so they can be table-tested.
 
+use crate::sizing::{OutputCaps, SizeRequest};
+use crate::{Plan, TargetFormat};
+
 /// Whether `accept` (an `Accept` header value) lists `mime` with a non-zero
 /// quality. Only an explicit listing counts: `*/*` and `image/*` are sent by
 /// every browser, including ones that cannot decode WebP.
@@ -62,6 +65,312 @@ pub fn parse_url_args(args: &[u8]) -> UrlArgs {
     }
 }
 
+/// Effective connection type (the `ECT` client hint), slowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Ect {
+    Slow2g,
+    G2,
+    G3,
+    G4,
+}
+
+impl Ect {
+    pub fn parse(value: &[u8]) -> Option<Ect> {
+        match value.trim_ascii().to_ascii_lowercase().as_slice() {
+            b"slow-2g" => Some(Ect::Slow2g),
+            b"2g" => Some(Ect::G2),
+            b"3g" => Some(Ect::G3),
+            b"4g" => Some(Ect::G4),
+            _ => None,
+        }
+    }
+}
+
+/// When a network counts as poor. The defaults are the boundaries at which
+/// Chrome reports an effective connection type of `3g` or slower
+/// (RTT >= 270 ms or downlink <= 0.7 Mbit/s).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NetworkThresholds {
+    /// Poor at or below this `ECT`.
+    pub ect: Ect,
+    /// Poor at or below this `Downlink`, in Mbit/s.
+    pub downlink_mbps: f32,
+    /// Poor at or above this `RTT`, in milliseconds.
+    pub rtt_ms: u32,
+}
+
+impl Default for NetworkThresholds {
+    fn default() -> Self {
+        NetworkThresholds {
+            ect: Ect::G3,
+            downlink_mbps: 0.7,
+            rtt_ms: 270,
+        }
+    }
+}
+
+/// The configuration of a location, as far as the policy needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// WebP quality (libwebp's scale).
+    pub webp_quality: u8,
+    /// Quality when the source format is re-encoded (resized JPEG).
+    pub jpeg_quality: u8,
+    /// `smart_imaging_dpr`: scale by the device pixel ratio.
+    pub dpr: bool,
+    /// `smart_imaging_dpr_max`: the largest DPR honoured.
+    pub max_dpr: f32,
+    /// `smart_imaging_dpr_header`: a request header carrying the DPR (a CDN's
+    /// device header), consulted before the client hints.
+    pub dpr_header: Option<String>,
+    /// `smart_imaging_network`: lower quality and drop DPR on poor networks.
+    pub network: bool,
+    pub network_thresholds: NetworkThresholds,
+    /// How much lower the quality is on a poor network.
+    pub network_quality_step: u8,
+    /// Output caps, whatever was requested.
+    pub caps: OutputCaps,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            webp_quality: 85,
+            jpeg_quality: 85,
+            dpr: false,
+            max_dpr: 3.0,
+            dpr_header: None,
+            network: false,
+            network_thresholds: NetworkThresholds::default(),
+            network_quality_step: 15,
+            caps: OutputCaps::default(),
+        }
+    }
+}
+
+/// What a request says, as raw header values (None when absent). The nginx
+/// layer only looks the headers up; all parsing is here.
+#[derive(Clone, Debug, Default)]
+pub struct RequestFacts<'a> {
+    /// The query string.
+    pub args: &'a [u8],
+    /// Whether `Accept` lists WebP (see [`accepts`]).
+    pub accepts_webp: bool,
+    /// The value of the header named by `Settings::dpr_header`.
+    pub dpr_header: Option<&'a [u8]>,
+    /// `Sec-CH-DPR`, else `DPR`.
+    pub ch_dpr: Option<&'a [u8]>,
+    /// `Sec-CH-Width`, else `Width` (physical pixels).
+    pub ch_width: Option<&'a [u8]>,
+    pub save_data: Option<&'a [u8]>,
+    pub ect: Option<&'a [u8]>,
+    pub downlink: Option<&'a [u8]>,
+    pub rtt: Option<&'a [u8]>,
+}
+
+/// What to do with a candidate image response.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// `bfc=off`: the module does nothing for this request.
+    Off,
+    /// Nothing could change the response: serve it without buffering.
+    Original,
+    /// Buffer the body and produce this.
+    Transcode(Plan),
+}
+
+/// The outcome of [`decide`]: the decision, the request headers whose
+/// values can change the response (for `Vary`), and the URL arguments that
+/// were malformed and ignored (for a debug log line).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Negotiation {
+    pub decision: Decision,
+    pub vary: Vec<String>,
+    pub ignored_args: Vec<String>,
+    /// Whether the network was judged poor.
+    pub poor_network: bool,
+}
+
+/// The DPR argument: `dpr=off`, `dpr=on`, `dpr=on,2.5`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum DprArg {
+    Off,
+    On(Option<f32>),
+}
+
+fn parse_number<T: std::str::FromStr>(value: &[u8]) -> Option<T> {
+    std::str::from_utf8(value).ok()?.trim().parse().ok()
+}
+
+fn parse_dpr(value: &[u8]) -> Option<f32> {
+    parse_number::<f32>(value).filter(|d| d.is_finite() && *d > 0.0)
+}
+
+fn parse_css_length(value: &[u8]) -> Option<u32> {
+    parse_number::<u32>(value).filter(|&v| (1..=65535).contains(&v))
+}
+
+/// Rounds a DPR to 2 decimals, so equal-looking values give equal variants.
+fn normalise_dpr(dpr: f32) -> f32 {
+    (dpr * 100.0).round() / 100.0
+}
+
+/// Computes everything the module will do for this request, from the
+/// request alone (so caches can key on the result, see [`Plan::variant`]).
+pub fn decide(req: &RequestFacts<'_>, settings: &Settings) -> Negotiation {
+    let mut ignored = Vec::new();
+    let arg = |name: &str| query_arg(req.args, name).map(|v| (name.to_string(), v));
+
+    if parse_url_args(req.args).bfc_off {
+        return Negotiation {
+            decision: Decision::Off,
+            vary: Vec::new(),
+            ignored_args: Vec::new(),
+            poor_network: false,
+        };
+    }
+
+    let css = |name: &str, ignored: &mut Vec<String>| {
+        arg(name).and_then(|(n, v)| {
+            let parsed = parse_css_length(v);
+            if parsed.is_none() {
+                ignored.push(format!("{n}={}", String::from_utf8_lossy(v)));
+            }
+            parsed
+        })
+    };
+    let wid = css("wid", &mut ignored);
+    let hei = css("hei", &mut ignored);
+
+    let dpr_arg = query_arg(req.args, "dpr").and_then(|v| {
+        let parsed = if v.eq_ignore_ascii_case(b"off") {
+            Some(DprArg::Off)
+        } else if v.eq_ignore_ascii_case(b"on") {
+            Some(DprArg::On(None))
+        } else if v.len() > 3 && v[..3].eq_ignore_ascii_case(b"on,") {
+            parse_dpr(&v[3..]).map(|d| DprArg::On(Some(d)))
+        } else {
+            None
+        };
+        if parsed.is_none() {
+            ignored.push(format!("dpr={}", String::from_utf8_lossy(v)));
+        }
+        parsed
+    });
+    let network_arg = query_arg(req.args, "network").and_then(|v| {
+        if v.eq_ignore_ascii_case(b"off") {
+            Some(false)
+        } else if v.eq_ignore_ascii_case(b"on") {
+            Some(true)
+        } else {
+            ignored.push(format!("network={}", String::from_utf8_lossy(v)));
+            None
+        }
+    });
+
+    // Network: opt-in per location, opt-out (or in) per URL.
+    let network_on = network_arg.unwrap_or(settings.network);
+    let t = &settings.network_thresholds;
+    let poor_network = network_on
+        && (req
+            .save_data
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"on"))
+            || req.ect.and_then(Ect::parse).is_some_and(|e| e <= t.ect)
+            || req
+                .downlink
+                .and_then(parse_number::<f32>)
+                .is_some_and(|d| d.is_finite() && d >= 0.0 && d <= t.downlink_mbps)
+            || req
+                .rtt
+                .and_then(parse_number::<u32>)
+                .is_some_and(|r| r >= t.rtt_ms));
+
+    // DPR: the URL value, else the configured header, else the client hints.
+    let dpr_on = match dpr_arg {
+        Some(DprArg::Off) => false,
+        Some(DprArg::On(_)) => true,
+        None => settings.dpr,
+    };
+    let url_dpr = match dpr_arg {
+        Some(DprArg::On(Some(d))) => Some(d),
+        _ => None,
+    };
+    let hinted_dpr = || {
+        req.dpr_header
+            .and_then(parse_dpr)
+            .or_else(|| req.ch_dpr.and_then(parse_dpr))
+    };
+    let size = if !dpr_on || poor_network {
+        SizeRequest::Css {
+            width: wid,
+            height: hei,
+            dpr: 1.0,
+        }
+    } else {
+        let physical_width = req
+            .ch_width
+            .and_then(parse_number::<u32>)
+            .filter(|&w| w > 0);
+        match (wid, hei, url_dpr, physical_width) {
+            // A width hint already includes the DPR: use it as it is, unless
+            // the URL asks for a size or a DPR itself.
+            (None, None, None, Some(width)) => SizeRequest::Physical { width },
+            _ => {
+                let dpr = url_dpr.or_else(hinted_dpr).unwrap_or(1.0);
+                SizeRequest::Css {
+                    width: wid,
+                    height: hei,
+                    dpr: normalise_dpr(dpr.min(settings.max_dpr)),
+                }
+            }
+        }
+    };
+
+    let step = if poor_network {
+        settings.network_quality_step
+    } else {
+        0
+    };
+    let webp = req.accepts_webp;
+    let quality = if webp {
+        settings.webp_quality
+    } else {
+        settings.jpeg_quality
+    };
+    let plan = Plan {
+        target: webp.then_some(TargetFormat::WebP),
+        quality: quality.saturating_sub(step).max(1),
+        size,
+        caps: settings.caps,
+    };
+
+    let mut vary = vec!["Accept".to_string()];
+    if dpr_on && url_dpr.is_none() {
+        // The hints (or the configured header) decide the DPR. The URL's
+        // own arguments are part of the URL, and so of any cache key: only
+        // request headers go into Vary.
+        if let Some(h) = &settings.dpr_header {
+            vary.push(h.clone());
+        }
+        vary.extend(["Sec-CH-DPR", "DPR", "Sec-CH-Width", "Width"].map(String::from));
+    }
+    if network_on {
+        vary.extend(["Save-Data", "ECT", "Downlink", "RTT"].map(String::from));
+    }
+
+    let decision = if plan.target.is_none() && plan.size.is_source() && plan.caps.is_none() {
+        Decision::Original
+    } else {
+        Decision::Transcode(plan)
+    };
+    Negotiation {
+        decision,
+        vary,
+        ignored_args: ignored,
+        poor_network,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +402,255 @@ mod tests {
         assert!(!parse_url_args(b"abfc=off").bfc_off);
         assert!(!parse_url_args(b"").bfc_off);
         assert_eq!(query_arg(b"a&b=2", "a"), Some(&b""[..]));
+    }
+
+    fn facts(args: &'static str, webp: bool) -> RequestFacts<'static> {
+        RequestFacts {
+            args: args.as_bytes(),
+            accepts_webp: webp,
+            ..RequestFacts::default()
+        }
+    }
+
+    fn plan_of(n: &Negotiation) -> &Plan {
+        match &n.decision {
+            Decision::Transcode(plan) => plan,
+            other => panic!("expected a plan, got {other:?}"),
+        }
+    }
+
+    fn dpr_on() -> Settings {
+        Settings {
+            dpr: true,
+            ..Settings::default()
+        }
+    }
+
+    fn network_on() -> Settings {
+        Settings {
+            network: true,
+            dpr: true,
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn format_and_size_from_url() {
+        let s = Settings::default();
+        // WebP client, nothing else: WebP at the source size.
+        let n = decide(&facts("", true), &s);
+        assert_eq!(plan_of(&n).variant(), "webp-q85-src");
+        assert_eq!(n.vary, ["Accept"]);
+        // No WebP, nothing asked: nothing to do, no buffering.
+        assert_eq!(decide(&facts("", false), &s).decision, Decision::Original);
+        // No WebP, but a size: the source format, resized.
+        let n = decide(&facts("hei=500", false), &s);
+        assert_eq!(plan_of(&n).target, None);
+        assert_eq!(plan_of(&n).variant(), "src-q85-h500");
+        // Both sides; DPR off by default, so no DPR.
+        let n = decide(&facts("wid=400&hei=300", true), &s);
+        assert_eq!(plan_of(&n).variant(), "webp-q85-w400-h300");
+        // bfc=off wins over everything.
+        assert_eq!(
+            decide(&facts("wid=400&bfc=off", true), &s).decision,
+            Decision::Off
+        );
+        // Caps configured: even a plain request may need resizing.
+        let capped = Settings {
+            caps: OutputCaps {
+                max_width: Some(1000),
+                ..OutputCaps::NONE
+            },
+            ..Settings::default()
+        };
+        assert!(matches!(
+            decide(&facts("", false), &capped).decision,
+            Decision::Transcode(_)
+        ));
+    }
+
+    #[test]
+    fn device_pixel_ratio() {
+        let hint = |dpr: &'static str, args: &'static str| RequestFacts {
+            ch_dpr: Some(dpr.as_bytes()),
+            ..facts(args, true)
+        };
+        // DPR off in config: hints are ignored and not in Vary...
+        let n = decide(&hint("2", "wid=400"), &Settings::default());
+        assert_eq!(plan_of(&n).size.to_string(), "w400");
+        assert_eq!(n.vary, ["Accept"]);
+        // ... but dpr=on,<value> in the URL works anyway, and varies on nothing more.
+        let n = decide(&hint("2", "wid=400&dpr=on,1.5"), &Settings::default());
+        assert_eq!(plan_of(&n).size.to_string(), "w400-dpr1.5");
+        assert_eq!(n.vary, ["Accept"]);
+        // dpr=on without a value: the hints decide, and Vary says so.
+        let n = decide(&hint("2", "wid=400&dpr=on"), &Settings::default());
+        assert_eq!(plan_of(&n).size.to_string(), "w400-dpr2");
+        assert!(n.vary.contains(&"Sec-CH-DPR".to_string()));
+        // DPR on in config.
+        let n = decide(&hint("2", "wid=400"), &dpr_on());
+        assert_eq!(plan_of(&n).size.to_string(), "w400-dpr2");
+        assert_eq!(
+            n.vary,
+            ["Accept", "Sec-CH-DPR", "DPR", "Sec-CH-Width", "Width"]
+        );
+        // dpr=off in the URL.
+        let n = decide(&hint("2", "wid=400&dpr=off"), &dpr_on());
+        assert_eq!(plan_of(&n).size.to_string(), "w400");
+        // Capped by smart_imaging_dpr_max, normalised to 2 decimals.
+        assert_eq!(
+            plan_of(&decide(&hint("4", ""), &dpr_on())).size.to_string(),
+            "dpr3"
+        );
+        assert_eq!(
+            plan_of(&decide(&hint("2.6251", ""), &dpr_on()))
+                .size
+                .to_string(),
+            "dpr2.63"
+        );
+        // The configured header comes before the client hints.
+        let s = Settings {
+            dpr_header: Some("X-Device-Pixel-Ratio".into()),
+            ..dpr_on()
+        };
+        let f = RequestFacts {
+            dpr_header: Some(b"1.5"),
+            ..hint("2", "wid=400")
+        };
+        let n = decide(&f, &s);
+        assert_eq!(plan_of(&n).size.to_string(), "w400-dpr1.5");
+        assert_eq!(n.vary[1], "X-Device-Pixel-Ratio");
+        // A physical width hint is used as it is when the URL asks no size.
+        let f = RequestFacts {
+            ch_width: Some(b"828"),
+            ..hint("2", "")
+        };
+        assert_eq!(
+            plan_of(&decide(&f, &dpr_on())).size,
+            SizeRequest::Physical { width: 828 }
+        );
+        let f = RequestFacts {
+            ch_width: Some(b"828"),
+            ..hint("2", "wid=400")
+        };
+        assert_eq!(
+            plan_of(&decide(&f, &dpr_on())).size.to_string(),
+            "w400-dpr2"
+        );
+        // Unusable hints mean DPR 1.
+        for bad in ["0", "-1", "abc", "NaN", "inf", ""] {
+            assert_eq!(
+                plan_of(&decide(&hint(bad, "wid=400"), &dpr_on()))
+                    .size
+                    .to_string(),
+                "w400"
+            );
+        }
+    }
+
+    #[test]
+    fn network() {
+        let poor = |f: RequestFacts<'static>, s: &Settings| decide(&f, s);
+        let base = || RequestFacts {
+            ch_dpr: Some(b"2"),
+            ..facts("wid=400", true)
+        };
+        // A good network: DPR applies, full quality; network hints in Vary.
+        let n = poor(
+            RequestFacts {
+                ect: Some(b"4g"),
+                ..base()
+            },
+            &network_on(),
+        );
+        assert!(!n.poor_network);
+        assert_eq!(plan_of(&n).variant(), "webp-q85-w400-dpr2");
+        assert!(n
+            .vary
+            .ends_with(&["Save-Data", "ECT", "Downlink", "RTT"].map(String::from)));
+        // Each signal of a poor network: quality down by the step, DPR off.
+        for f in [
+            RequestFacts {
+                save_data: Some(b"on"),
+                ..base()
+            },
+            RequestFacts {
+                ect: Some(b"3g"),
+                ..base()
+            },
+            RequestFacts {
+                ect: Some(b"slow-2g"),
+                ..base()
+            },
+            RequestFacts {
+                downlink: Some(b"0.5"),
+                ..base()
+            },
+            RequestFacts {
+                rtt: Some(b"300"),
+                ..base()
+            },
+        ] {
+            let n = poor(f.clone(), &network_on());
+            assert!(n.poor_network, "{f:?}");
+            assert_eq!(plan_of(&n).variant(), "webp-q70-w400", "{f:?}");
+        }
+        // Not poor: fast values, junk values.
+        for f in [
+            RequestFacts {
+                downlink: Some(b"10"),
+                ..base()
+            },
+            RequestFacts {
+                rtt: Some(b"50"),
+                ..base()
+            },
+            RequestFacts {
+                ect: Some(b"5g"),
+                ..base()
+            },
+            RequestFacts {
+                save_data: Some(b"off"),
+                ..base()
+            },
+        ] {
+            assert!(!poor(f.clone(), &network_on()).poor_network, "{f:?}");
+        }
+        // network=off in the URL opts out; off in config: hints ignored.
+        let f = RequestFacts {
+            save_data: Some(b"on"),
+            ..base()
+        };
+        let n = decide(
+            &RequestFacts {
+                args: b"wid=400&network=off",
+                ..f.clone()
+            },
+            &network_on(),
+        );
+        assert!(!n.poor_network);
+        assert!(!n.vary.contains(&"Save-Data".to_string()));
+        assert!(!decide(&f, &dpr_on()).poor_network);
+        // The quality never reaches 0.
+        let low = Settings {
+            webp_quality: 5,
+            ..network_on()
+        };
+        assert_eq!(plan_of(&decide(&f, &low)).quality, 1);
+    }
+
+    #[test]
+    fn malformed_arguments_are_ignored() {
+        let n = decide(
+            &facts("wid=abc&hei=0&dpr=on,-1&network=sometimes&wid=", true),
+            &dpr_on(),
+        );
+        assert_eq!(plan_of(&n).variant(), "webp-q85-src");
+        assert_eq!(
+            n.ignored_args,
+            ["wid=abc", "hei=0", "dpr=on,-1", "network=sometimes"]
+        );
+        let n = decide(&facts("dpr=maybe&wid=99999999", true), &dpr_on());
+        assert_eq!(n.ignored_args, ["wid=99999999", "dpr=maybe"]);
     }
 }

@@ -14,12 +14,9 @@ use std::sync::Mutex;
 
 use smart_imaging_core::codecs::{self, webp};
 use smart_imaging_core::metrics::psnr;
-use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan, TargetFormat};
+use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan};
 
-const PLAN: Plan = Plan {
-    target: TargetFormat::WebP,
-    quality: 85,
-};
+const PLAN: Plan = Plan::webp(85);
 const MIN_PSNR: f64 = 30.0;
 
 struct Row {

@@ -9,7 +9,7 @@ use common::*;
 use mozjpeg::ColorSpace;
 use png::{BitDepth, ColorType, ScaledFloat, SrgbRenderingIntent};
 use smart_imaging_core::codecs::{self, webp, Image};
-use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan, TargetFormat};
+use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan};
 
 fn decode(bytes: &[u8]) -> Result<Image, KeepReason> {
     codecs::decode(bytes, &Limits::default())
@@ -253,14 +253,7 @@ fn jpeg_icc_profile_into_webp() {
             ..Default::default()
         },
     );
-    match transcode(
-        &jpeg,
-        &Plan {
-            target: TargetFormat::WebP,
-            quality: 80,
-        },
-        &Limits::default(),
-    ) {
+    match transcode(&jpeg, &Plan::webp(80), &Limits::default()) {
         Outcome::Converted(c) => {
             let back = webp::decode(&c.bytes).unwrap();
             assert_eq!(back.icc_profile.as_ref(), Some(&profile));
@@ -284,14 +277,7 @@ fn jpeg_cmyk_is_refused() {
         Err(KeepReason::Unsupported("CMYK JPEG".into()))
     );
     assert!(matches!(
-        transcode(
-            &jpeg,
-            &Plan {
-                target: TargetFormat::WebP,
-                quality: 80
-            },
-            &Limits::default()
-        ),
+        transcode(&jpeg, &Plan::webp(80), &Limits::default()),
         Outcome::Original(KeepReason::Unsupported(_))
     ));
 }

@@ -6,12 +6,9 @@ mod common;
 
 use common::*;
 use png::{BitDepth, ColorType};
-use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan, TargetFormat};
+use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan};
 
-const PLAN: Plan = Plan {
-    target: TargetFormat::WebP,
-    quality: 75,
-};
+const PLAN: Plan = Plan::webp(75);
 
 /// Runs `transcode` and checks the outcome is not a caught panic.
 fn survives(input: &[u8], what: &str) -> Outcome {

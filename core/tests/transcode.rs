@@ -8,10 +8,7 @@ use smart_imaging_core::codecs::{self, webp};
 use smart_imaging_core::metrics::{psnr, ssim};
 use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan, TargetFormat};
 
-const PLAN: Plan = Plan {
-    target: TargetFormat::WebP,
-    quality: 85,
-};
+const PLAN: Plan = Plan::webp(85);
 
 #[test]
 fn not_an_image() {

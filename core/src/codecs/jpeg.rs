@@ -1,4 +1,4 @@
-//! JPEG decoding through MozJPEG (the `mozjpeg` crate).
+//! JPEG decoding and encoding through MozJPEG (the `mozjpeg` crate).
 //!
 //! libjpeg cannot return from its error handler; the `mozjpeg` crate makes
 //! it unwind (a Rust panic through the C frames, which are built with
@@ -8,7 +8,7 @@
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-use mozjpeg::{ColorSpace, Decompress, Marker};
+use mozjpeg::{ColorSpace, Compress, Decompress, Marker};
 use mozjpeg_sys::{jpeg_common_struct, jpeg_error_mgr, jpeg_std_error, JWRN_JPEG_EOF};
 
 use super::{check_dimensions, exif, icc, panic_message, Image};
@@ -100,6 +100,102 @@ fn decode_unguarded(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> 
         Some(o) => exif::apply(image, o),
         None => image,
     })
+}
+
+/// Encodes `img` as a JPEG at `quality` (1-100; 0 counts as 1) with
+/// MozJPEG's defaults: progressive with optimised scans, trellis
+/// quantisation, optimised Huffman tables; 4:2:0 chroma. The ICC profile,
+/// if any, is embedded. No EXIF is written: the pixels are already in
+/// display orientation.
+///
+/// An image with alpha is `Err(KeepReason::Unsupported)`: JPEG has no
+/// transparency, and dropping it would show the hidden colours of
+/// transparent pixels. (Decoders already drop an all-opaque alpha.)
+///
+/// libjpeg's errors (which unwind) become `Err(KeepReason::Encode)`.
+pub fn encode(img: &Image, quality: u8) -> Result<Vec<u8>, KeepReason> {
+    if !img.is_consistent() {
+        return Err(KeepReason::Encode(
+            "JPEG: pixel buffer does not match the dimensions".into(),
+        ));
+    }
+    if img.has_alpha {
+        return Err(KeepReason::Unsupported(
+            "JPEG cannot keep an alpha channel".into(),
+        ));
+    }
+    if img.width == 0 || img.height == 0 || img.width > MAX_SIDE || img.height > MAX_SIDE {
+        return Err(KeepReason::Unsupported(format!(
+            "{}x{} is outside JPEG's 1..={MAX_SIDE} pixels per side",
+            img.width, img.height
+        )));
+    }
+    let icc_segments = match &img.icc_profile {
+        Some(profile) => icc_app2_segments(profile)?,
+        None => Vec::new(),
+    };
+    catch_unwind(AssertUnwindSafe(|| {
+        encode_unguarded(img, quality, &icc_segments)
+    }))
+    .unwrap_or_else(|payload| Err(KeepReason::Encode(panic_message(&*payload))))
+}
+
+/// Largest width or height libjpeg accepts (`JPEG_MAX_DIMENSION`).
+const MAX_SIDE: u32 = 65500;
+
+fn encode_unguarded(
+    img: &Image,
+    quality: u8,
+    icc_segments: &[Vec<u8>],
+) -> Result<Vec<u8>, KeepReason> {
+    let io_error = |e: std::io::Error| KeepReason::Encode(format!("JPEG: {e}"));
+    // jpeg_set_defaults in MozJPEG selects its "max compression" profile:
+    // progressive, optimised scans, trellis quantisation, optimised coding.
+    let mut compress = Compress::new_err(Box::new(error_manager()), ColorSpace::JCS_RGB);
+    compress.set_size(img.width as usize, img.height as usize);
+    compress.set_quality(f32::from(quality.clamp(1, 100)));
+    compress.set_chroma_sampling_pixel_sizes((2, 2), (2, 2));
+    // Rough output size, to avoid most reallocations.
+    let capacity = img.width as usize * img.height as usize / 4 + 1024;
+    let mut started = compress
+        .start_compress(Vec::with_capacity(capacity))
+        .map_err(io_error)?;
+    for segment in icc_segments {
+        started.write_marker(Marker::APP(2), segment);
+    }
+    started.write_scanlines(&img.pixels).map_err(io_error)?;
+    started.finish().map_err(io_error)
+}
+
+/// Payload bytes of one APP2 segment after "ICC_PROFILE\0" and the two
+/// sequence bytes: the 65533-byte marker limit less 14 bytes of header.
+const ICC_CHUNK_LEN: usize = 65_519;
+
+/// APP2 payloads carrying `profile` as ICC_PROFILE chunks numbered from 1,
+/// as the ICC specification (and every decoder, see [`reassemble_icc`])
+/// wants them; MozJPEG's own `write_icc_profile` numbers them from 0.
+fn icc_app2_segments(profile: &[u8]) -> Result<Vec<Vec<u8>>, KeepReason> {
+    let parts: Vec<&[u8]> = profile.chunks(ICC_CHUNK_LEN).collect();
+    let count = u8::try_from(parts.len())
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            KeepReason::Unsupported(format!(
+                "ICC profile of {} bytes does not fit in JPEG's 255 APP2 segments",
+                profile.len()
+            ))
+        })?;
+    Ok(parts
+        .iter()
+        .zip(1..=count)
+        .map(|(part, seq)| {
+            let mut segment = Vec::with_capacity(14 + part.len());
+            segment.extend_from_slice(b"ICC_PROFILE\0");
+            segment.extend_from_slice(&[seq, count]);
+            segment.extend_from_slice(part);
+            segment
+        })
+        .collect())
 }
 
 /// Counts start-of-scan markers (FF DA). In entropy-coded data a 0xFF byte is
@@ -212,5 +308,22 @@ mod tests {
         assert_eq!(reassemble_icc(&[&[0, 1, b'x']]), None);
         assert_eq!(reassemble_icc(&[&[1, 2, b'x'], &[2, 3, b'y']]), None);
         assert_eq!(reassemble_icc(&[&[1]]), None);
+    }
+
+    #[test]
+    fn icc_segments_numbered_from_one() {
+        let profile: Vec<u8> = (0..150_000u32).map(|i| i as u8).collect();
+        let segments = icc_app2_segments(&profile).unwrap();
+        assert_eq!(segments.len(), 3);
+        assert!(segments.iter().all(|s| s.len() <= 65_533));
+        let chunks: Vec<&[u8]> = segments
+            .iter()
+            .map(|s| s.strip_prefix(b"ICC_PROFILE\0").unwrap())
+            .collect();
+        assert_eq!(chunks[0][..2], [1, 3]);
+        assert_eq!(chunks[2][..2], [3, 3]);
+        assert_eq!(reassemble_icc(&chunks), Some(profile));
+        assert!(icc_app2_segments(&[]).is_err());
+        assert!(icc_app2_segments(&vec![0; ICC_CHUNK_LEN * 256]).is_err());
     }
 }

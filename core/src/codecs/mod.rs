@@ -1,4 +1,5 @@
-//! Decode JPEG/PNG bodies to pixels; encode pixels as WebP.
+//! Decode JPEG/PNG bodies to pixels; encode pixels as WebP, or (after
+//! resizing, for clients without WebP) as JPEG or PNG again.
 //!
 //! Decoding aims at the pixels a browser would show for the original:
 //! EXIF orientation is applied, colour profiles travel along, and anything
@@ -12,8 +13,8 @@
 
 mod exif;
 mod icc;
-mod jpeg;
-mod png;
+pub mod jpeg;
+pub mod png;
 pub mod webp;
 
 use std::any::Any;

@@ -1,8 +1,12 @@
-//! PNG decoding through the `png` crate (pure Rust: errors are values).
+//! PNG decoding and encoding through the `png` crate (pure Rust: errors
+//! are values).
 
 use std::io::Cursor;
 
-use png::{BitDepth, ColorType, Decoder, DecodingError, Transformations};
+use png::{
+    BitDepth, ColorType, Decoder, DecodingError, DeflateCompression, Encoder, Filter, Info,
+    Transformations,
+};
 
 use super::{check_dimensions, drop_opaque_alpha, icc, Image};
 use crate::{KeepReason, Limits};
@@ -103,6 +107,51 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason>
     drop_opaque_alpha(&mut image);
     Ok(image)
 }
+
+/// Encodes `img` as a lossless 8-bit PNG, RGB or RGBA as `img.has_alpha`
+/// says, with an iCCP chunk when `img.icc_profile` is set (no colour chunk
+/// otherwise: untagged means sRGB to browsers, as for the other formats).
+///
+/// Compression: zlib level 6 with adaptive filtering (the `png` crate's
+/// `Balanced`, libpng's default level).
+pub fn encode(img: &Image) -> Result<Vec<u8>, KeepReason> {
+    let encode_error = |e: png::EncodingError| KeepReason::Encode(format!("PNG: {e}"));
+    if !img.is_consistent() {
+        return Err(KeepReason::Encode(
+            "PNG: pixel buffer does not match the dimensions".into(),
+        ));
+    }
+    if img.width == 0 || img.height == 0 || img.width > MAX_SIDE || img.height > MAX_SIDE {
+        return Err(KeepReason::Unsupported(format!(
+            "{}x{} is outside PNG's 1..={MAX_SIDE} pixels per side",
+            img.width, img.height
+        )));
+    }
+    let mut info = Info::with_size(img.width, img.height);
+    info.color_type = if img.has_alpha {
+        ColorType::Rgba
+    } else {
+        ColorType::Rgb
+    };
+    info.bit_depth = BitDepth::Eight;
+    info.icc_profile = img.icc_profile.as_deref().map(Into::into);
+
+    // Rough output size, to avoid most reallocations.
+    let mut out = Vec::with_capacity(img.pixels.len() / 2 + 1024);
+    let mut encoder = Encoder::with_info(&mut out, info).map_err(encode_error)?;
+    encoder.set_deflate_compression(DeflateCompression::Level(COMPRESSION_LEVEL));
+    encoder.set_filter(Filter::Adaptive);
+    let mut writer = encoder.write_header().map_err(encode_error)?;
+    writer.write_image_data(&img.pixels).map_err(encode_error)?;
+    writer.finish().map_err(encode_error)?;
+    Ok(out)
+}
+
+/// zlib level for [`encode`].
+const COMPRESSION_LEVEL: u8 = 6;
+
+/// Largest width or height the PNG format allows (2^31 - 1).
+const MAX_SIDE: u32 = i32::MAX as u32;
 
 fn decode_error(e: DecodingError) -> KeepReason {
     match e {

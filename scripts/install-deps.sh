@@ -36,7 +36,12 @@ fi
 
 if ! command -v cargo >/dev/null 2>&1; then
   # Debian's own cargo/rustc (1.63 in bookworm) is too old for the ngx crate.
-  echo "install-deps: cargo not found. Install Rust >= 1.81 with rustup" \
+  echo "install-deps: cargo not found. Install Rust >= 1.87 with rustup" \
        "(https://rustup.rs), then run this again." >&2
+  exit 1
+fi
+rustc_minor=$(rustc --version | sed -n 's/^rustc 1\.\([0-9]*\).*/\1/p')
+if [ -n "$rustc_minor" ] && [ "$rustc_minor" -lt 87 ]; then
+  echo "install-deps: $(rustc --version) is too old: smart-imaging needs Rust >= 1.87 (rustup update)" >&2
   exit 1
 fi

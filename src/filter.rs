@@ -182,6 +182,10 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: `r` is valid for the whole call (caller's contract).
     unsafe {
         let conf = loc_conf(r);
+        // bfc=off: exactly what nginx sends without the module.
+        if parse_url_args((*r).args.as_bytes()).bfc_off {
+            return next_header(r);
+        }
         if r == (*r).main && !add_accept_ch(r, conf) {
             return NGX_ERROR as ngx_int_t;
         }
@@ -251,6 +255,12 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
         let Some(plan) = plan else {
             return next_header(r);
         };
+        // The client holds this very derivative (its ETag names the
+        // original's validator and the variant): no need to make it again.
+        if http::if_none_match_has_variant(r, &plan.variant()) {
+            http::make_not_modified(r, &plan.variant());
+            return next_header(r);
+        }
         let length = (*r).headers_out.content_length_n;
         if length > conf.buffer as i64 {
             ngx_log_error!(

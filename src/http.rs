@@ -7,7 +7,7 @@ use core::slice;
 
 use smart_imaging_core::policy::{accepts, RequestFacts};
 
-use ngx::ffi::{
+use ngx::ffi::{NGX_HTTP_NOT_MODIFIED, 
     ngx_http_request_t, ngx_list_part_t, ngx_list_push, ngx_pnalloc, ngx_str_t, ngx_table_elt_t,
 };
 
@@ -329,22 +329,12 @@ pub unsafe fn set_content_type(r: *mut ngx_http_request_t, mime: &'static str) {
 /// # Safety
 /// `r` must be a valid request whose header has not been sent yet.
 pub unsafe fn set_variant_etag(r: *mut ngx_http_request_t, variant: &str) {
-    // SAFETY: as above.
+    // SAFETY: forwarded from the caller.
     unsafe {
-        let h = (*r).headers_out.etag;
-        if h.is_null() {
+        let Some(value) = variant_etag(r, variant) else {
             return;
-        }
-        let old = (*h).value.as_bytes();
-        let opaque = old.strip_prefix(b"W/").unwrap_or(old);
-        let opaque = opaque.strip_prefix(b"\"").unwrap_or(opaque);
-        let opaque = opaque.strip_suffix(b"\"").unwrap_or(opaque);
-        let mut value = Vec::with_capacity(opaque.len() + variant.len() + 6);
-        value.extend_from_slice(b"W/\"");
-        value.extend_from_slice(opaque);
-        value.push(b'-');
-        value.extend_from_slice(variant.as_bytes());
-        value.push(b'"');
+        };
+        let h = (*r).headers_out.etag;
         match pool_str(r, &value) {
             Some(v) => (*h).value = v,
             None => {
@@ -353,6 +343,75 @@ pub unsafe fn set_variant_etag(r: *mut ngx_http_request_t, variant: &str) {
                 (*r).headers_out.etag = ptr::null_mut();
             }
         }
+    }
+}
+
+/// The derivative ETag for `variant`: `W/"<opaque>-<variant>"` from the
+/// response's ETag, or None without one.
+///
+/// # Safety
+/// `r` must be a valid request.
+unsafe fn variant_etag(r: *mut ngx_http_request_t, variant: &str) -> Option<Vec<u8>> {
+    // SAFETY: `etag` is NULL or a valid element of the response headers.
+    let h = unsafe { (*r).headers_out.etag };
+    // SAFETY: as above.
+    if h.is_null() || unsafe { (*h).hash } == 0 {
+        return None;
+    }
+    // SAFETY: as above.
+    let old = unsafe { (*h).value.as_bytes() };
+    let opaque = old.strip_prefix(b"W/").unwrap_or(old);
+    let opaque = opaque.strip_prefix(b"\"").unwrap_or(opaque);
+    let opaque = opaque.strip_suffix(b"\"").unwrap_or(opaque);
+    let mut value = Vec::with_capacity(opaque.len() + variant.len() + 6);
+    value.extend_from_slice(b"W/\"");
+    value.extend_from_slice(opaque);
+    value.push(b'-');
+    value.extend_from_slice(variant.as_bytes());
+    value.push(b'"');
+    Some(value)
+}
+
+/// Whether the request's `If-None-Match` lists the derivative ETag of
+/// `variant` (weak comparison, as RFC 9110 asks for `If-None-Match`).
+///
+/// # Safety
+/// `r` must be a valid request.
+pub unsafe fn if_none_match_has_variant(r: *mut ngx_http_request_t, variant: &str) -> bool {
+    // SAFETY: forwarded from the caller.
+    let Some(etag) = (unsafe { variant_etag(r, variant) }) else {
+        return false;
+    };
+    let opaque = &etag[2..]; // without W/
+    // SAFETY: `if_none_match` is NULL or a valid request header.
+    let inm = unsafe { (*r).headers_in.if_none_match };
+    if inm.is_null() {
+        return false;
+    }
+    // SAFETY: as above.
+    let list = unsafe { (*inm).value.as_bytes() };
+    list.split(|&b| b == b',').any(|tag| {
+        let tag = tag.trim_ascii();
+        let tag = tag.strip_prefix(b"W/").unwrap_or(tag);
+        tag == opaque
+    })
+}
+
+/// Turns the response into a `304 Not Modified` for the derivative of
+/// `variant`, as nginx's not_modified filter does for originals.
+///
+/// # Safety
+/// `r` must be a valid request whose header has not been sent yet.
+pub unsafe fn make_not_modified(r: *mut ngx_http_request_t, variant: &str) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        set_variant_etag(r, variant);
+        (*r).headers_out.status = NGX_HTTP_NOT_MODIFIED as usize;
+        (*r).headers_out.status_line.len = 0;
+        (*r).headers_out.content_type.len = 0;
+        set_content_length(r, 0);
+        (*r).headers_out.content_length_n = -1;
+        clear_accept_ranges(r);
     }
 }
 

@@ -808,3 +808,31 @@ GET /sample.jpg
 Content-Type: image/webp
 Vary: Accept
 --- webp: sample.jpg
+
+
+
+=== TEST 39: If-None-Match with the derivative's own ETag: 304, without converting again
+--- log_level: info
+--- more_headers eval
+"Accept: image/webp\nIf-None-Match: $::JpegWebpETag\n"
+--- request
+GET /sample.jpg
+--- error_code: 304
+--- response_headers eval
+"ETag: $::JpegWebpETag\nVary: Accept\n!Content-Length\n"
+--- response_body eval
+""
+--- no_error_log
+converted to webp
+
+
+
+=== TEST 40: If-None-Match with a derivative ETag of another variant: the full WebP
+--- more_headers eval
+"Accept: image/webp\nIf-None-Match: W/\"1-2-webp-q70-w400\"\n"
+--- request
+GET /sample.jpg
+--- error_code: 200
+--- response_headers eval
+"Content-Type: image/webp\nETag: $::JpegWebpETag\n"
+--- webp: sample.jpg

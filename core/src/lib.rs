@@ -10,6 +10,7 @@
 
 pub mod codecs;
 pub mod metrics;
+pub mod negotiate;
 pub mod policy;
 pub mod resize;
 pub mod sizing;

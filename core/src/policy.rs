@@ -210,6 +210,22 @@ fn parse_css_length(value: &[u8]) -> Option<u32> {
     parse_number::<u32>(value).filter(|&v| (1..=65535).contains(&v))
 }
 
+/// `%2C` / `%2c` -> `,` (the only escape the module's arguments need).
+fn unescape_comma(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        if value[i] == b'%' && value.get(i + 1..i + 3).is_some_and(|h| h.eq_ignore_ascii_case(b"2c")) {
+            out.push(b',');
+            i += 3;
+        } else {
+            out.push(value[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// Rounds a DPR to 2 decimals, so equal-looking values give equal variants.
 fn normalise_dpr(dpr: f32) -> f32 {
     (dpr * 100.0).round() / 100.0
@@ -243,6 +259,9 @@ pub fn decide(req: &RequestFacts<'_>, settings: &Settings) -> Negotiation {
     let hei = css("hei", &mut ignored);
 
     let dpr_arg = query_arg(req.args, "dpr").and_then(|v| {
+        // `dpr=on%2C2` is how URLSearchParams writes `dpr=on,2`.
+        let unescaped = unescape_comma(v);
+        let v = unescaped.as_slice();
         let parsed = if v.eq_ignore_ascii_case(b"off") {
             Some(DprArg::Off)
         } else if v.eq_ignore_ascii_case(b"on") {
@@ -481,6 +500,8 @@ mod tests {
         assert_eq!(n.vary, ["Accept"]);
         // ... but dpr=on,<value> in the URL works anyway, and varies on nothing more.
         let n = decide(&hint("2", "wid=400&dpr=on,1.5"), &Settings::default());
+        assert_eq!(plan_of(&n).size.to_string(), "w400-dpr1.5");
+        let n = decide(&hint("2", "wid=400&dpr=on%2C1.5"), &Settings::default());
         assert_eq!(plan_of(&n).size.to_string(), "w400-dpr1.5");
         assert_eq!(n.vary, ["Accept"]);
         // dpr=on without a value: the hints decide, and Vary says so.

@@ -29,6 +29,7 @@ our @EXPORT_OK = qw(
     webp_info png_info jpeg_info image_info nginx_binary_available
     crc32 png_chunk make_png png_bomb noise_bytes noise_png tiny_gif
     jpeg_sof_offset jpeg_with_size webp_body_check body_sizes_check
+    gradient_png image_body_check add_image_check
     default_samples require_samples types_config static_location
     static_defaults set_defaults add_block_defaults add_webp_check
 );
@@ -555,6 +556,79 @@ sub body_sizes_check {
             }
         }
     };
+}
+
+# ---------------------------------------------------------------------------
+# Sized images (for the size / DPR suites)
+# ---------------------------------------------------------------------------
+
+# A $width x $height 8-bit RGB PNG of smooth gradients (red and blue
+# across, green down), or RGBA with alpha => 1 (alpha from opaque on the
+# left to transparent on the right).  Lossy WebP makes it far smaller.
+# Rows are built with string operations, so even 1632x1000 takes a
+# fraction of a second.
+sub gradient_png {
+    my ($width, $height, %opt) = @_;
+    my $ch = $opt{alpha} ? 4 : 3;
+    my $wmax = $width > 1 ? $width - 1 : 1;
+    my $hmax = $height > 1 ? $height - 1 : 1;
+    # One row with green = 0; each row ORs its green in.
+    my $template = pack 'C*', map {
+        my $r = int($_ * 255 / $wmax);
+        ($r, 0, 255 - $r, $opt{alpha} ? (255 - $r) : ());
+    } 0 .. $width - 1;
+    my $rows = '';
+    for my $y (0 .. $height - 1) {
+        my $green = ("\0" . chr(int($y * 255 / $hmax)) . ("\0" x ($ch - 2)))
+                    x $width;
+        $rows .= "\0" . ($template | $green);
+    }
+    return make_png(width => $width, height => $height, depth => 8,
+                    color_type => $opt{alpha} ? 6 : 2, rows => $rows);
+}
+
+# Returns a sub for add_response_body_check() (add_image_check() registers
+# it).  A block with a "--- image: TYPE WxH [alpha|opaque]" section must get
+# a body of that type ("webp", "jpeg" or "png", from the magic bytes and the
+# headers of the file) and dimensions, and, with a flag, with or without
+# alpha.  "--- image eval" may give an array: one spec (or undef: no check)
+# per request of the block.
+#
+# Tests for each checked body: "image type", "image dimensions" and one per
+# flag.
+sub image_body_check {
+    require Test::More;
+    return sub {
+        my ($block, $body, $req_idx, $rep, $dry_run) = @_;
+        return unless $block->can('image');
+        my $spec = $block->image;
+        return unless defined $spec;
+        $spec = $spec->[$req_idx] if ref $spec eq 'ARRAY';
+        return unless defined $spec;
+        $spec =~ s/^\s+|\s+$//g;
+        my ($type, $dims, @flags) = split ' ', $spec;
+        die "bad image spec '$spec'\n"
+            unless $type =~ /^(?:webp|jpeg|png)$/
+                && defined $dims && $dims =~ /^\d+x\d+$/;
+        my $name = $block->name . " (req $req_idx, repeat $rep)";
+        my $info = image_info($body);
+        Test::More::is($info ? $info->{type} : 'no image', $type,
+                       "$name - image type")
+            or Test::More::diag('    body starts with '
+                                . unpack('H32', $body // ''));
+        Test::More::is($info ? "$info->{width}x$info->{height}" : '', $dims,
+                       "$name - image dimensions");
+        for my $flag (@flags) {
+            Test::More::is($info ? $info->{alpha} : undef,
+                           $flag eq 'alpha' ? 1 : 0, "$name - image $flag");
+        }
+    };
+}
+
+# Implements the "--- image: TYPE WxH" section with the caller's
+# add_response_body_check().
+sub add_image_check {
+    _test_function('add_response_body_check')->(image_body_check());
 }
 
 1;

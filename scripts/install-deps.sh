@@ -14,6 +14,17 @@ packages=(
   # t/: our Test::Nginx-compatible harness and what it builds on
   perl libtest-base-perl libtext-diff-perl liblist-moreutils-perl libwww-perl
   libipc-run-perl liburi-perl
+  # JPEG XR encoder: jxrlib headers for bindgen, linked as a shared library
+  # (runtime dependency of the module: Debian package libjxr0)
+  libjxr-dev
+  # tests: reference JPEG 2000 / JPEG XR decoders (opj_decompress, JxrDecApp)
+  libopenjp2-tools libjxr-tools
+  # AVIF encoder: libavif headers for bindgen, linked as a shared library
+  # (runtime dependency of the module: Debian package libavif15, which
+  # brings libaom3 and libdav1d6)
+  libavif-dev
+  # tests: reference AVIF decoder (avifdec)
+  libavif-bin
 )
 
 missing=()

@@ -14,9 +14,10 @@ use ngx::ffi::{
     NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF,
     NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
+use smart_imaging_core::negotiate::Format;
 use smart_imaging_core::policy::{Ect, NetworkThresholds, Settings};
 use smart_imaging_core::sizing::OutputCaps;
-use smart_imaging_core::Limits;
+use smart_imaging_core::{AvifLimits, Limits, Qualities};
 
 /// Defaults, documented in README.md.
 pub const DEFAULT_BUFFER: usize = 10 * 1024 * 1024;
@@ -26,6 +27,8 @@ pub const DEFAULT_MAX_JOBS: ngx_int_t = 32;
 pub const DEFAULT_JPEG_QUALITY: ngx_int_t = 85;
 pub const DEFAULT_DPR_MAX: f32 = 3.0;
 pub const DEFAULT_NETWORK_QUALITY_STEP: ngx_int_t = 15;
+/// The formats served where `smart_imaging_formats` is not set.
+pub const DEFAULT_FORMATS: [Format; 2] = [Format::Avif, Format::WebP];
 
 const UNSET: ngx_int_t = -1;
 const UNSET_SIZE: usize = usize::MAX;
@@ -71,6 +74,12 @@ pub struct LocConf {
     pub max_output_pixels: Option<Option<u64>>,
     /// `smart_imaging_accept_ch off|on|critical`
     pub accept_ch: Option<AcceptCh>,
+    /// `smart_imaging_formats avif webp ...`
+    pub formats: Option<Vec<Format>>,
+    /// `smart_imaging_avif_quality`, `_avif_speed`, `_avif_max_pixels`
+    pub avif_quality: ngx_int_t,
+    pub avif_speed: ngx_int_t,
+    pub avif_max_pixels: ngx_int_t,
 }
 
 /// `smart_imaging_accept_ch`: which client-hint opt-in headers to send.
@@ -103,6 +112,10 @@ impl Default for LocConf {
             max_output_size: None,
             max_output_pixels: None,
             accept_ch: None,
+            formats: None,
+            avif_quality: UNSET,
+            avif_speed: UNSET,
+            avif_max_pixels: UNSET,
         }
     }
 }
@@ -116,8 +129,19 @@ impl LocConf {
     pub fn settings(&self) -> Settings {
         let (max_width, max_height) = self.max_output_size.unwrap_or_default();
         Settings {
-            webp_quality: self.webp_quality as u8,
-            jpeg_quality: self.jpeg_quality as u8,
+            formats: self
+                .formats
+                .clone()
+                .unwrap_or_else(|| DEFAULT_FORMATS.to_vec()),
+            quality: Qualities {
+                webp: self.webp_quality as u8,
+                avif: self.avif_quality as u8,
+                jpeg: self.jpeg_quality as u8,
+            },
+            avif: AvifLimits {
+                speed: self.avif_speed as u8,
+                max_pixels: self.avif_max_pixels as u64,
+            },
             dpr: self.dpr == 1,
             max_dpr: self.dpr_max.unwrap_or(DEFAULT_DPR_MAX),
             dpr_header: self.dpr_header.clone().flatten(),
@@ -201,6 +225,19 @@ impl LocConf {
         merge_opt(&mut self.max_output_size, &prev.max_output_size);
         merge_opt(&mut self.max_output_pixels, &prev.max_output_pixels);
         merge_opt(&mut self.accept_ch, &prev.accept_ch);
+        merge_opt(&mut self.formats, &prev.formats);
+        let avif = AvifLimits::DEFAULT;
+        merge_int(
+            &mut self.avif_quality,
+            prev.avif_quality,
+            Qualities::DEFAULT.avif.into(),
+        );
+        merge_int(&mut self.avif_speed, prev.avif_speed, avif.speed.into());
+        merge_int(
+            &mut self.avif_max_pixels,
+            prev.avif_max_pixels,
+            avif.max_pixels as ngx_int_t,
+        );
         if self.thread_pool.is_null() {
             self.thread_pool = prev.thread_pool;
         }
@@ -448,6 +485,40 @@ unsafe extern "C" fn set_max_output_pixels(
     }
 }
 
+/// `smart_imaging_formats <format> ...;` (avif, webp)
+unsafe extern "C" fn set_formats(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: a directive handler's arguments.
+    unsafe {
+        set_with(
+            cf,
+            conf,
+            |c| &mut c.formats,
+            |args| {
+                let mut formats = Vec::new();
+                for arg in args {
+                    let name = std::str::from_utf8(arg).unwrap_or("");
+                    match Format::from_name(name) {
+                        Some(f @ (Format::Avif | Format::WebP)) => formats.push(f),
+                        Some(_) => {
+                            return Err(format!(
+                                "format \"{name}\" is not supported yet (avif, webp)"
+                            ))
+                        }
+                        None => {
+                            return Err(format!("unknown format \"{}\" (avif, webp)", text(arg)))
+                        }
+                    }
+                }
+                Ok(formats)
+            },
+        )
+    }
+}
+
 /// `smart_imaging_accept_ch off | on | critical;`
 unsafe extern "C" fn set_accept_ch(
     cf: *mut ngx_conf_t,
@@ -505,6 +576,12 @@ static mut QUALITY_BOUNDS: ngx_conf_num_bounds_t = ngx_conf_num_bounds_t {
     high: 100,
 };
 
+static mut SPEED_BOUNDS: ngx_conf_num_bounds_t = ngx_conf_num_bounds_t {
+    post_handler: Some(ngx_conf_check_num_bounds),
+    low: 0,
+    high: 10,
+};
+
 static mut POSITIVE: ngx_conf_num_bounds_t = ngx_conf_num_bounds_t {
     post_handler: Some(ngx_conf_check_num_bounds),
     low: 1,
@@ -534,7 +611,7 @@ const fn command(
 
 /// The directive table. `smart_imaging` is also allowed in `if` blocks inside
 /// a location, like `gzip`.
-pub static mut COMMANDS: [ngx_command_t; 18] = [
+pub static mut COMMANDS: [ngx_command_t; 22] = [
     ngx_command_t {
         type_: CONTEXTS | (NGX_HTTP_LIF_CONF | NGX_CONF_FLAG) as ngx_uint_t,
         ..command(
@@ -656,6 +733,34 @@ pub static mut COMMANDS: [ngx_command_t; 18] = [
         set_accept_ch,
         0,
         ptr::null_mut(),
+    ),
+    command(
+        c"smart_imaging_formats",
+        NGX_CONF_1MORE,
+        set_formats,
+        0,
+        ptr::null_mut(),
+    ),
+    command(
+        c"smart_imaging_avif_quality",
+        NGX_CONF_TAKE1,
+        ngx_conf_set_num_slot,
+        offset_of!(LocConf, avif_quality),
+        &raw mut QUALITY_BOUNDS as *mut c_void,
+    ),
+    command(
+        c"smart_imaging_avif_speed",
+        NGX_CONF_TAKE1,
+        ngx_conf_set_num_slot,
+        offset_of!(LocConf, avif_speed),
+        &raw mut SPEED_BOUNDS as *mut c_void,
+    ),
+    command(
+        c"smart_imaging_avif_max_pixels",
+        NGX_CONF_TAKE1,
+        ngx_conf_set_num_slot,
+        offset_of!(LocConf, avif_max_pixels),
+        &raw mut POSITIVE as *mut c_void,
     ),
     ngx_command_t::empty(),
 ];

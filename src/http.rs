@@ -5,10 +5,11 @@
 use core::ptr;
 use core::slice;
 
-use smart_imaging_core::policy::{accepts, RequestFacts};
+use smart_imaging_core::policy::RequestFacts;
 
-use ngx::ffi::{NGX_HTTP_NOT_MODIFIED, 
+use ngx::ffi::{
     ngx_http_request_t, ngx_list_part_t, ngx_list_push, ngx_pnalloc, ngx_str_t, ngx_table_elt_t,
+    NGX_HTTP_NOT_MODIFIED,
 };
 
 /// Iterates over the entries of an nginx header list.
@@ -189,7 +190,9 @@ pub unsafe fn request_facts<'a>(
         if dpr_header.is_some_and(|name| is(name)) {
             facts.dpr_header = Some(value);
         } else if is("Accept") {
-            facts.accepts_webp |= accepts(value, "image/webp");
+            facts.accept.push(value);
+        } else if is("User-Agent") {
+            facts.user_agent = Some(value);
         } else if is("Sec-CH-DPR") {
             facts.ch_dpr = Some(value);
         } else if is("DPR") {
@@ -383,7 +386,7 @@ pub unsafe fn if_none_match_has_variant(r: *mut ngx_http_request_t, variant: &st
         return false;
     };
     let opaque = &etag[2..]; // without W/
-    // SAFETY: `if_none_match` is NULL or a valid request header.
+                             // SAFETY: `if_none_match` is NULL or a valid request header.
     let inm = unsafe { (*r).headers_in.if_none_match };
     if inm.is_null() {
         return false;

@@ -101,7 +101,7 @@ $::Jpeg
 
 === TEST 5: PNG, Accept without image/webp: original bytes, Vary: Accept
 --- more_headers
-Accept: image/avif,image/png,image/*;q=0.8
+Accept: image/png,image/*;q=0.8
 --- request
 GET /sample.png
 --- response_headers

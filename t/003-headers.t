@@ -80,7 +80,7 @@ Vary: Accept
 
 === TEST 2: Vary: Accept on the original JPEG to a client without WebP
 --- more_headers
-Accept: image/avif,image/*,*/*;q=0.8
+Accept: image/apng,image/*,*/*;q=0.8
 --- request
 GET /sample.jpg
 --- response_headers

@@ -419,12 +419,19 @@ fn accept_negotiation() {
     for a in [
         "image/webp,*/*",
         "image/webp",
-        "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8",
+        "image/avif;q=0,image/webp,*/*",
         "image/webp;q=0.5, image/jpeg",
         "text/html, image/webp;q=1",
     ] {
         assert_eq!(ct(Some(a)), "image/webp", "Accept: {a}");
     }
+    // Chrome's Accept lists AVIF first: AVIF (smaller than the original).
+    assert_eq!(
+        ct(Some(
+            "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+        )),
+        "image/avif"
+    );
     for a in [
         None,
         Some("*/*"),

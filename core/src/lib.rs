@@ -18,4 +18,6 @@ pub mod sniff;
 mod transcode;
 
 pub use sniff::{sniff, SourceFormat};
-pub use transcode::{transcode, Converted, KeepReason, Limits, Outcome, Plan, TargetFormat};
+pub use transcode::{
+    transcode, AvifLimits, Converted, KeepReason, Limits, Outcome, Plan, Qualities, TargetFormat,
+};

@@ -1,8 +1,9 @@
 //! Request -> what to try. Pure functions over header values and the query
 //! string, so they can be table-tested.
 
+use crate::negotiate::{self, Format};
 use crate::sizing::{OutputCaps, SizeRequest};
-use crate::{Plan, TargetFormat};
+use crate::{AvifLimits, Plan, Qualities, TargetFormat};
 
 /// Whether `accept` (an `Accept` header value) lists `mime` with a non-zero
 /// quality. Only an explicit listing counts: `*/*` and `image/*` are sent by
@@ -112,10 +113,12 @@ impl Default for NetworkThresholds {
 /// The configuration of a location, as far as the policy needs it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
-    /// WebP quality (libwebp's scale).
-    pub webp_quality: u8,
-    /// Quality when the source format is re-encoded (resized JPEG).
-    pub jpeg_quality: u8,
+    /// `smart_imaging_formats`: the formats that may be served, in any order
+    /// (the preference is fixed: AVIF, WebP, JPEG 2000, JPEG XR).
+    pub formats: Vec<Format>,
+    /// Qualities per format (the JPEG one is for resized JPEGs).
+    pub quality: Qualities,
+    pub avif: AvifLimits,
     /// `smart_imaging_dpr`: scale by the device pixel ratio.
     pub dpr: bool,
     /// `smart_imaging_dpr_max`: the largest DPR honoured.
@@ -135,8 +138,9 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            webp_quality: 85,
-            jpeg_quality: 85,
+            formats: vec![Format::Avif, Format::WebP],
+            quality: Qualities::DEFAULT,
+            avif: AvifLimits::DEFAULT,
             dpr: false,
             max_dpr: 3.0,
             dpr_header: None,
@@ -154,8 +158,10 @@ impl Default for Settings {
 pub struct RequestFacts<'a> {
     /// The query string.
     pub args: &'a [u8],
-    /// Whether `Accept` lists WebP (see [`accepts`]).
-    pub accepts_webp: bool,
+    /// The `Accept` header values (a request may have several).
+    pub accept: Vec<&'a [u8]>,
+    /// `User-Agent` (only read for formats browsers don't announce).
+    pub user_agent: Option<&'a [u8]>,
     /// The value of the header named by `Settings::dpr_header`.
     pub dpr_header: Option<&'a [u8]>,
     /// `Sec-CH-DPR`, else `DPR`.
@@ -189,6 +195,10 @@ pub struct Negotiation {
     pub ignored_args: Vec<String>,
     /// Whether the network was judged poor.
     pub poor_network: bool,
+    /// The format depends on `User-Agent` (JPEG 2000 / JPEG XR for old
+    /// browsers): the response must not be stored by shared caches that
+    /// key on `Accept` only (see the negotiate module).
+    pub private: bool,
 }
 
 /// The DPR argument: `dpr=off`, `dpr=on`, `dpr=on,2.5`.
@@ -215,7 +225,11 @@ fn unescape_comma(value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len());
     let mut i = 0;
     while i < value.len() {
-        if value[i] == b'%' && value.get(i + 1..i + 3).is_some_and(|h| h.eq_ignore_ascii_case(b"2c")) {
+        if value[i] == b'%'
+            && value
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.eq_ignore_ascii_case(b"2c"))
+        {
             out.push(b',');
             i += 3;
         } else {
@@ -243,6 +257,7 @@ pub fn decide(req: &RequestFacts<'_>, settings: &Settings) -> Negotiation {
             vary: Vec::new(),
             ignored_args: Vec::new(),
             poor_network: false,
+            private: false,
         };
     }
 
@@ -350,20 +365,34 @@ pub fn decide(req: &RequestFacts<'_>, settings: &Settings) -> Negotiation {
     } else {
         0
     };
-    let webp = req.accepts_webp;
-    let quality = if webp {
-        settings.webp_quality
-    } else {
-        settings.jpeg_quality
-    };
+    let accept = req.accept.join(&b", "[..]);
+    let client = negotiate::client_formats(&accept, req.user_agent);
+    let preferred = negotiate::preference(&client, &settings.formats);
+    let targets: Vec<TargetFormat> = preferred
+        .iter()
+        .filter_map(|f| match f {
+            Format::Avif => Some(TargetFormat::Avif),
+            Format::WebP => Some(TargetFormat::WebP),
+            // Not encoded yet.
+            Format::Jp2 | Format::Jxr => None,
+        })
+        .collect();
+    let private = preferred.iter().any(|f| {
+        targets.iter().any(|t| t.name() == f.name())
+            && negotiate::uses_user_agent(&client, Some(*f))
+    });
     let plan = Plan {
-        target: webp.then_some(TargetFormat::WebP),
-        quality: quality.saturating_sub(step).max(1),
+        targets,
+        quality: settings.quality.lowered(step),
         size,
         caps: settings.caps,
+        avif: settings.avif,
     };
 
     let mut vary = vec!["Accept".to_string()];
+    if private {
+        vary.push("User-Agent".to_string());
+    }
     if dpr_on && url_dpr.is_none() {
         // The hints (or the configured header) decide the DPR. The URL's
         // own arguments are part of the URL, and so of any cache key: only
@@ -377,7 +406,7 @@ pub fn decide(req: &RequestFacts<'_>, settings: &Settings) -> Negotiation {
         vary.extend(["Save-Data", "ECT", "Downlink", "RTT"].map(String::from));
     }
 
-    let decision = if plan.target.is_none() && plan.size.is_source() && plan.caps.is_none() {
+    let decision = if plan.targets.is_empty() && plan.size.is_source() && plan.caps.is_none() {
         Decision::Original
     } else {
         Decision::Transcode(plan)
@@ -387,6 +416,7 @@ pub fn decide(req: &RequestFacts<'_>, settings: &Settings) -> Negotiation {
         vary,
         ignored_args: ignored,
         poor_network,
+        private,
     }
 }
 
@@ -426,7 +456,11 @@ mod tests {
     fn facts(args: &'static str, webp: bool) -> RequestFacts<'static> {
         RequestFacts {
             args: args.as_bytes(),
-            accepts_webp: webp,
+            accept: if webp {
+                vec![b"image/webp,*/*"]
+            } else {
+                vec![b"*/*"]
+            },
             ..RequestFacts::default()
         }
     }
@@ -464,7 +498,7 @@ mod tests {
         assert_eq!(decide(&facts("", false), &s).decision, Decision::Original);
         // No WebP, but a size: the source format, resized.
         let n = decide(&facts("hei=500", false), &s);
-        assert_eq!(plan_of(&n).target, None);
+        assert!(plan_of(&n).targets.is_empty());
         assert_eq!(plan_of(&n).variant(), "src-q85-h500");
         // Both sides; DPR off by default, so no DPR.
         let n = decide(&facts("wid=400&hei=300", true), &s);
@@ -654,10 +688,13 @@ mod tests {
         assert!(!decide(&f, &dpr_on()).poor_network);
         // The quality never reaches 0.
         let low = Settings {
-            webp_quality: 5,
+            quality: Qualities {
+                webp: 5,
+                ..Qualities::DEFAULT
+            },
             ..network_on()
         };
-        assert_eq!(plan_of(&decide(&f, &low)).quality, 1);
+        assert_eq!(plan_of(&decide(&f, &low)).quality.webp, 1);
     }
 
     #[test]
@@ -673,5 +710,48 @@ mod tests {
         );
         let n = decide(&facts("dpr=maybe&wid=99999999", true), &dpr_on());
         assert_eq!(n.ignored_args, ["wid=99999999", "dpr=maybe"]);
+    }
+
+    #[test]
+    fn formats_by_client() {
+        let chrome = RequestFacts {
+            accept: vec![b"image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"],
+            user_agent: Some(b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"),
+            ..RequestFacts::default()
+        };
+        let n = decide(&chrome, &Settings::default());
+        assert_eq!(
+            plan_of(&n).targets,
+            [TargetFormat::Avif, TargetFormat::WebP]
+        );
+        assert_eq!(plan_of(&n).variant(), "avif+webp-q68-src");
+        assert!(!n.private);
+        assert_eq!(n.vary, ["Accept"]);
+        // AVIF off in the configuration.
+        let webp_only = Settings {
+            formats: vec![Format::WebP],
+            ..Settings::default()
+        };
+        assert_eq!(
+            plan_of(&decide(&chrome, &webp_only)).variant(),
+            "webp-q85-src"
+        );
+        // Old Safari: JPEG 2000 is not encoded yet, so nothing to do and no
+        // User-Agent dependency.
+        let safari13 = RequestFacts {
+            accept: vec![b"image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5"],
+            user_agent: Some(b"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/13.1.2 Safari/605.1.15"),
+            ..RequestFacts::default()
+        };
+        let n = decide(&safari13, &Settings::default());
+        assert_eq!(n.decision, Decision::Original);
+        assert!(!n.private);
+        // Qualities per format, lowered together on a poor network.
+        let poor = RequestFacts {
+            save_data: Some(b"on"),
+            ..chrome.clone()
+        };
+        let q = plan_of(&decide(&poor, &network_on())).quality;
+        assert_eq!((q.avif, q.webp, q.jpeg), (53, 70, 70));
     }
 }

@@ -7,10 +7,11 @@ use crate::codecs::{self, panic_message, webp, Image};
 use crate::sizing::{delivered_size, OutputCaps, SizeRequest};
 use crate::sniff::{sniff, SourceFormat};
 
-/// Output formats: WebP, or the source's own format re-encoded (after
-/// resizing). AVIF, JPEG 2000, JPEG XR come later.
+/// Output formats: AVIF, WebP, or the source's own format re-encoded (after
+/// resizing). JPEG 2000 and JPEG XR come later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TargetFormat {
+    Avif,
     WebP,
     Jpeg,
     Png,
@@ -19,6 +20,7 @@ pub enum TargetFormat {
 impl TargetFormat {
     pub fn mime(self) -> &'static str {
         match self {
+            TargetFormat::Avif => "image/avif",
             TargetFormat::WebP => "image/webp",
             TargetFormat::Jpeg => "image/jpeg",
             TargetFormat::Png => "image/png",
@@ -26,6 +28,7 @@ impl TargetFormat {
     }
     pub fn name(self) -> &'static str {
         match self {
+            TargetFormat::Avif => "avif",
             TargetFormat::WebP => "webp",
             TargetFormat::Jpeg => "jpeg",
             TargetFormat::Png => "png",
@@ -42,37 +45,100 @@ impl From<SourceFormat> for TargetFormat {
     }
 }
 
+/// Encoder qualities, each on its encoder's own 0-100 scale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Qualities {
+    pub webp: u8,
+    pub avif: u8,
+    pub jpeg: u8,
+}
+
+impl Qualities {
+    /// The defaults: about the same visual quality in each format (AVIF q68
+    /// at speed 6 matches WebP q85's PSNR against the decoded JPEG on the
+    /// corpus photos; see codecs::avif).
+    pub const DEFAULT: Qualities = Qualities {
+        webp: 85,
+        avif: 68,
+        jpeg: 85,
+    };
+
+    /// All lowered by `step` (never below 1), e.g. on a poor network.
+    pub fn lowered(self, step: u8) -> Qualities {
+        let low = |q: u8| q.saturating_sub(step).max(1);
+        Qualities {
+            webp: low(self.webp),
+            avif: low(self.avif),
+            jpeg: low(self.jpeg),
+        }
+    }
+}
+
+/// AVIF encoding is slow: bounded separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AvifLimits {
+    /// libaom speed (0 slowest .. 10 fastest).
+    pub speed: u8,
+    /// Larger images are not tried in AVIF (the next format is).
+    pub max_pixels: u64,
+}
+
+impl AvifLimits {
+    pub const DEFAULT: AvifLimits = AvifLimits {
+        speed: 6,
+        max_pixels: 4_000_000,
+    };
+}
+
 /// What to produce: computed from the request alone (see
 /// [`crate::policy::decide`]), applied to the image by [`transcode`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
-    /// The output format; `None` keeps the source's format.
-    pub target: Option<TargetFormat>,
-    /// Encoder quality on the encoder's own 0-100 scale (lossy formats).
-    pub quality: u8,
+    /// The formats to try, best first: the first that comes out smaller
+    /// than the original is served. Empty: keep the source's format.
+    pub targets: Vec<TargetFormat>,
+    pub quality: Qualities,
     /// The pixels asked for.
     pub size: SizeRequest,
     /// Upper bounds on the delivered size.
     pub caps: OutputCaps,
+    pub avif: AvifLimits,
 }
 
 impl Plan {
     /// WebP at `quality`, at the source size.
-    pub const fn webp(quality: u8) -> Plan {
+    pub fn webp(quality: u8) -> Plan {
         Plan {
-            target: Some(TargetFormat::WebP),
-            quality,
+            targets: vec![TargetFormat::WebP],
+            quality: Qualities {
+                webp: quality,
+                ..Qualities::DEFAULT
+            },
             size: SizeRequest::SOURCE,
             caps: OutputCaps::NONE,
+            avif: AvifLimits::DEFAULT,
         }
     }
 
     /// A key naming what this plan produces, from the request alone:
-    /// `webp-q85-w400-dpr2`, `src-q85-h300`. Two requests with the same key
-    /// get the same bytes, so it can go into `proxy_cache_key`.
+    /// `avif+webp-q68-w400-dpr2`, `webp-q85-src`, `src-q70-h300` (formats
+    /// tried, the quality of the first, the size). Two requests with the same
+    /// key get the same bytes, so it can go into `proxy_cache_key`.
     pub fn variant(&self) -> String {
-        let format = self.target.map_or("src", TargetFormat::name);
-        format!("{format}-q{}-{}", self.quality, self.size)
+        let formats = if self.targets.is_empty() {
+            "src".to_string()
+        } else {
+            let names: Vec<&str> = self.targets.iter().map(|t| t.name()).collect();
+            names.join("+")
+        };
+        // The quality of the first format tried (what varies between
+        // requests of one location is the network step).
+        let q = match self.targets.first() {
+            Some(TargetFormat::Avif) => self.quality.avif,
+            Some(TargetFormat::WebP) => self.quality.webp,
+            _ => self.quality.jpeg,
+        };
+        format!("{formats}-q{q}-{}", self.size)
     }
 }
 
@@ -181,7 +247,7 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
     let source = (image.width, image.height);
     let (width, height) = delivered_size(source, &plan.size, &plan.caps);
     let resized = (width, height) != source;
-    if plan.target.is_none() && !resized {
+    if plan.targets.is_empty() && !resized {
         // Same format, same pixels: nothing would be gained.
         return Err(KeepReason::NothingToDo);
     }
@@ -190,37 +256,52 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
     } else {
         image
     };
-    let format = plan.target.unwrap_or(source_format.into());
-    let bytes = match format {
-        TargetFormat::WebP => webp::encode(&image, plan.quality)?,
-        TargetFormat::Jpeg | TargetFormat::Png => {
-            encode_source_format(&image, format, plan.quality)?
+    let pixels = u64::from(width) * u64::from(height);
+    let mut last = KeepReason::NothingToDo;
+    // The formats asked for, best first; after them, when the image was
+    // resized, its own format (a smaller original is still a win).
+    let own = TargetFormat::from(source_format);
+    let mut ladder = plan.targets.clone();
+    if resized && !ladder.contains(&own) {
+        ladder.push(own);
+    }
+    for format in ladder {
+        if format == TargetFormat::Avif && pixels > plan.avif.max_pixels {
+            last = KeepReason::Unsupported(format!(
+                "{width}x{height} is over the AVIF limit of {} pixels",
+                plan.avif.max_pixels
+            ));
+            continue;
         }
-    };
-    if bytes.len() >= input.len() {
-        return Err(KeepReason::NotSmaller {
+        let bytes = match encode(&image, format, plan) {
+            Ok(bytes) => bytes,
+            Err(reason) => {
+                last = reason;
+                continue;
+            }
+        };
+        if bytes.len() < input.len() {
+            return Ok(Converted {
+                bytes,
+                format,
+                width,
+                height,
+            });
+        }
+        last = KeepReason::NotSmaller {
             original: input.len(),
             converted: bytes.len(),
-        });
+        };
     }
-    Ok(Converted {
-        bytes,
-        format,
-        width,
-        height,
-    })
+    Err(last)
 }
 
-/// Re-encoding in the source's format (after resizing): MozJPEG for JPEG,
-/// lossless for PNG.
-fn encode_source_format(
-    image: &Image,
-    format: TargetFormat,
-    quality: u8,
-) -> Result<Vec<u8>, KeepReason> {
+fn encode(image: &Image, format: TargetFormat, plan: &Plan) -> Result<Vec<u8>, KeepReason> {
+    let q = &plan.quality;
     match format {
-        TargetFormat::Jpeg => codecs::jpeg::encode(image, quality),
+        TargetFormat::Avif => codecs::avif::encode(image, q.avif, plan.avif.speed),
+        TargetFormat::WebP => webp::encode(image, q.webp),
+        TargetFormat::Jpeg => codecs::jpeg::encode(image, q.jpeg),
         TargetFormat::Png => codecs::png::encode(image),
-        TargetFormat::WebP => webp::encode(image, quality),
     }
 }

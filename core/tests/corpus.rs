@@ -16,7 +16,7 @@ use smart_imaging_core::codecs::{self, webp};
 use smart_imaging_core::metrics::psnr;
 use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan};
 
-const PLAN: Plan = Plan::webp(85);
+static PLAN: std::sync::LazyLock<Plan> = std::sync::LazyLock::new(|| Plan::webp(85));
 const MIN_PSNR: f64 = 30.0;
 
 struct Row {

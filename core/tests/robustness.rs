@@ -8,7 +8,7 @@ use common::*;
 use png::{BitDepth, ColorType};
 use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan};
 
-const PLAN: Plan = Plan::webp(75);
+static PLAN: std::sync::LazyLock<Plan> = std::sync::LazyLock::new(|| Plan::webp(75));
 
 /// Runs `transcode` and checks the outcome is not a caught panic.
 fn survives(input: &[u8], what: &str) -> Outcome {

@@ -8,7 +8,7 @@ use smart_imaging_core::codecs::{self, webp};
 use smart_imaging_core::metrics::{psnr, ssim};
 use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan, TargetFormat};
 
-const PLAN: Plan = Plan::webp(85);
+static PLAN: std::sync::LazyLock<Plan> = std::sync::LazyLock::new(|| Plan::webp(85));
 
 #[test]
 fn not_an_image() {

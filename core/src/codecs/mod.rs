@@ -11,6 +11,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod avif;
 mod exif;
 mod icc;
 pub mod jpeg;

@@ -347,200 +347,155 @@ fn parse_dimension(value: &[u8]) -> Result<Option<u32>, String> {
         .ok_or_else(|| format!("invalid size \"{}\"", text(value)))
 }
 
-/// `smart_imaging_dpr_max <number>;`
-unsafe extern "C" fn set_dpr_max(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: a directive handler's arguments.
-    unsafe {
-        set_with(
-            cf,
-            conf,
-            |c| &mut c.dpr_max,
-            |a| parse_positive_f32(a[0], "value"),
-        )
-    }
+/// Defines the handler of a directive whose value goes into the `Option`
+/// field `$field` of LocConf, parsed by `$parse` (the values -> the value,
+/// or nginx's error message).
+macro_rules! option_directive {
+    ($(#[$doc:meta])* $name:ident, $field:ident, $parse:expr) => {
+        $(#[$doc])*
+        unsafe extern "C" fn $name(
+            cf: *mut ngx_conf_t,
+            _: *mut ngx_command_t,
+            conf: *mut c_void,
+        ) -> *mut c_char {
+            // SAFETY: nginx calls directive handlers with the configuration
+            // being parsed and this module's LocConf.
+            unsafe { set_with(cf, conf, |c| &mut c.$field, $parse) }
+        }
+    };
 }
 
-/// `smart_imaging_dpr_header <name> | off;`
-unsafe extern "C" fn set_dpr_header(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: a directive handler's arguments.
-    unsafe {
-        set_with(
-            cf,
-            conf,
-            |c| &mut c.dpr_header,
-            |a| {
-                let name = a[0];
-                if name == b"off" {
-                    return Ok(None);
+option_directive!(
+    /// `smart_imaging_dpr_max <number>;`
+    set_dpr_max,
+    dpr_max,
+    |a: &[&[u8]]| parse_positive_f32(a[0], "value")
+);
+
+option_directive!(
+    /// `smart_imaging_dpr_header <name> | off;`
+    set_dpr_header,
+    dpr_header,
+    |a: &[&[u8]]| parse_header_name(a[0])
+);
+
+option_directive!(
+    /// `smart_imaging_network_thresholds [ect=<type>] [downlink=<Mbit/s>] [rtt=<time>];`
+    set_network_thresholds,
+    network_thresholds,
+    parse_network_thresholds
+);
+
+option_directive!(
+    /// `smart_imaging_max_output_size <width>|- <height>|-;`
+    set_max_output_size,
+    max_output_size,
+    |a: &[&[u8]]| Ok((parse_dimension(a[0])?, parse_dimension(a[1])?))
+);
+
+option_directive!(
+    /// `smart_imaging_max_output_pixels <number> | off;`
+    set_max_output_pixels,
+    max_output_pixels,
+    |a: &[&[u8]]| parse_pixels(a[0])
+);
+
+option_directive!(
+    /// `smart_imaging_formats <format> ...;` (avif, webp)
+    set_formats,
+    formats,
+    parse_formats
+);
+
+option_directive!(
+    /// `smart_imaging_accept_ch off | on | critical;`
+    set_accept_ch,
+    accept_ch,
+    |a: &[&[u8]]| parse_accept_ch(a[0])
+);
+
+fn parse_header_name(name: &[u8]) -> Result<Option<String>, String> {
+    if name == b"off" {
+        return Ok(None);
+    }
+    let valid = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
+    if name.is_empty() || !name.iter().all(valid) {
+        return Err(format!("invalid header name \"{}\"", text(name)));
+    }
+    Ok(Some(text(name)))
+}
+
+fn parse_network_thresholds(args: &[&[u8]]) -> Result<NetworkThresholds, String> {
+    let mut t = NetworkThresholds::default();
+    for arg in args {
+        let Some(eq) = arg.iter().position(|&b| b == b'=') else {
+            return Err(format!("invalid parameter \"{}\"", text(arg)));
+        };
+        let (key, value) = (&arg[..eq], &arg[eq + 1..]);
+        match key {
+            b"ect" => {
+                t.ect = Ect::parse(value).ok_or_else(|| {
+                    format!("invalid ect \"{}\" (slow-2g, 2g, 3g or 4g)", text(value))
+                })?
+            }
+            b"downlink" => t.downlink_mbps = parse_positive_f32(value, "downlink")?,
+            b"rtt" => {
+                let mut v = ngx_str_t {
+                    len: value.len(),
+                    data: value.as_ptr().cast_mut(),
+                };
+                // SAFETY: `v` points to `value`, alive for this call;
+                // ngx_parse_time only reads it.
+                let ms = unsafe { ngx_parse_time(&mut v, 0) };
+                if ms < 0 {
+                    return Err(format!("invalid rtt \"{}\"", text(value)));
                 }
-                if name.is_empty()
-                    || !name
-                        .iter()
-                        .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
-                    return Err(format!("invalid header name \"{}\"", text(name)));
-                }
-                Ok(Some(text(name)))
-            },
-        )
+                t.rtt_ms = ms as u32;
+            }
+            _ => return Err(format!("invalid parameter \"{}\"", text(arg))),
+        }
     }
+    Ok(t)
 }
 
-/// `smart_imaging_network_thresholds [ect=<type>] [downlink=<Mbit/s>] [rtt=<time>];`
-unsafe extern "C" fn set_network_thresholds(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: a directive handler's arguments.
-    unsafe {
-        set_with(
-            cf,
-            conf,
-            |c| &mut c.network_thresholds,
-            |args| {
-                let mut t = NetworkThresholds::default();
-                for arg in args {
-                    let Some(eq) = arg.iter().position(|&b| b == b'=') else {
-                        return Err(format!("invalid parameter \"{}\"", text(arg)));
-                    };
-                    let (key, value) = (&arg[..eq], &arg[eq + 1..]);
-                    match key {
-                        b"ect" => {
-                            t.ect = Ect::parse(value).ok_or_else(|| {
-                                format!("invalid ect \"{}\" (slow-2g, 2g, 3g or 4g)", text(value))
-                            })?
-                        }
-                        b"downlink" => t.downlink_mbps = parse_positive_f32(value, "downlink")?,
-                        b"rtt" => {
-                            let mut v = ngx_str_t {
-                                len: value.len(),
-                                data: value.as_ptr().cast_mut(),
-                            };
-                            // SAFETY: `v` points to `value`, alive for this call.
-                            let ms = ngx_parse_time(&mut v, 0);
-                            if ms < 0 {
-                                return Err(format!("invalid rtt \"{}\"", text(value)));
-                            }
-                            t.rtt_ms = ms as u32;
-                        }
-                        _ => return Err(format!("invalid parameter \"{}\"", text(arg))),
-                    }
-                }
-                Ok(t)
-            },
-        )
+fn parse_pixels(value: &[u8]) -> Result<Option<u64>, String> {
+    if value == b"off" {
+        return Ok(None);
     }
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&v| v > 0)
+        .map(Some)
+        .ok_or_else(|| format!("invalid value \"{}\"", text(value)))
 }
 
-/// `smart_imaging_max_output_size <width>|- <height>|-;`
-unsafe extern "C" fn set_max_output_size(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: a directive handler's arguments.
-    unsafe {
-        set_with(
-            cf,
-            conf,
-            |c| &mut c.max_output_size,
-            |a| Ok((parse_dimension(a[0])?, parse_dimension(a[1])?)),
-        )
+fn parse_formats(args: &[&[u8]]) -> Result<Vec<Format>, String> {
+    let mut formats = Vec::new();
+    for arg in args {
+        let name = std::str::from_utf8(arg).unwrap_or("");
+        match Format::from_name(name) {
+            Some(f @ (Format::Avif | Format::WebP)) => formats.push(f),
+            Some(_) => {
+                return Err(format!(
+                    "format \"{name}\" is not supported yet (avif, webp)"
+                ))
+            }
+            None => return Err(format!("unknown format \"{}\" (avif, webp)", text(arg))),
+        }
     }
+    Ok(formats)
 }
 
-/// `smart_imaging_max_output_pixels <number> | off;`
-unsafe extern "C" fn set_max_output_pixels(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: a directive handler's arguments.
-    unsafe {
-        set_with(
-            cf,
-            conf,
-            |c| &mut c.max_output_pixels,
-            |a| {
-                if a[0] == b"off" {
-                    return Ok(None);
-                }
-                std::str::from_utf8(a[0])
-                    .ok()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .filter(|&v| v > 0)
-                    .map(Some)
-                    .ok_or_else(|| format!("invalid value \"{}\"", text(a[0])))
-            },
-        )
-    }
-}
-
-/// `smart_imaging_formats <format> ...;` (avif, webp)
-unsafe extern "C" fn set_formats(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: a directive handler's arguments.
-    unsafe {
-        set_with(
-            cf,
-            conf,
-            |c| &mut c.formats,
-            |args| {
-                let mut formats = Vec::new();
-                for arg in args {
-                    let name = std::str::from_utf8(arg).unwrap_or("");
-                    match Format::from_name(name) {
-                        Some(f @ (Format::Avif | Format::WebP)) => formats.push(f),
-                        Some(_) => {
-                            return Err(format!(
-                                "format \"{name}\" is not supported yet (avif, webp)"
-                            ))
-                        }
-                        None => {
-                            return Err(format!("unknown format \"{}\" (avif, webp)", text(arg)))
-                        }
-                    }
-                }
-                Ok(formats)
-            },
-        )
-    }
-}
-
-/// `smart_imaging_accept_ch off | on | critical;`
-unsafe extern "C" fn set_accept_ch(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: a directive handler's arguments.
-    unsafe {
-        set_with(
-            cf,
-            conf,
-            |c| &mut c.accept_ch,
-            |a| match a[0] {
-                b"off" => Ok(AcceptCh::Off),
-                b"on" => Ok(AcceptCh::On),
-                b"critical" => Ok(AcceptCh::Critical),
-                other => Err(format!(
-                    "invalid value \"{}\" (off, on or critical)",
-                    text(other)
-                )),
-            },
-        )
+fn parse_accept_ch(value: &[u8]) -> Result<AcceptCh, String> {
+    match value {
+        b"off" => Ok(AcceptCh::Off),
+        b"on" => Ok(AcceptCh::On),
+        b"critical" => Ok(AcceptCh::Critical),
+        other => Err(format!(
+            "invalid value \"{}\" (off, on or critical)",
+            text(other)
+        )),
     }
 }
 

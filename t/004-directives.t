@@ -592,3 +592,136 @@ smart_imaging_max_jobs
 --- no_error_log
 converted to webp
 body of 10485760 bytes
+
+
+
+=== TEST 32: smart_imaging_dpr_max 0: not a positive number
+--- config
+    location / {
+        smart_imaging_dpr_max 0;
+    }
+--- must_die
+--- error_log eval
+main::emerg(q{invalid value "0"})
+
+
+
+=== TEST 33: smart_imaging_dpr_header with a bad name
+--- config
+    location / {
+        smart_imaging_dpr_header X:DPR;
+    }
+--- must_die
+--- error_log eval
+main::emerg(q{invalid header name "X:DPR"})
+
+
+
+=== TEST 34: smart_imaging_network_thresholds ect=5g
+--- config
+    location / {
+        smart_imaging_network_thresholds ect=5g;
+    }
+--- must_die
+--- error_log eval
+main::emerg(q{invalid ect "5g" (slow-2g, 2g, 3g or 4g)})
+
+
+
+=== TEST 35: smart_imaging_network_thresholds rtt=fast
+--- config
+    location / {
+        smart_imaging_network_thresholds rtt=fast;
+    }
+--- must_die
+--- error_log eval
+main::emerg(q{invalid rtt "fast"})
+
+
+
+=== TEST 36: smart_imaging_network_thresholds speed=1
+--- config
+    location / {
+        smart_imaging_network_thresholds speed=1;
+    }
+--- must_die
+--- error_log eval
+main::emerg(q{invalid parameter "speed=1"})
+
+
+
+=== TEST 37: smart_imaging_max_output_size 0 -
+--- config
+    location / {
+        smart_imaging_max_output_size 0 -;
+    }
+--- must_die
+--- error_log eval
+main::emerg(q{invalid size "0"})
+
+
+
+=== TEST 38: smart_imaging_max_output_pixels lots
+--- config
+    location / {
+        smart_imaging_max_output_pixels lots;
+    }
+--- must_die
+--- error_log eval
+main::emerg(q{invalid value "lots"})
+
+
+
+=== TEST 39: smart_imaging_formats gif
+--- config
+    location / {
+        smart_imaging_formats webp gif;
+    }
+--- must_die
+--- error_log eval
+main::emerg(q{unknown format "gif" (avif, webp)})
+
+
+
+=== TEST 40: smart_imaging_formats jxr: not supported yet
+--- config
+    location / {
+        smart_imaging_formats jxr;
+    }
+--- must_die
+--- error_log eval
+main::emerg(q{format "jxr" is not supported yet (avif, webp)})
+
+
+
+=== TEST 41: smart_imaging_accept_ch maybe
+--- config
+    location / {
+        smart_imaging_accept_ch maybe;
+    }
+--- must_die
+--- error_log eval
+main::emerg(q{invalid value "maybe" (off, on or critical)})
+
+
+
+=== TEST 42: smart_imaging_avif_speed 11: out of range
+--- config
+    location / {
+        smart_imaging_avif_speed 11;
+    }
+--- must_die
+--- error_log eval
+main::emerg(q{value must be between 0 and 10})
+
+
+
+=== TEST 43: duplicate smart_imaging_formats
+--- config
+    location / {
+        smart_imaging_formats webp;
+        smart_imaging_formats avif;
+    }
+--- must_die
+--- error_log eval
+main::emerg(q{"smart_imaging_formats" directive is duplicate})

@@ -57,6 +57,7 @@ test: deps test-rust test-t test-system-nginx test-source-tree
 # `cargo test` alone does not produce the module (.so) the integration
 # tests load: build it first.
 test-rust: build
+	$(CARGO) check --workspace --all-targets
 	$(CARGO) test --workspace
 
 test-t: build

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 fn main() {
     avif();
+    jxrlib();
 }
 
 /// libavif (Debian `libavif-dev`; at run time `libavif15`, which pulls in
@@ -47,4 +48,61 @@ fn avif() {
     bindings
         .write_to_file(&out)
         .expect("writing the libavif bindings");
+}
+
+/// jxrlib, for JPEG XR (Debian `libjxr-dev`, a 2017 snapshot of Microsoft's
+/// reference code; at run time `libjxr0`: `libjxrglue.so.0` and
+/// `libjpegxr.so.0`): found with pkg-config (`libjxr.pc`), bindgen over
+/// `<JXRGlue.h>` (the encoder object only), linked dynamically.
+///
+/// The headers need the defines of jxrlib's non-Windows build, `__ANSI__`
+/// and `DISABLE_PERF_MEASUREMENT` (they change struct layouts, so they must
+/// match the library's build); `libjxr.pc` lists them, and they are added
+/// if an older one does not.
+fn jxrlib() {
+    let lib = pkg_config::Config::new()
+        .probe("libjxr")
+        .unwrap_or_else(|e| panic!("jxrlib not found (is libjxr-dev installed?): {e}"));
+    let mut clang_args: Vec<String> = lib
+        .include_paths
+        .iter()
+        .map(|dir| format!("-I{}", dir.display()))
+        .collect();
+    for (name, value) in &lib.defines {
+        clang_args.push(match value {
+            Some(value) => format!("-D{name}={value}"),
+            None => format!("-D{name}"),
+        });
+    }
+    for define in ["__ANSI__", "DISABLE_PERF_MEASUREMENT"] {
+        if !lib.defines.contains_key(define) {
+            clang_args.push(format!("-D{define}"));
+        }
+    }
+    for dir in &lib.include_paths {
+        let header = dir.join("JXRGlue.h");
+        if header.exists() {
+            println!("cargo:rerun-if-changed={}", header.display());
+        }
+    }
+
+    let bindings = bindgen::Builder::default()
+        .header_contents("jxrlib_wrapper.h", "#include <JXRGlue.h>\n")
+        .clang_args(&clang_args)
+        .allowlist_function("PKImageEncode_Create_WMP")
+        .allowlist_type("PKImageEncode")
+        .allowlist_type("WMPStream")
+        .allowlist_type("CWMIStrCodecParam")
+        .allowlist_var("GUID_PKPixelFormat24bppRGB")
+        .allowlist_var("GUID_PKPixelFormat32bppRGBA")
+        .allowlist_var("WMP_err.*")
+        .prepend_enum_name(false)
+        .layout_tests(false)
+        .generate_comments(false)
+        .generate()
+        .expect("bindgen failed on jxrlib's JXRGlue.h (is libjxr-dev installed?)");
+    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap()).join("jxrlib_bindings.rs");
+    bindings
+        .write_to_file(&out)
+        .expect("writing the jxrlib bindings");
 }

@@ -9,6 +9,7 @@
 //! - [`transcode()`]: bytes + plan -> new bytes, or "keep the original, because ...".
 
 pub mod codecs;
+pub mod guard;
 pub mod metrics;
 pub mod negotiate;
 pub mod policy;

@@ -14,7 +14,9 @@
 pub mod avif;
 mod exif;
 mod icc;
+pub mod jp2;
 pub mod jpeg;
+pub mod jxr;
 pub mod png;
 pub mod webp;
 

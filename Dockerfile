@@ -21,7 +21,7 @@ FROM rust:1-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libclang-dev libpcre2-dev libssl-dev zlib1g-dev nasm make curl ca-certificates \
-      libavif-dev \
+      libavif-dev libjxr-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=nginx /nginx-version /nginx-version
 RUN v=$(cat /nginx-version) \
@@ -34,9 +34,9 @@ COPY . .
 RUN cp "$(scripts/build-module.sh /usr/src/nginx /src/target/docker)" /ngx_http_smart_imaging_module.so
 
 FROM ${NGINX_IMAGE}
-# The module links Debian's libavif (AVIF encoding).
+# The module links Debian's libavif (AVIF) and jxrlib (JPEG XR).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libavif15 \
+ && apt-get install -y --no-install-recommends libavif15 libjxr0 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /ngx_http_smart_imaging_module.so /usr/lib/nginx/modules/
 COPY nginx-conf/docker.conf /etc/nginx/nginx.conf

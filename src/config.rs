@@ -28,7 +28,7 @@ pub const DEFAULT_JPEG_QUALITY: ngx_int_t = 85;
 pub const DEFAULT_DPR_MAX: f32 = 3.0;
 pub const DEFAULT_NETWORK_QUALITY_STEP: ngx_int_t = 15;
 /// The formats served where `smart_imaging_formats` is not set.
-pub const DEFAULT_FORMATS: [Format; 2] = [Format::Avif, Format::WebP];
+pub const DEFAULT_FORMATS: [Format; 4] = Format::PREFERENCE;
 
 const UNSET: ngx_int_t = -1;
 const UNSET_SIZE: usize = usize::MAX;
@@ -401,7 +401,7 @@ option_directive!(
 );
 
 option_directive!(
-    /// `smart_imaging_formats <format> ...;` (avif, webp)
+    /// `smart_imaging_formats <format> ...;` (avif, webp, jp2, jxr)
     set_formats,
     formats,
     parse_formats
@@ -471,20 +471,13 @@ fn parse_pixels(value: &[u8]) -> Result<Option<u64>, String> {
 }
 
 fn parse_formats(args: &[&[u8]]) -> Result<Vec<Format>, String> {
-    let mut formats = Vec::new();
-    for arg in args {
-        let name = std::str::from_utf8(arg).unwrap_or("");
-        match Format::from_name(name) {
-            Some(f @ (Format::Avif | Format::WebP)) => formats.push(f),
-            Some(_) => {
-                return Err(format!(
-                    "format \"{name}\" is not supported yet (avif, webp)"
-                ))
-            }
-            None => return Err(format!("unknown format \"{}\" (avif, webp)", text(arg))),
-        }
-    }
-    Ok(formats)
+    args.iter()
+        .map(|arg| {
+            let name = std::str::from_utf8(arg).unwrap_or("");
+            Format::from_name(name)
+                .ok_or_else(|| format!("unknown format \"{}\" (avif, webp, jp2, jxr)", text(arg)))
+        })
+        .collect()
 }
 
 fn parse_accept_ch(value: &[u8]) -> Result<AcceptCh, String> {

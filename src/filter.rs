@@ -242,6 +242,11 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
         if conf.ttl > 0 && !http::add_default_ttl(r, conf.ttl as i64) {
             return NGX_ERROR as ngx_int_t;
         }
+        // A format chosen by User-Agent (JPEG 2000, JPEG XR): no shared
+        // cache that keys on Accept only may store it.
+        if negotiation.private && !http::make_private(r) {
+            return NGX_ERROR as ngx_int_t;
+        }
         if status != NGX_HTTP_OK {
             // A 206 reaches us only from an upstream that honoured the
             // client's Range: it is a range of the original, labelled and

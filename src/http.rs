@@ -240,7 +240,58 @@ pub unsafe fn add_default_ttl(r: *mut ngx_http_request_t, ttl: i64) -> bool {
         {
             return true;
         }
-        let value = format!("max-age={ttl}");
+        push_cache_control(r, &format!("max-age={ttl}"))
+    }
+}
+
+/// Marks the response `Cache-Control: private` (no shared cache may store
+/// it), keeping the directives it had except `public`.
+///
+/// # Safety
+/// `r` must be a valid request whose header has not been sent yet.
+pub unsafe fn make_private(r: *mut ngx_http_request_t) -> bool {
+    let mut directives = vec!["private".to_string()];
+    // SAFETY: headers_out.headers is initialised for every request.
+    for h in unsafe { header_entries(&raw mut (*r).headers_out.headers.part) } {
+        // SAFETY: entries are valid, writable table elements.
+        let h = unsafe { &mut *h };
+        if h.hash == 0 || !h.key.as_bytes().eq_ignore_ascii_case(b"Cache-Control") {
+            continue;
+        }
+        for d in h.value.as_bytes().split(|&b| b == b',') {
+            let d = d.trim_ascii();
+            if !d.is_empty()
+                && !d.eq_ignore_ascii_case(b"public")
+                && !d.eq_ignore_ascii_case(b"private")
+            {
+                directives.push(String::from_utf8_lossy(d).into_owned());
+            }
+        }
+        h.hash = 0; // replaced below
+    }
+    // SAFETY: forgetting the old elements before registering the new one.
+    unsafe {
+        #[cfg(nginx1_23_0)]
+        {
+            (*r).headers_out.cache_control = ptr::null_mut();
+        }
+        #[cfg(not(nginx1_23_0))]
+        {
+            (*r).headers_out.cache_control.nelts = 0;
+        }
+        push_cache_control(r, &directives.join(", "))
+    }
+}
+
+/// Adds a `Cache-Control` header and registers it where nginx keeps it.
+///
+/// # Safety
+/// `r` must be a valid request whose header has not been sent yet, and the
+/// response must have no (live) `Cache-Control` yet.
+unsafe fn push_cache_control(r: *mut ngx_http_request_t, value: &str) -> bool {
+    // SAFETY: `r` is valid (caller's contract).
+    unsafe {
+        let out = &raw mut (*r).headers_out;
         let Some(value) = pool_str(r, value.as_bytes()) else {
             return false;
         };

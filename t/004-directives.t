@@ -679,18 +679,18 @@ main::emerg(q{invalid value "lots"})
     }
 --- must_die
 --- error_log eval
-main::emerg(q{unknown format "gif" (avif, webp)})
+main::emerg(q{unknown format "gif" (avif, webp, jp2, jxr)})
 
 
 
-=== TEST 40: smart_imaging_formats jxr: not supported yet
+=== TEST 40: smart_imaging_formats heic: not a format the module serves
 --- config
     location / {
-        smart_imaging_formats jxr;
+        smart_imaging_formats heic;
     }
 --- must_die
 --- error_log eval
-main::emerg(q{format "jxr" is not supported yet (avif, webp)})
+main::emerg(q{unknown format "heic" (avif, webp, jp2, jxr)})
 
 
 

@@ -110,3 +110,80 @@ fn avif_resized() {
     let served = avif::decode(&r.body).unwrap();
     assert_eq!((served.width, served.height), (300, 200));
 }
+
+const SAFARI_13: (&str, &str) = (
+    "User-Agent",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/13.1.2 Safari/605.1.15",
+);
+const IE_11: (&str, &str) = (
+    "User-Agent",
+    "Mozilla/5.0 (Windows NT 10.0; WOW64; Trident/7.0; rv:11.0) like Gecko",
+);
+const OLD_ACCEPT: (&str, &str) = ("Accept", "image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5");
+
+/// Width and height from a JP2 file's `ihdr` box.
+fn jp2_dims(b: &[u8]) -> Option<(u32, u32)> {
+    let at = b.windows(4).position(|w| w == b"ihdr")? + 4;
+    let be = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap());
+    Some((be(at + 4), be(at)))
+}
+
+/// JPEG 2000 for old Safari, JPEG XR for IE 11: decided by User-Agent, so
+/// `Vary: User-Agent` and `Cache-Control: private` (never stored by a
+/// shared cache that keys on Accept only).
+#[test]
+fn legacy_formats_by_user_agent_are_private() {
+    let n = server("fmt-legacy", "");
+    let url = "/images/samples/dolphin_default_ui.png";
+    let (bytes, orig) = original("dolphin_default_ui.png");
+
+    let r = get(n.port(), url, &[OLD_ACCEPT, SAFARI_13]);
+    assert_eq!(r.content_type(), Some("image/jp2"), "{}", r.describe());
+    assert!(
+        r.body.starts_with(b"\0\0\0\x0cjP  \r\n\x87\n"),
+        "JP2 signature"
+    );
+    assert_eq!(jp2_dims(&r.body), Some((orig.width, orig.height)));
+    assert!(r.body.len() < bytes.len());
+    assert!(
+        r.vary_has("user-agent") && r.vary_has("accept"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        r.header("cache-control").unwrap_or("").contains("private"),
+        "{}",
+        r.describe()
+    );
+
+    let r = get(n.port(), url, &[OLD_ACCEPT, IE_11]);
+    assert_eq!(r.content_type(), Some("image/jxr"), "{}", r.describe());
+    assert!(r.body.starts_with(b"II\xbc"), "JPEG XR signature");
+    assert!(r.vary_has("user-agent"));
+    assert!(r.header("cache-control").unwrap_or("").contains("private"));
+
+    // The same Accept from a browser the User-Agent gives nothing: the
+    // original, still varying on User-Agent and private (a cache must not
+    // hand it to the old Safari either, nor the JP2 to this one).
+    let r = get(n.port(), url, &[OLD_ACCEPT]);
+    assert_eq!(r.body, bytes);
+
+    // Formats announced in Accept never make a response private.
+    let r = get(n.port(), url, &[CHROME_ACCEPT]);
+    assert!(!r.vary_has("user-agent"), "{}", r.describe());
+    assert!(!r.header("cache-control").unwrap_or("").contains("private"));
+}
+
+/// `smart_imaging_formats avif webp`: no JPEG 2000, no User-Agent in Vary.
+#[test]
+fn legacy_formats_can_be_turned_off() {
+    let n = server("fmt-no-legacy", "smart_imaging_formats avif webp;");
+    let (bytes, _) = original("dolphin_default_ui.png");
+    let r = get(
+        n.port(),
+        "/images/samples/dolphin_default_ui.png",
+        &[OLD_ACCEPT, SAFARI_13],
+    );
+    assert_eq!(r.body, bytes);
+    assert!(!r.vary_has("user-agent"), "{}", r.describe());
+}

@@ -138,7 +138,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            formats: vec![Format::Avif, Format::WebP],
+            formats: Format::PREFERENCE.to_vec(),
             quality: Qualities::DEFAULT,
             avif: AvifLimits::DEFAULT,
             dpr: false,
@@ -373,8 +373,8 @@ pub fn decide(req: &RequestFacts<'_>, settings: &Settings) -> Negotiation {
         .filter_map(|f| match f {
             Format::Avif => Some(TargetFormat::Avif),
             Format::WebP => Some(TargetFormat::WebP),
-            // Not encoded yet.
-            Format::Jp2 | Format::Jxr => None,
+            Format::Jp2 => Some(TargetFormat::Jp2),
+            Format::Jxr => Some(TargetFormat::Jxr),
         })
         .collect();
     let private = preferred.iter().any(|f| {
@@ -736,14 +736,19 @@ mod tests {
             plan_of(&decide(&chrome, &webp_only)).variant(),
             "webp-q85-src"
         );
-        // Old Safari: JPEG 2000 is not encoded yet, so nothing to do and no
-        // User-Agent dependency.
+        // Old Safari: JPEG 2000, decided by User-Agent: Vary on it, and
+        // private (no shared cache keying on Accept alone may store it).
         let safari13 = RequestFacts {
             accept: vec![b"image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5"],
             user_agent: Some(b"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/13.1.2 Safari/605.1.15"),
             ..RequestFacts::default()
         };
         let n = decide(&safari13, &Settings::default());
+        assert_eq!(plan_of(&n).targets, [TargetFormat::Jp2]);
+        assert!(n.private);
+        assert_eq!(n.vary, ["Accept", "User-Agent"]);
+        // Without JPEG 2000 in the configuration: nothing to do.
+        let n = decide(&safari13, &webp_only);
         assert_eq!(n.decision, Decision::Original);
         assert!(!n.private);
         // Qualities per format, lowered together on a poor network.

@@ -13,6 +13,10 @@ use crate::sniff::{sniff, SourceFormat};
 pub enum TargetFormat {
     Avif,
     WebP,
+    /// JPEG 2000 (old Safari).
+    Jp2,
+    /// JPEG XR (Internet Explorer, legacy Edge).
+    Jxr,
     Jpeg,
     Png,
 }
@@ -22,6 +26,8 @@ impl TargetFormat {
         match self {
             TargetFormat::Avif => "image/avif",
             TargetFormat::WebP => "image/webp",
+            TargetFormat::Jp2 => "image/jp2",
+            TargetFormat::Jxr => "image/jxr",
             TargetFormat::Jpeg => "image/jpeg",
             TargetFormat::Png => "image/png",
         }
@@ -30,6 +36,8 @@ impl TargetFormat {
         match self {
             TargetFormat::Avif => "avif",
             TargetFormat::WebP => "webp",
+            TargetFormat::Jp2 => "jp2",
+            TargetFormat::Jxr => "jxr",
             TargetFormat::Jpeg => "jpeg",
             TargetFormat::Png => "png",
         }
@@ -135,7 +143,7 @@ impl Plan {
         // requests of one location is the network step).
         let q = match self.targets.first() {
             Some(TargetFormat::Avif) => self.quality.avif,
-            Some(TargetFormat::WebP) => self.quality.webp,
+            Some(TargetFormat::WebP | TargetFormat::Jp2 | TargetFormat::Jxr) => self.quality.webp,
             _ => self.quality.jpeg,
         };
         format!("{formats}-q{q}-{}", self.size)
@@ -301,6 +309,10 @@ fn encode(image: &Image, format: TargetFormat, plan: &Plan) -> Result<Vec<u8>, K
     match format {
         TargetFormat::Avif => codecs::avif::encode(image, q.avif, plan.avif.speed),
         TargetFormat::WebP => webp::encode(image, q.webp),
+        // Their quality scales are calibrated to WebP's (equal SSIM on the
+        // corpus photos, see codecs::jp2 and codecs::jxr).
+        TargetFormat::Jp2 => codecs::jp2::encode(image, q.webp),
+        TargetFormat::Jxr => codecs::jxr::encode(image, q.webp),
         TargetFormat::Jpeg => codecs::jpeg::encode(image, q.jpeg),
         TargetFormat::Png => codecs::png::encode(image),
     }

@@ -26,29 +26,6 @@ fn near(px: &[u8], expected: [u8; 3]) -> bool {
     px.iter().zip(expected).all(|(&a, b)| a.abs_diff(b) <= 12)
 }
 
-/// A non-sRGB RGB ICC profile (desc "Wide Test RGB") of `len` bytes or so.
-fn wide_profile(padding: usize) -> Vec<u8> {
-    let desc = b"Wide Test RGB\0";
-    let mut tag = b"desc\0\0\0\0".to_vec();
-    tag.extend_from_slice(&(desc.len() as u32).to_be_bytes());
-    tag.extend_from_slice(desc);
-    let tag_offset = 128 + 4 + 12;
-    let total = tag_offset + tag.len() + padding;
-    let mut p = vec![0u8; 128];
-    p[0..4].copy_from_slice(&(total as u32).to_be_bytes());
-    p[12..16].copy_from_slice(b"mntr");
-    p[16..20].copy_from_slice(b"RGB ");
-    p[20..24].copy_from_slice(b"XYZ ");
-    p[36..40].copy_from_slice(b"acsp");
-    p.extend_from_slice(&1u32.to_be_bytes());
-    p.extend_from_slice(b"desc");
-    p.extend_from_slice(&(tag_offset as u32).to_be_bytes());
-    p.extend_from_slice(&(tag.len() as u32).to_be_bytes());
-    p.extend_from_slice(&tag);
-    p.extend((0..padding).map(|i| (i % 253) as u8));
-    p
-}
-
 fn srgb_profile() -> Vec<u8> {
     let mut p = wide_profile(0);
     let at = p.windows(13).position(|w| w == b"Wide Test RGB").unwrap();

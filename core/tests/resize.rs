@@ -60,30 +60,6 @@ fn linear_to_srgb(v: f64) -> f64 {
     }
 }
 
-/// A non-sRGB RGB ICC profile (desc "Wide Test RGB"), which the decoders
-/// keep (an sRGB one they drop).
-fn wide_profile(padding: usize) -> Vec<u8> {
-    let desc = b"Wide Test RGB\0";
-    let mut tag = b"desc\0\0\0\0".to_vec();
-    tag.extend_from_slice(&(desc.len() as u32).to_be_bytes());
-    tag.extend_from_slice(desc);
-    let tag_offset = 128 + 4 + 12;
-    let total = tag_offset + tag.len() + padding;
-    let mut p = vec![0u8; 128];
-    p[0..4].copy_from_slice(&(total as u32).to_be_bytes());
-    p[12..16].copy_from_slice(b"mntr");
-    p[16..20].copy_from_slice(b"RGB ");
-    p[20..24].copy_from_slice(b"XYZ ");
-    p[36..40].copy_from_slice(b"acsp");
-    p.extend_from_slice(&1u32.to_be_bytes());
-    p.extend_from_slice(b"desc");
-    p.extend_from_slice(&(tag_offset as u32).to_be_bytes());
-    p.extend_from_slice(&(tag.len() as u32).to_be_bytes());
-    p.extend_from_slice(&tag);
-    p.extend((0..padding).map(|i| (i % 253) as u8));
-    p
-}
-
 /// JPEG photos to measure quality on: the repository's samples, plus up to
 /// four from the shared corpus when it is there.
 fn photos() -> Vec<(String, Image)> {
@@ -272,7 +248,7 @@ fn alpha_is_averaged_linearly() {
 
 #[test]
 fn exact_dimensions_and_metadata() {
-    let profile = wide_profile(100);
+    let profile = common::wide_profile(100);
     let img = Image {
         icc_profile: Some(profile.clone()),
         ..rgb(101, 67, |x, y| [x as u8, y as u8, (x ^ y) as u8])
@@ -513,7 +489,7 @@ fn jpeg_encode_keeps_the_icc_profile() {
     let limits = Limits::default();
     // One APP2 segment, and several (a profile over 64 KiB).
     for padding in [500, 150_000] {
-        let profile = wide_profile(padding);
+        let profile = common::wide_profile(padding);
         let img = Image {
             icc_profile: Some(profile.clone()),
             ..rgb(40, 30, |x, y| [x as u8 * 6, y as u8 * 8, 90])
@@ -573,7 +549,7 @@ fn png_encode_is_lossless() {
         assert_eq!(back, img);
     }
     // ICC profile as iCCP.
-    let profile = wide_profile(3000);
+    let profile = common::wide_profile(3000);
     let img = Image {
         icc_profile: Some(profile.clone()),
         ..rgb(20, 10, |x, y| [x as u8, y as u8, 7])

@@ -294,3 +294,27 @@ pub fn corpus_dir() -> Option<PathBuf> {
     ];
     candidates.into_iter().flatten().find(|dir| dir.is_dir())
 }
+
+/// A non-sRGB RGB ICC profile (desc "Wide Test RGB"), `padding` bytes
+/// longer than its minimum: the decoders keep it (an sRGB one they drop).
+pub fn wide_profile(padding: usize) -> Vec<u8> {
+    let desc = b"Wide Test RGB\0";
+    let mut tag = b"desc\0\0\0\0".to_vec();
+    tag.extend_from_slice(&(desc.len() as u32).to_be_bytes());
+    tag.extend_from_slice(desc);
+    let tag_offset = 128 + 4 + 12;
+    let total = tag_offset + tag.len() + padding;
+    let mut p = vec![0u8; 128];
+    p[0..4].copy_from_slice(&(total as u32).to_be_bytes());
+    p[12..16].copy_from_slice(b"mntr");
+    p[16..20].copy_from_slice(b"RGB ");
+    p[20..24].copy_from_slice(b"XYZ ");
+    p[36..40].copy_from_slice(b"acsp");
+    p.extend_from_slice(&1u32.to_be_bytes());
+    p.extend_from_slice(b"desc");
+    p.extend_from_slice(&(tag_offset as u32).to_be_bytes());
+    p.extend_from_slice(&(tag.len() as u32).to_be_bytes());
+    p.extend_from_slice(&tag);
+    p.extend((0..padding).map(|i| (i % 253) as u8));
+    p
+}

@@ -187,3 +187,48 @@ fn legacy_formats_can_be_turned_off() {
     assert_eq!(r.body, bytes);
     assert!(!r.vary_has("user-agent"), "{}", r.describe());
 }
+
+/// `smart_imaging_avif_quality` and `smart_imaging_avif_speed`: a lower
+/// quality gives a smaller AVIF of the same size; a fast speed still gives
+/// a valid AVIF.
+#[test]
+fn avif_quality_and_speed_directives() {
+    let mut n = Nginx::prepare("fmt-avif-settings");
+    n.link("images/samples", &samples_dir().canonicalize().unwrap());
+    let http = standard_http("")
+        .replace(
+            "location /images/ {",
+            "location /low/ {\n            alias {{HTDOCS}}/images/;\n            smart_imaging on;\n            smart_imaging_thread_pool smart_imaging;\n            smart_imaging_avif_quality 30;\n        }\n        location /fast/ {\n            alias {{HTDOCS}}/images/;\n            smart_imaging on;\n            smart_imaging_thread_pool smart_imaging;\n            smart_imaging_avif_speed 9;\n        }\n        location /images/ {",
+        );
+    n.run(&Config::with_module(&http));
+    let (_, orig) = original("sk_astronaut.jpg");
+    let body = |prefix: &str| {
+        let r = get(
+            n.port(),
+            &format!("/{prefix}/samples/sk_astronaut.jpg"),
+            &[CHROME_ACCEPT],
+        );
+        assert_eq!(
+            r.content_type(),
+            Some("image/avif"),
+            "{prefix}: {}",
+            r.describe()
+        );
+        let img = avif::decode(&r.body).unwrap();
+        assert_eq!((img.width, img.height), (orig.width, orig.height));
+        (r.body.len(), r.header("etag").unwrap_or("").to_string())
+    };
+    let (default_len, default_etag) = body("images");
+    let (low_len, low_etag) = body("low");
+    let (fast_len, _) = body("fast");
+    assert!(
+        low_len < default_len,
+        "q30 {low_len} bytes, q68 {default_len} bytes"
+    );
+    assert!(low_etag.ends_with("-avif+webp-q30-src\""), "{low_etag}");
+    assert!(
+        default_etag.ends_with("-avif+webp-q68-src\""),
+        "{default_etag}"
+    );
+    assert!(fast_len > 0);
+}

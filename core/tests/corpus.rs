@@ -9,8 +9,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use smart_imaging_core::codecs::{self, webp};
 use smart_imaging_core::metrics::psnr;
@@ -26,19 +24,6 @@ struct Row {
     /// WebP size, or `None` if it was not smaller.
     webp: Option<usize>,
     psnr: f64,
-}
-
-/// file name -> kind (photo/graphic/alpha), from manifest.csv.
-fn kinds(dir: &Path) -> BTreeMap<String, String> {
-    let manifest = fs::read_to_string(dir.join("manifest.csv")).unwrap_or_default();
-    manifest
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut fields = line.split(',');
-            Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
-        })
-        .collect()
 }
 
 fn check(path: &Path, kind: String) -> Result<Row, String> {
@@ -82,36 +67,7 @@ fn corpus() {
         println!("corpus not found (set SMART_IMAGING_CORPUS): skipped");
         return;
     };
-    let kinds = kinds(&dir);
-    let mut files: Vec<_> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("jpg" | "jpeg" | "png")
-            )
-        })
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no images in {}", dir.display());
-
-    // Two workers: the machines this runs on have two cores.
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(path) = files.get(i) else { break };
-                let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                let kind = kinds.get(&name).cloned().unwrap_or_else(|| "?".into());
-                let result = check(path, kind);
-                results.lock().unwrap().push(result);
-            });
-        }
-    });
-    let results = results.into_inner().unwrap();
+    let results = common::map_corpus(&dir, |path, _, kind| check(path, kind));
     let (mut rows, failures): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
     let mut rows: Vec<Row> = rows.drain(..).map(Result::unwrap).collect();
     rows.sort_by(|a, b| (&a.kind, &a.file).cmp(&(&b.kind, &b.file)));

@@ -15,7 +15,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use smart_imaging_core::codecs::{self, jp2, jxr, Image};
@@ -536,42 +535,13 @@ fn corpus() {
     };
     let decode = FORMATS.map(Format::tool_available);
     let decode_all = std::env::var_os("SMART_IMAGING_LEGACY_ALL").is_some();
-    let manifest = fs::read_to_string(dir.join("manifest.csv")).unwrap_or_default();
-    let kinds: BTreeMap<String, String> = manifest
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut fields = line.split(',');
-            Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
-        })
-        .collect();
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("jpg" | "png")))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no images in {}", dir.display());
-
-    // Two workers: the machines this runs on have two cores.
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(path) = files.get(i) else { break };
-                let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                let kind = kinds.get(&name).cloned().unwrap_or_else(|| "?".into());
-                let sampled = decode_all || kind == "alpha" || i.is_multiple_of(3);
-                let result = check(path, kind, decode.map(|tool| tool && sampled));
-                results.lock().unwrap().push(result);
-            });
-        }
+    let results = common::map_corpus(&dir, |path, i, kind| {
+        let sampled = decode_all || kind == "alpha" || i.is_multiple_of(3);
+        check(path, kind, decode.map(|tool| tool && sampled))
     });
     let mut rows = Vec::new();
     let mut failures = Vec::new();
-    for result in results.into_inner().unwrap() {
+    for result in results {
         match result {
             Ok(row) => rows.push(row),
             Err(failure) => failures.push(failure),

@@ -318,3 +318,54 @@ pub fn wide_profile(padding: usize) -> Vec<u8> {
     p.extend((0..padding).map(|i| (i % 253) as u8));
     p
 }
+
+/// Runs `check(path, index, kind)` on every JPEG and PNG of the corpus
+/// `dir`, in name order (`index`), with `kind` from its manifest.csv
+/// (photo/graphic/alpha, "?" when not listed), on two worker threads: the
+/// machines this runs on have two cores. Returns the results in the order
+/// they completed.
+pub fn map_corpus<R: Send>(
+    dir: &std::path::Path,
+    check: impl Fn(&std::path::Path, usize, String) -> R + Sync,
+) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    let manifest = std::fs::read_to_string(dir.join("manifest.csv")).unwrap_or_default();
+    let kinds: std::collections::BTreeMap<String, String> = manifest
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split(',');
+            Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+        })
+        .collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("jpg" | "jpeg" | "png")
+            )
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no images in {}", dir.display());
+
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = files.get(i) else { break };
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let kind = kinds.get(&name).cloned().unwrap_or_else(|| "?".into());
+                let result = check(path, i, kind);
+                results.lock().unwrap().push(result);
+            });
+        }
+    });
+    results.into_inner().unwrap()
+}

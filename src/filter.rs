@@ -262,8 +262,9 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
         };
         // The client holds this very derivative (its ETag names the
         // original's validator and the variant): no need to make it again.
-        if http::if_none_match_has_variant(r, &plan.variant()) {
-            http::make_not_modified(r, &plan.variant());
+        let variant = plan.variant();
+        if http::if_none_match_has_variant(r, &variant) {
+            http::make_not_modified(r, &variant);
             return next_header(r);
         }
         let length = (*r).headers_out.content_length_n;

@@ -3,7 +3,7 @@
 
 use crate::negotiate::{self, Format};
 use crate::sizing::{OutputCaps, SizeRequest};
-use crate::{AvifLimits, Plan, Qualities, TargetFormat};
+use crate::{AvifLimits, Guard, Plan, Qualities, TargetFormat};
 
 /// Whether `accept` (an `Accept` header value) lists `mime` with a non-zero
 /// quality. Only an explicit listing counts: `*/*` and `image/*` are sent by
@@ -133,6 +133,8 @@ pub struct Settings {
     pub network_quality_step: u8,
     /// Output caps, whatever was requested.
     pub caps: OutputCaps,
+    /// `smart_imaging_guard`: the visual-quality guard.
+    pub guard: Guard,
 }
 
 impl Default for Settings {
@@ -148,6 +150,7 @@ impl Default for Settings {
             network_thresholds: NetworkThresholds::default(),
             network_quality_step: 15,
             caps: OutputCaps::default(),
+            guard: Guard::DEFAULT,
         }
     }
 }
@@ -387,6 +390,7 @@ pub fn decide(req: &RequestFacts<'_>, settings: &Settings) -> Negotiation {
         size,
         caps: settings.caps,
         avif: settings.avif,
+        guard: settings.guard,
     };
 
     let mut vary = vec!["Accept".to_string()];

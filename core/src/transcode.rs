@@ -111,9 +111,48 @@ pub struct Plan {
     /// Upper bounds on the delivered size.
     pub caps: OutputCaps,
     pub avif: AvifLimits,
+    /// The visual-quality guard: how each candidate is checked.
+    pub guard: Guard,
+}
+
+/// The visual-quality guard's settings (`smart_imaging_guard`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Guard {
+    /// The SSIMULACRA 2 score a converted image must reach against the
+    /// decoded original (after resizing, against the resized original).
+    /// `None`: no guard, each format is encoded once at its quality.
+    pub threshold: Option<f64>,
+    /// Encoder runs per format in the search for the smallest passing
+    /// output.
+    pub max_encodes: usize,
+}
+
+impl Guard {
+    /// SSIMULACRA 2 >= 80: "can't tell them apart side by side at 1:1".
+    pub const DEFAULT: Guard = Guard {
+        threshold: Some(80.0),
+        max_encodes: 6,
+    };
+    pub const OFF: Guard = Guard {
+        threshold: None,
+        max_encodes: 1,
+    };
 }
 
 impl Plan {
+    /// Every format of `targets`, best first, with the default qualities,
+    /// limits and guard, at the source size.
+    pub fn new(targets: Vec<TargetFormat>) -> Plan {
+        Plan {
+            targets,
+            quality: Qualities::DEFAULT,
+            size: SizeRequest::SOURCE,
+            caps: OutputCaps::NONE,
+            avif: AvifLimits::DEFAULT,
+            guard: Guard::DEFAULT,
+        }
+    }
+
     /// WebP at `quality`, at the source size.
     pub fn webp(quality: u8) -> Plan {
         Plan {
@@ -125,6 +164,7 @@ impl Plan {
             size: SizeRequest::SOURCE,
             caps: OutputCaps::NONE,
             avif: AvifLimits::DEFAULT,
+            guard: Guard::OFF,
         }
     }
 
@@ -171,6 +211,14 @@ pub struct Converted {
     pub format: TargetFormat,
     pub width: u32,
     pub height: u32,
+    /// The encoder quality it was made at (its own 0-100 scale; 0 for
+    /// lossless PNG).
+    pub quality: u8,
+    /// Its SSIMULACRA 2 score against the decoded original, when the guard
+    /// checked it.
+    pub score: Option<f64>,
+    /// Encoder runs it took, over all formats tried.
+    pub encodes: usize,
 }
 
 /// Why the original response is served unchanged.
@@ -189,6 +237,12 @@ pub enum KeepReason {
         original: usize,
         converted: usize,
     },
+    /// No encoding small enough passed the visual-quality guard.
+    NotComparable {
+        /// The best score seen (at the highest quality allowed).
+        score: f64,
+        threshold: f64,
+    },
     Panic(String),
     /// Neither the format nor the size would change.
     NothingToDo,
@@ -200,8 +254,27 @@ impl KeepReason {
     pub fn is_failure(&self) -> bool {
         !matches!(
             self,
-            KeepReason::NotSmaller { .. } | KeepReason::NotAnImage | KeepReason::NothingToDo
+            KeepReason::NotSmaller { .. }
+                | KeepReason::NotComparable { .. }
+                | KeepReason::NotAnImage
+                | KeepReason::NothingToDo
         )
+    }
+
+    /// A short, stable token for logs and variables (`not-smaller`,
+    /// `guard`, `decode`...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            KeepReason::NotAnImage => "not-image",
+            KeepReason::Unsupported(_) => "unsupported",
+            KeepReason::TooManyPixels { .. } => "too-many-pixels",
+            KeepReason::Decode(_) => "decode",
+            KeepReason::Encode(_) => "encode",
+            KeepReason::NotSmaller { .. } => "not-smaller",
+            KeepReason::NotComparable { .. } => "guard",
+            KeepReason::Panic(_) => "internal",
+            KeepReason::NothingToDo => "nothing-to-do",
+        }
     }
 }
 
@@ -219,6 +292,10 @@ impl fmt::Display for KeepReason {
             KeepReason::NotSmaller { original, converted } => write!(
                 f,
                 "converted image ({converted} bytes) is not smaller than the original ({original} bytes)"
+            ),
+            KeepReason::NotComparable { score, threshold } => write!(
+                f,
+                "no encoding passed the visual-quality guard (best SSIMULACRA 2 score {score:.1}, threshold {threshold})"
             ),
             KeepReason::Panic(s) => write!(f, "internal error: {s}"),
             KeepReason::NothingToDo => write!(f, "neither format nor size would change"),
@@ -294,6 +371,9 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
                 format,
                 width,
                 height,
+                quality: 0,
+                score: None,
+                encodes: 0,
             });
         }
         last = KeepReason::NotSmaller {

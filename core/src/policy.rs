@@ -294,6 +294,17 @@ pub fn decide(req: &RequestFacts<'_>, settings: &Settings) -> Negotiation {
         }
         parsed
     });
+    // `qlt=80` (Dynamic Media also allows `qlt=80,1`: the chroma flag is
+    // ignored, the encoders choose their own subsampling).
+    let qlt_arg = query_arg(req.args, "qlt").and_then(|v| {
+        let unescaped = unescape_comma(v);
+        let number = unescaped.split(|&b| b == b',').next().unwrap_or(&[]);
+        let parsed = parse_number::<u8>(number).filter(|&q| q <= 100);
+        if parsed.is_none() {
+            ignored.push(format!("qlt={}", String::from_utf8_lossy(v)));
+        }
+        parsed
+    });
     let network_arg = query_arg(req.args, "network").and_then(|v| {
         if v.eq_ignore_ascii_case(b"off") {
             Some(false)
@@ -384,13 +395,24 @@ pub fn decide(req: &RequestFacts<'_>, settings: &Settings) -> Negotiation {
         targets.iter().any(|t| t.name() == f.name())
             && negotiate::uses_user_agent(&client, Some(*f))
     });
+    // The URL's quality replaces the configured ones, mapped onto each
+    // encoder's scale; a poor network lowers either, and lowers the bar
+    // the guard sets by as many points.
+    let quality = qlt_arg.map_or(settings.quality, Qualities::from_qlt);
+    let guard = Guard {
+        threshold: settings
+            .guard
+            .threshold
+            .map(|t| (t - f64::from(step)).max(0.0)),
+        ..settings.guard
+    };
     let plan = Plan {
         targets,
-        quality: settings.quality.lowered(step),
+        quality: quality.lowered(step),
         size,
         caps: settings.caps,
         avif: settings.avif,
-        guard: settings.guard,
+        guard,
     };
 
     let mut vary = vec!["Accept".to_string()];
@@ -762,5 +784,47 @@ mod tests {
         };
         let q = plan_of(&decide(&poor, &network_on())).quality;
         assert_eq!((q.avif, q.webp, q.jpeg), (53, 70, 70));
+    }
+
+    #[test]
+    fn qlt_sets_the_qualities_and_the_network_lowers_the_guard() {
+        let s = Settings::default();
+        let q = plan_of(&decide(&facts("qlt=60", true), &s)).quality;
+        assert_eq!(q, Qualities::from_qlt(60));
+        assert_eq!(q.jpeg, 60);
+        // Dynamic Media's chroma flag, escaped or not, is accepted.
+        for args in ["qlt=60,1", "qlt=60%2C0", "qlt=060"] {
+            let n = decide(&facts(args, true), &s);
+            assert_eq!(plan_of(&n).quality, q, "{args}");
+            assert!(n.ignored_args.is_empty(), "{args}");
+        }
+        // Malformed or out of range: ignored (the configured qualities),
+        // and said so.
+        for args in ["qlt=101", "qlt=-1", "qlt=high", "qlt=", "qlt=,1"] {
+            let n = decide(&facts(args, true), &s);
+            assert_eq!(plan_of(&n).quality, s.quality, "{args}");
+            assert_eq!(n.ignored_args.len(), 1, "{args}");
+        }
+        // The URL's quality names the variant.
+        assert_eq!(
+            plan_of(&decide(&facts("qlt=60", true), &s)).variant(),
+            format!("webp-q{}-src", Qualities::from_qlt(60).webp)
+        );
+        // A poor network lowers the qualities and the guard's bar by the
+        // step; the guard stays off when it is off.
+        let poor = RequestFacts {
+            save_data: Some(b"on"),
+            ..facts("qlt=60", true)
+        };
+        let plan = plan_of(&decide(&poor, &network_on())).clone();
+        assert_eq!(plan.quality, Qualities::from_qlt(60).lowered(15));
+        assert_eq!(plan.guard.threshold, Some(65.0));
+        let no_guard = Settings {
+            guard: Guard::OFF,
+            ..network_on()
+        };
+        assert_eq!(plan_of(&decide(&poor, &no_guard)).guard, Guard::OFF);
+        let good = plan_of(&decide(&facts("", true), &network_on())).clone();
+        assert_eq!(good.guard, Guard::DEFAULT);
     }
 }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::codecs::{self, panic_message, webp, Image};
+use crate::guard;
 use crate::sizing::{delivered_size, OutputCaps, SizeRequest};
 use crate::sniff::{sniff, SourceFormat};
 
@@ -71,6 +72,16 @@ impl Qualities {
         jpeg: 85,
     };
 
+    /// The qualities for a `qlt` URL argument (0-100 on a JPEG-like scale),
+    /// each on its encoder's own scale: see [`crate::quality_map`].
+    pub fn from_qlt(qlt: u8) -> Qualities {
+        Qualities {
+            webp: qlt_for(qlt, TargetFormat::WebP),
+            avif: qlt_for(qlt, TargetFormat::Avif),
+            jpeg: qlt.min(100),
+        }
+    }
+
     /// All lowered by `step` (never below 1), e.g. on a poor network.
     pub fn lowered(self, step: u8) -> Qualities {
         let low = |q: u8| q.saturating_sub(step).max(1);
@@ -80,6 +91,11 @@ impl Qualities {
             jpeg: low(self.jpeg),
         }
     }
+}
+
+// TODO(lead): crate::quality_map::for_format once it lands.
+fn qlt_for(qlt: u8, _format: TargetFormat) -> u8 {
+    qlt.min(100)
 }
 
 /// AVIF encoding is slow: bounded separately.
@@ -342,7 +358,14 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
         image
     };
     let pixels = u64::from(width) * u64::from(height);
+    // The guard compares every candidate with the (resized) original:
+    // prepared once, shared by all formats tried.
+    let reference = match plan.guard.threshold {
+        Some(_) => Some(guard::Reference::sampled(&image, guard::DEFAULT_MAX_PIXELS)?),
+        None => None,
+    };
     let mut last = KeepReason::NothingToDo;
+    let mut encodes = 0;
     // The formats asked for, best first; after them, when the image was
     // resized, its own format (a smaller original is still a win).
     let own = TargetFormat::from(source_format);
@@ -358,42 +381,166 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
             ));
             continue;
         }
-        let bytes = match encode(&image, format, plan) {
-            Ok(bytes) => bytes,
-            Err(reason) => {
+        let candidate = match &reference {
+            Some(reference) => smallest_passing(&image, format, plan, reference, limits),
+            None => {
+                let quality = quality_ceiling(format, plan);
+                encode(&image, format, plan, quality)
+                    .map(|bytes| Candidate {
+                        bytes,
+                        quality,
+                        score: None,
+                        encodes: 1,
+                    })
+                    .map_err(|reason| (reason, 1))
+            }
+        };
+        let candidate = match candidate {
+            Ok(candidate) => candidate,
+            Err((reason, tried)) => {
+                encodes += tried;
                 last = reason;
                 continue;
             }
-        };
-        if bytes.len() < input.len() {
+        }
+        .with_total(&mut encodes);
+        if candidate.bytes.len() < input.len() {
             return Ok(Converted {
-                bytes,
+                bytes: candidate.bytes,
                 format,
                 width,
                 height,
-                quality: 0,
-                score: None,
-                encodes: 0,
+                quality: candidate.quality,
+                score: candidate.score,
+                encodes,
             });
         }
         last = KeepReason::NotSmaller {
             original: input.len(),
-            converted: bytes.len(),
+            converted: candidate.bytes.len(),
         };
     }
     Err(last)
 }
 
-fn encode(image: &Image, format: TargetFormat, plan: &Plan) -> Result<Vec<u8>, KeepReason> {
+/// One format's best output.
+struct Candidate {
+    bytes: Vec<u8>,
+    quality: u8,
+    score: Option<f64>,
+    /// Encoder runs it took.
+    encodes: usize,
+}
+
+impl Candidate {
+    /// Adds its encoder runs to `total`.
+    fn with_total(self, total: &mut usize) -> Candidate {
+        *total += self.encodes;
+        self
+    }
+}
+
+/// The highest quality `format` may be encoded at: its `*_quality` (with
+/// the guard off, the quality used). JPEG 2000 and JPEG XR use WebP's:
+/// their scales are calibrated to it (equal SSIM on the corpus photos,
+/// see codecs::jp2 and codecs::jxr).
+fn quality_ceiling(format: TargetFormat, plan: &Plan) -> u8 {
     let q = &plan.quality;
     match format {
-        TargetFormat::Avif => codecs::avif::encode(image, q.avif, plan.avif.speed),
-        TargetFormat::WebP => webp::encode(image, q.webp),
-        // Their quality scales are calibrated to WebP's (equal SSIM on the
-        // corpus photos, see codecs::jp2 and codecs::jxr).
-        TargetFormat::Jp2 => codecs::jp2::encode(image, q.webp),
-        TargetFormat::Jxr => codecs::jxr::encode(image, q.webp),
-        TargetFormat::Jpeg => codecs::jpeg::encode(image, q.jpeg),
+        TargetFormat::Avif => q.avif,
+        TargetFormat::WebP | TargetFormat::Jp2 | TargetFormat::Jxr => q.webp,
+        TargetFormat::Jpeg => q.jpeg,
+        TargetFormat::Png => 100,
+    }
+}
+
+/// The lowest quality the guard's search tries for `format`: below it no
+/// corpus image scored anywhere near the threshold, so probes there are
+/// wasted encodes.
+fn quality_floor(format: TargetFormat) -> u8 {
+    match format {
+        TargetFormat::Avif => 20,
+        _ => 40,
+    }
+}
+
+/// The smallest encoding of `image` in `format` whose decoded pixels score
+/// at least the guard's threshold against `reference`. The error carries
+/// the encoder runs spent.
+fn smallest_passing(
+    image: &Image,
+    format: TargetFormat,
+    plan: &Plan,
+    reference: &guard::Reference,
+    limits: &Limits,
+) -> Result<Candidate, (KeepReason, usize)> {
+    let threshold = plan.guard.threshold.unwrap_or(0.0);
+    if format == TargetFormat::Png {
+        // Lossless: nothing to search, nothing to score.
+        return encode(image, format, plan, 100)
+            .map(|bytes| Candidate {
+                bytes,
+                quality: 0,
+                score: None,
+                encodes: 1,
+            })
+            .map_err(|reason| (reason, 1));
+    }
+    let ceiling = quality_ceiling(format, plan);
+    let range = (quality_floor(format).min(ceiling), ceiling);
+    let mut tried = 0;
+    let mut best_score = f64::NEG_INFINITY;
+    let probe = |quality: u8| -> Result<(Vec<u8>, f64), KeepReason> {
+        tried += 1;
+        let bytes = encode(image, format, plan, quality)?;
+        let decoded = decode(&bytes, format, limits)?;
+        let score = reference.score(&decoded)?;
+        best_score = best_score.max(score);
+        Ok((bytes, score))
+    };
+    let found = guard::search(probe, threshold, range, plan.guard.max_encodes.max(1));
+    match found {
+        Ok(Some(found)) => Ok(Candidate {
+            bytes: found.bytes,
+            quality: found.quality,
+            score: Some(found.score),
+            encodes: found.encodes,
+        }),
+        Ok(None) => Err((
+            KeepReason::NotComparable {
+                score: best_score,
+                threshold,
+            },
+            tried,
+        )),
+        Err(reason) => Err((reason, tried)),
+    }
+}
+
+/// Decodes a candidate for the guard.
+fn decode(bytes: &[u8], format: TargetFormat, limits: &Limits) -> Result<Image, KeepReason> {
+    let decoded = match format {
+        TargetFormat::WebP => webp::decode(bytes),
+        TargetFormat::Avif => codecs::avif::decode(bytes),
+        // TODO(lead): in-process decoders are being added.
+        TargetFormat::Jp2 | TargetFormat::Jxr => Err("no in-process decoder yet".to_string()),
+        TargetFormat::Jpeg | TargetFormat::Png => return codecs::decode(bytes, limits),
+    };
+    decoded.map_err(|e| KeepReason::Encode(format!("{}: decoding the candidate: {e}", format.name())))
+}
+
+fn encode(
+    image: &Image,
+    format: TargetFormat,
+    plan: &Plan,
+    quality: u8,
+) -> Result<Vec<u8>, KeepReason> {
+    match format {
+        TargetFormat::Avif => codecs::avif::encode(image, quality, plan.avif.speed),
+        TargetFormat::WebP => webp::encode(image, quality),
+        TargetFormat::Jp2 => codecs::jp2::encode(image, quality),
+        TargetFormat::Jxr => codecs::jxr::encode(image, quality),
+        TargetFormat::Jpeg => codecs::jpeg::encode(image, quality),
         TargetFormat::Png => codecs::png::encode(image),
     }
 }

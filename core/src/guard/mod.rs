@@ -61,7 +61,7 @@ mod ssimulacra2;
 use crate::codecs::Image;
 use crate::KeepReason;
 
-pub use search::{smallest_passing, smallest_passing_against, Found};
+pub use search::{search, smallest_passing, smallest_passing_against, Found};
 
 use std::borrow::Cow;
 use std::sync::Mutex;

@@ -110,7 +110,7 @@ struct Point {
 }
 
 /// The search proper, over any `probe: quality -> (bytes, score)`.
-pub(super) fn search(
+pub fn search(
     mut probe: impl FnMut(u8) -> Result<(Vec<u8>, f64), KeepReason>,
     threshold: f64,
     range: (u8, u8),

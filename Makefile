@@ -7,6 +7,8 @@
 #               including a build against Debian's nginx package
 #   make system-nginx   build the module for Debian's /usr/sbin/nginx
 #   make bench  criterion benchmarks (decode + encode per megapixel)
+#   make bench-corpus  bytes saved, scores and speed per client and kind of
+#               image on ../shared/corpus (the numbers in README)
 #
 # Everything is built once, in cargo's dev profile (codecs are compiled with
 # opt-level 3 there, see Cargo.toml), and shared by run and test.
@@ -20,7 +22,7 @@ MODULE := target/debug/libngx_http_smart_imaging_module.so
 # nginx-sys builds nginx inside its OUT_DIR; take the newest one.
 NGINX = $(shell ls -t target/debug/build/nginx-sys-*/out/objs/nginx 2>/dev/null | head -n 1)
 
-.PHONY: deps build run stop test test-rust test-t test-system-nginx test-source-tree system-nginx bench clean-run
+.PHONY: deps build run stop test test-rust test-t test-system-nginx test-source-tree system-nginx bench bench-corpus clean-run
 
 deps:
 	@scripts/install-deps.sh
@@ -81,6 +83,9 @@ test-source-tree: build
 
 bench: deps
 	$(CARGO) bench -p smart-imaging-core --bench transcode
+
+bench-corpus: deps
+	$(CARGO) bench -p smart-imaging-core --bench corpus
 
 clean-run: stop
 	rm -rf $(RUN_DIR)

@@ -147,9 +147,32 @@ fn load_corpus(dir: &Path) -> Vec<Sample> {
         .collect()
 }
 
+/// The module's default plan for `targets`; for tuning,
+/// `SMART_IMAGING_BENCH_QUALITY=webp:95,avif:80,jpeg:90` changes the
+/// qualities and `SMART_IMAGING_BENCH_GUARD=75` (or `off`) the guard.
+fn plan(targets: &[TargetFormat]) -> Plan {
+    let mut plan = Plan::new(targets.to_vec());
+    if let Ok(spec) = std::env::var("SMART_IMAGING_BENCH_QUALITY") {
+        for item in spec.split(',') {
+            let (format, q) = item.split_once(':').expect("format:quality");
+            let q: u8 = q.parse().expect("a quality 0-100");
+            match format {
+                "webp" => plan.quality.webp = q,
+                "avif" => plan.quality.avif = q,
+                "jpeg" => plan.quality.jpeg = q,
+                other => panic!("no quality for {other}"),
+            }
+        }
+    }
+    if let Ok(guard) = std::env::var("SMART_IMAGING_BENCH_GUARD") {
+        plan.guard.threshold = (guard != "off").then(|| guard.parse().expect("a score"));
+    }
+    plan
+}
+
 /// Transcodes every sample for `profile`, two at a time.
 fn run(profile: &Profile, samples: &[Sample]) -> Vec<Served> {
-    let plan = Plan::new(profile.targets.to_vec());
+    let plan = plan(profile.targets);
     let limits = Limits::default();
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
@@ -289,7 +312,7 @@ fn main() {
                 .is_none_or(|w| w.split(',').any(|n| n.trim() == p.name))
         })
         .collect();
-    let plan = Plan::new(vec![]);
+    let plan = plan(&[]);
     println!(
         "corpus: {} ({} images <= 4 MP); guard SSIMULACRA 2 >= {:?}, <= {} encodes per format; \
          ceilings WebP q{}, AVIF q{} (speed {}, <= {} px), JPEG q{}\n",

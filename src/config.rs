@@ -17,7 +17,7 @@ use ngx::ffi::{
 use smart_imaging_core::negotiate::Format;
 use smart_imaging_core::policy::{Ect, NetworkThresholds, Settings};
 use smart_imaging_core::sizing::OutputCaps;
-use smart_imaging_core::{AvifLimits, Limits, Qualities};
+use smart_imaging_core::{AvifLimits, Guard, Limits, Qualities};
 
 /// Defaults, documented in README.md.
 pub const DEFAULT_BUFFER: usize = 10 * 1024 * 1024;
@@ -27,6 +27,8 @@ pub const DEFAULT_MAX_JOBS: ngx_int_t = 32;
 pub const DEFAULT_JPEG_QUALITY: ngx_int_t = 85;
 pub const DEFAULT_DPR_MAX: f32 = 3.0;
 pub const DEFAULT_NETWORK_QUALITY_STEP: ngx_int_t = 15;
+/// `smart_imaging_guard_encodes`: the accepted range.
+pub const GUARD_ENCODES_MAX: usize = 16;
 /// The formats served where `smart_imaging_formats` is not set.
 pub const DEFAULT_FORMATS: [Format; 4] = Format::PREFERENCE;
 
@@ -59,6 +61,8 @@ pub struct LocConf {
     pub network: ngx_flag_t,
     /// `smart_imaging_network_quality_step`
     pub network_quality_step: ngx_int_t,
+    /// `smart_imaging_debug_header on|off`
+    pub debug_header: ngx_flag_t,
 
     // The fields below are set by this module's own directive handlers
     // (`None` = not set at this level), not by nginx's slot setters.
@@ -80,6 +84,10 @@ pub struct LocConf {
     pub avif_quality: ngx_int_t,
     pub avif_speed: ngx_int_t,
     pub avif_max_pixels: ngx_int_t,
+    /// `smart_imaging_guard <score> | off` (`Some(None)` = off)
+    pub guard: Option<Option<f64>>,
+    /// `smart_imaging_guard_encodes <n>`
+    pub guard_encodes: Option<usize>,
 }
 
 /// `smart_imaging_accept_ch`: which client-hint opt-in headers to send.
@@ -106,6 +114,7 @@ impl Default for LocConf {
             dpr: UNSET,
             network: UNSET,
             network_quality_step: UNSET,
+            debug_header: UNSET,
             dpr_max: None,
             dpr_header: None,
             network_thresholds: None,
@@ -116,6 +125,8 @@ impl Default for LocConf {
             avif_quality: UNSET,
             avif_speed: UNSET,
             avif_max_pixels: UNSET,
+            guard: None,
+            guard_encodes: None,
         }
     }
 }
@@ -153,7 +164,16 @@ impl LocConf {
                 max_height,
                 max_pixels: self.max_output_pixels.flatten(),
             },
+            guard: Guard {
+                threshold: self.guard.unwrap_or(Guard::DEFAULT.threshold),
+                max_encodes: self.guard_encodes.unwrap_or(Guard::DEFAULT.max_encodes),
+            },
         }
+    }
+
+    /// `smart_imaging_debug_header on`
+    pub fn debug_header(&self) -> bool {
+        self.debug_header == 1
     }
 
     /// The client hints this location's settings can use (for `Accept-CH`).
@@ -209,6 +229,7 @@ impl LocConf {
         );
         merge_int(&mut self.dpr, prev.dpr, 0);
         merge_int(&mut self.network, prev.network, 0);
+        merge_int(&mut self.debug_header, prev.debug_header, 0);
         merge_int(
             &mut self.network_quality_step,
             prev.network_quality_step,
@@ -226,6 +247,8 @@ impl LocConf {
         merge_opt(&mut self.max_output_pixels, &prev.max_output_pixels);
         merge_opt(&mut self.accept_ch, &prev.accept_ch);
         merge_opt(&mut self.formats, &prev.formats);
+        merge_opt(&mut self.guard, &prev.guard);
+        merge_opt(&mut self.guard_encodes, &prev.guard_encodes);
         let avif = AvifLimits::DEFAULT;
         merge_int(
             &mut self.avif_quality,
@@ -414,6 +437,56 @@ option_directive!(
     |a: &[&[u8]]| parse_accept_ch(a[0])
 );
 
+option_directive!(
+    /// `smart_imaging_guard <score> | off;` (a SSIMULACRA 2 score, 0-100)
+    set_guard,
+    guard,
+    |a: &[&[u8]]| parse_guard(a[0])
+);
+
+option_directive!(
+    /// `smart_imaging_guard_encodes <number>;` (1-16)
+    set_guard_encodes,
+    guard_encodes,
+    |a: &[&[u8]]| parse_guard_encodes(a[0])
+);
+
+/// `80`, `72.5`, `off`: a score from 0 to 100 (plain decimal notation).
+fn parse_guard(value: &[u8]) -> Result<Option<f64>, String> {
+    if value == b"off" {
+        return Ok(None);
+    }
+    let plain = !value.is_empty()
+        && value.iter().all(|b| b.is_ascii_digit() || *b == b'.')
+        && value.iter().any(u8::is_ascii_digit);
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|_| plain)
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| (0.0..=100.0).contains(v))
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "invalid value \"{}\" (a score from 0 to 100, or off)",
+                text(value)
+            )
+        })
+}
+
+fn parse_guard_encodes(value: &[u8]) -> Result<usize, String> {
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|v| (1..=GUARD_ENCODES_MAX).contains(v))
+        .ok_or_else(|| {
+            format!(
+                "invalid value \"{}\" (1 to {GUARD_ENCODES_MAX})",
+                text(value)
+            )
+        })
+}
+
 fn parse_header_name(name: &[u8]) -> Result<Option<String>, String> {
     if name == b"off" {
         return Ok(None);
@@ -559,7 +632,7 @@ const fn command(
 
 /// The directive table. `smart_imaging` is also allowed in `if` blocks inside
 /// a location, like `gzip`.
-pub static mut COMMANDS: [ngx_command_t; 22] = [
+pub static mut COMMANDS: [ngx_command_t; 25] = [
     ngx_command_t {
         type_: CONTEXTS | (NGX_HTTP_LIF_CONF | NGX_CONF_FLAG) as ngx_uint_t,
         ..command(
@@ -709,6 +782,27 @@ pub static mut COMMANDS: [ngx_command_t; 22] = [
         ngx_conf_set_num_slot,
         offset_of!(LocConf, avif_max_pixels),
         &raw mut POSITIVE as *mut c_void,
+    ),
+    command(
+        c"smart_imaging_guard",
+        NGX_CONF_TAKE1,
+        set_guard,
+        0,
+        ptr::null_mut(),
+    ),
+    command(
+        c"smart_imaging_guard_encodes",
+        NGX_CONF_TAKE1,
+        set_guard_encodes,
+        0,
+        ptr::null_mut(),
+    ),
+    command(
+        c"smart_imaging_debug_header",
+        NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
+        offset_of!(LocConf, debug_header),
+        ptr::null_mut(),
     ),
     ngx_command_t::empty(),
 ];

@@ -17,6 +17,13 @@
 //!
 //! Whatever goes wrong after the header was held, the original headers and
 //! bytes are sent: a client never sees a failure caused by this module.
+//!
+//! What happened is kept in the context as a [`Report`] for
+//! `$smart_imaging_result` and `X-Smart-Imaging`: responses decided in the
+//! header filter (304, too big, nothing to do, ...) get a context in the
+//! `Done` phase just for it; responses the module passes over (not an
+//! image, `bfc=off`) get none, and the variable works their reason out
+//! from the request.
 
 use core::ffi::c_void;
 use core::ptr;
@@ -37,8 +44,12 @@ use smart_imaging_core::policy::{decide, parse_url_args, Decision};
 use smart_imaging_core::{sniff, KeepReason, Outcome, Plan};
 
 use crate::config::{AcceptCh, LocConf};
-use crate::http;
 use crate::offload::{self, Job, PostError};
+use crate::result::{self, Kept, Report};
+use crate::{http, variables};
+
+/// The response header of `smart_imaging_debug_header on`.
+const DEBUG_HEADER: &str = "X-Smart-Imaging";
 
 /// The next filters in nginx's chains, saved at postconfiguration.
 pub static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
@@ -82,6 +93,28 @@ struct RequestCtx {
     elapsed: Duration,
     /// Converted bytes, kept alive here while nginx sends them.
     converted: Vec<u8>,
+    /// What was done, once known (`$smart_imaging_result`).
+    report: Option<Report>,
+}
+
+impl RequestCtx {
+    /// For a response the header filter passed on: nothing to buffer, only
+    /// the report to keep.
+    fn finished(report: Report) -> RequestCtx {
+        RequestCtx {
+            phase: Phase::Done,
+            original: Vec::new(),
+            complete: false,
+            limit: 0,
+            // Never used in the Done phase.
+            plan: Plan::new(Vec::new()),
+            job: ptr::null_mut(),
+            outcome: None,
+            elapsed: Duration::ZERO,
+            converted: Vec::new(),
+            report: Some(report),
+        }
+    }
 }
 
 unsafe fn next_header(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -182,6 +215,11 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: `r` is valid for the whole call (caller's contract).
     unsafe {
         let conf = loc_conf(r);
+        if r == (*r).main {
+            // Whatever $smart_imaging_result said before the response
+            // reached us is out of date.
+            variables::forget_result(r);
+        }
         // bfc=off: exactly what nginx sends without the module.
         if parse_url_args((*r).args.as_bytes()).bfc_off {
             return next_header(r);
@@ -247,25 +285,29 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
         if negotiation.private && !http::make_private(r) {
             return NGX_ERROR as ngx_int_t;
         }
+        if status == NGX_HTTP_NOT_MODIFIED {
+            return pass_header(r, Report::kept(result::NOT_MODIFIED, None));
+        }
         if status != NGX_HTTP_OK {
             // A 206 reaches us only from an upstream that honoured the
             // client's Range: it is a range of the original, labelled and
             // validated as the original, so it is passed on as it is.
-            return next_header(r);
+            return pass_header(r, Report::kept(result::RANGE, None));
         }
         // HEAD is only marked header-only at the end of the chain.
         if (*r).header_only() != 0 || (*r).method == NGX_HTTP_HEAD as usize {
-            return next_header(r);
+            return pass_header(r, Report::kept(result::HEAD, http::content_length(r)));
         }
         let Some(plan) = plan else {
-            return next_header(r);
+            let reason = KeepReason::NothingToDo.code();
+            return pass_header(r, Report::kept(reason, http::content_length(r)));
         };
         // The client holds this very derivative (its ETag names the
         // original's validator and the variant): no need to make it again.
         let variant = plan.variant();
         if http::if_none_match_has_variant(r, &variant) {
             http::make_not_modified(r, &variant);
-            return next_header(r);
+            return pass_header(r, Report::kept(result::NOT_MODIFIED, None));
         }
         let length = (*r).headers_out.content_length_n;
         if length > conf.buffer as i64 {
@@ -276,7 +318,11 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
                 length,
                 conf.buffer
             );
-            return next_header(r);
+            let report = Report::Kept(Kept {
+                buffer: Some(conf.buffer),
+                ..Kept::new(result::TOO_BIG, http::content_length(r))
+            });
+            return pass_header(r, report);
         }
 
         let ctx = RequestCtx {
@@ -289,6 +335,7 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
             outcome: None,
             elapsed: Duration::ZERO,
             converted: Vec::new(),
+            report: None,
         };
         if create_ctx(r, ctx).is_none() {
             return NGX_ERROR as ngx_int_t;
@@ -299,6 +346,95 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
         // saw; whatever we send is sent whole.
         http::clear_accept_ranges(r);
         NGX_OK as ngx_int_t
+    }
+}
+
+/// Passes on the header of a response decided in the header filter,
+/// keeping `report` for `$smart_imaging_result` (and `X-Smart-Imaging`).
+///
+/// # Safety
+/// `r` must be a valid main request whose header has not been sent yet.
+unsafe fn pass_header(r: *mut ngx_http_request_t, report: Report) -> ngx_int_t {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let Some(ctx) = create_ctx(r, RequestCtx::finished(report)) else {
+            return NGX_ERROR as ngx_int_t;
+        };
+        variables::forget_result(r);
+        add_debug_header(r, &*ctx);
+        next_header(r)
+    }
+}
+
+/// Keeps what was done with the response, for `$smart_imaging_result`.
+///
+/// # Safety
+/// `r` must be a valid request, `ctx` its context.
+unsafe fn set_report(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, report: Report) {
+    ctx.report = Some(report);
+    // SAFETY: forwarded from the caller.
+    unsafe { variables::forget_result(r) };
+}
+
+/// `smart_imaging_debug_header on`: `X-Smart-Imaging: <the report>`. A
+/// debugging aid: if it cannot be added, the response goes without it.
+///
+/// # Safety
+/// `r` must be a valid request whose header has not been sent yet.
+unsafe fn add_debug_header(r: *mut ngx_http_request_t, ctx: &RequestCtx) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let Some(report) = &ctx.report else {
+            return;
+        };
+        if !loc_conf(r).debug_header() {
+            return;
+        }
+        if !http::set_header(r, DEBUG_HEADER, &report.to_string()) {
+            ngx_log_error!(
+                NGX_LOG_WARN,
+                (*(*r).connection).log,
+                "smart_imaging: could not add the {} header",
+                DEBUG_HEADER
+            );
+        }
+    }
+}
+
+/// What the module did with the response of `r`, for
+/// `$smart_imaging_result`: the context's report, or worked out from the
+/// request where the module passed the response over. None where it did
+/// not look at it (module off, subrequests, nothing sent yet).
+///
+/// # Safety
+/// `r` must be a valid request (possibly finished: this runs at log time).
+pub unsafe fn result(r: *mut ngx_http_request_t) -> Option<Report> {
+    // SAFETY: `r` is valid (caller's contract); the context, if any, lives
+    // until the request pool is destroyed, after the log phase.
+    unsafe {
+        if r != (*r).main {
+            return None;
+        }
+        let ctx = get_ctx(r);
+        if !ctx.is_null() {
+            let ctx = &*ctx;
+            return Some(match &ctx.report {
+                Some(report) => report.clone(),
+                // Still buffering when the request ended: the upstream
+                // failed or the client went away.
+                None => Report::kept(result::INCOMPLETE, http::content_length(r)),
+            });
+        }
+        if !loc_conf(r).enabled() {
+            return None;
+        }
+        if parse_url_args((*r).args.as_bytes()).bfc_off {
+            return Some(Report::kept(result::OFF, http::content_length(r)));
+        }
+        if (*r).header_sent() == 0 {
+            return None;
+        }
+        Some(Report::kept(result::NOT_CANDIDATE, http::content_length(r)))
     }
 }
 
@@ -406,6 +542,8 @@ unsafe fn buffer(
                     log,
                     "smart_imaging: body arrived in a file buffer, serving original"
                 );
+                let report = Report::kept(result::FILE_BUFFER, http::content_length(r));
+                set_report(r, ctx, report);
                 return send_original(r, ctx, cl);
             }
             if ctx.original.len() + size > ctx.limit {
@@ -415,6 +553,11 @@ unsafe fn buffer(
                     "smart_imaging: body is over smart_imaging_buffer ({} bytes), serving original",
                     ctx.limit
                 );
+                let report = Report::Kept(Kept {
+                    buffer: Some(ctx.limit),
+                    ..Kept::new(result::TOO_BIG, http::content_length(r))
+                });
+                set_report(r, ctx, report);
                 return send_original(r, ctx, cl);
             }
             if size > 0 {
@@ -437,6 +580,12 @@ unsafe fn buffer(
                 "smart_imaging: {} (Content-Type says image), serving original",
                 KeepReason::NotAnImage
             );
+            let input = if ctx.complete {
+                Some(ctx.original.len())
+            } else {
+                http::content_length(r)
+            };
+            set_report(r, ctx, Report::kept(KeepReason::NotAnImage.code(), input));
             return send_original(r, ctx, ptr::null_mut());
         }
         if !ctx.complete {
@@ -468,13 +617,19 @@ unsafe fn start_transcode(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> n
             }
             Err((job, why)) => {
                 ctx.original = job.input;
+                let mut kept = Kept::new(result::BUSY, Some(ctx.original.len()));
                 let why = match why {
                     PostError::Overloaded(n) => {
+                        kept.jobs = Some(n);
                         format!("{n} transcodes in progress (smart_imaging_max_jobs)")
                     }
                     PostError::QueueFull => "the thread pool queue is full".to_string(),
-                    PostError::Alloc => "could not allocate a thread task".to_string(),
+                    PostError::Alloc => {
+                        kept.reason = result::INTERNAL;
+                        "could not allocate a thread task".to_string()
+                    }
                 };
+                set_report(r, ctx, Report::Kept(kept));
                 ngx_log_error!(
                     NGX_LOG_WARN,
                     log,
@@ -499,6 +654,8 @@ pub unsafe fn job_finished(r: *mut ngx_http_request_t) {
         let job = Box::from_raw(ctx.job);
         ctx.job = ptr::null_mut();
         let job = *job;
+        let report = Report::from_outcome(job.outcome.as_ref(), job.input.len(), job.elapsed);
+        set_report(r, ctx, report);
         ctx.original = job.input;
         ctx.outcome = job.outcome;
         ctx.elapsed = job.elapsed;
@@ -531,6 +688,7 @@ unsafe fn send_result(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_i
                 http::set_content_type(r, converted.format.mime());
                 http::set_content_length(r, ctx.converted.len());
                 http::set_variant_etag(r, &ctx.plan.variant());
+                add_debug_header(r, ctx);
                 ctx.phase = Phase::Done;
                 let rc = next_header(r);
                 if rc == NGX_ERROR as ngx_int_t
@@ -573,6 +731,7 @@ unsafe fn send_original(
     // SAFETY: valid request (caller's contract).
     unsafe {
         ctx.phase = Phase::Done;
+        add_debug_header(r, ctx);
         let rc = next_header(r);
         if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
             return rc;

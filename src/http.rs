@@ -165,6 +165,39 @@ pub unsafe fn add_header_once(r: *mut ngx_http_request_t, name: &'static str, va
     }
 }
 
+/// Sets the response header `name` to `value`: any header of that name the
+/// response already has (an upstream's) is removed first.
+///
+/// # Safety
+/// `r` must be a valid request whose header has not been sent yet.
+pub unsafe fn set_header(r: *mut ngx_http_request_t, name: &'static str, value: &str) -> bool {
+    // SAFETY: headers_out.headers is initialised for every request.
+    for h in unsafe { header_entries(&raw mut (*r).headers_out.headers.part) } {
+        // SAFETY: entries are valid, writable table elements.
+        let h = unsafe { &mut *h };
+        if h.hash != 0 && h.key.as_bytes().eq_ignore_ascii_case(name.as_bytes()) {
+            h.hash = 0;
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let Some(value) = pool_str(r, value.as_bytes()) else {
+            return false;
+        };
+        push_header(r, static_str(name), value).is_some()
+    }
+}
+
+/// The response's `Content-Length`, when known.
+///
+/// # Safety
+/// `r` must be a valid request.
+pub unsafe fn content_length(r: *mut ngx_http_request_t) -> Option<usize> {
+    // SAFETY: a plain field of a valid request.
+    let n = unsafe { (*r).headers_out.content_length_n };
+    usize::try_from(n).ok()
+}
+
 /// Everything the policy reads from the request, in one pass over its
 /// headers. `dpr_header` is the name set by `smart_imaging_dpr_header`.
 ///

@@ -4,7 +4,8 @@
 //!
 //! This crate is the thin nginx layer: directives ([`config`]), the header
 //! and body filters ([`filter`]), running work off the event loop
-//! ([`offload`]). Every image decision and byte of image work is in the
+//! ([`offload`]), variables ([`variables`]) and the outcome they report
+//! ([`result`]). Every image decision and byte of image work is in the
 //! `smart-imaging-core` crate, which knows nothing of nginx.
 //!
 //! Rules for this layer: every function nginx calls catches panics (none may
@@ -17,6 +18,7 @@ mod config;
 mod filter;
 mod http;
 mod offload;
+mod result;
 mod variables;
 
 use core::ffi::{c_char, c_void};
@@ -105,7 +107,12 @@ unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     catch_unwind(|| unsafe { variables::register(cf) }).unwrap_or(NGX_ERROR as ngx_int_t)
 }
 
-unsafe extern "C" fn postconfiguration(_cf: *mut ngx_conf_t) -> ngx_int_t {
+unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: nginx calls this with the configuration being read.
+    let indexed = catch_unwind(|| unsafe { variables::index_result(cf) });
+    if !matches!(indexed, Ok(rc) if rc == NGX_OK as ngx_int_t) {
+        return NGX_ERROR as ngx_int_t;
+    }
     // SAFETY: postconfiguration runs once per configuration load on the
     // single configuration thread; chaining filters is what C modules do.
     unsafe {

@@ -90,6 +90,8 @@ fn webp_quality_directive_changes_the_encoding() {
         root {{HTDOCS}};
         smart_imaging on;
         smart_imaging_thread_pool smart_imaging;
+        # Without the guard the quality is the one used (with it, a ceiling).
+        smart_imaging_guard off;
         location /q20/ { smart_imaging_webp_quality 20; }
         location /q85/ { smart_imaging_webp_quality 85; }
         location /q95/ { smart_imaging_webp_quality 95; }

@@ -1,0 +1,175 @@
+//! What the module did with a response, as `$smart_imaging_result` and the
+//! `X-Smart-Imaging` header (`smart_imaging_debug_header on`) spell it:
+//!
+//! ```text
+//! converted format=avif in=120034 out=45012 saved=62.5% quality=55 score=81.3 encodes=5 time=412ms
+//! original reason=not-smaller in=1000 out=1200 time=9ms
+//! original reason=too-big in=20971520 buffer=10485760
+//! ```
+//!
+//! One line of `key=value` fields separated by spaces, no value containing
+//! a space, so log processors can split it. `reason` is a short stable code:
+//! those of the nginx layer are the constants below, the others are
+//! `KeepReason::code()` of the core.
+
+use core::fmt;
+use std::time::Duration;
+
+use smart_imaging_core::{KeepReason, Outcome};
+
+/// `bfc=off` in the query string.
+pub const OFF: &str = "off";
+/// A response of an enabled location the module does not convert: not a
+/// `200`/`206`/`304`, not a JPEG/PNG type, a `Content-Encoding`.
+pub const NOT_CANDIDATE: &str = "not-candidate";
+/// The body is over `smart_imaging_buffer`.
+pub const TOO_BIG: &str = "too-big";
+/// `smart_imaging_max_jobs` reached, or the thread pool's queue is full.
+pub const BUSY: &str = "busy";
+/// A `304` (the original's validator, or the derivative's own `ETag`).
+pub const NOT_MODIFIED: &str = "not-modified";
+/// A `206` from the upstream (a range of the original).
+pub const RANGE: &str = "range";
+/// A `HEAD` request: no body to convert.
+pub const HEAD: &str = "head";
+/// The body reached the module as a file buffer, not in memory.
+pub const FILE_BUFFER: &str = "file-buffer";
+/// The body never arrived in full (upstream error, client gone).
+pub const INCOMPLETE: &str = "incomplete";
+/// A bug or an allocation failure of the nginx layer.
+pub const INTERNAL: &str = "internal";
+
+/// The outcome of one response.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Report {
+    Converted {
+        format: &'static str,
+        input: usize,
+        output: usize,
+        quality: u8,
+        score: Option<f64>,
+        encodes: usize,
+        elapsed: Duration,
+    },
+    Kept(Kept),
+}
+
+/// The original was served: why, plus what is known about it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Kept {
+    pub reason: &'static str,
+    /// The original's size in bytes.
+    pub input: Option<usize>,
+    /// The size of the (rejected) conversion.
+    pub output: Option<usize>,
+    /// The best guard score (`guard`).
+    pub score: Option<f64>,
+    /// `smart_imaging_buffer` (`too-big`).
+    pub buffer: Option<usize>,
+    /// Transcodes in flight (`busy` from `smart_imaging_max_jobs`).
+    pub jobs: Option<usize>,
+    /// Wall time of the transcode job, when one ran.
+    pub elapsed: Option<Duration>,
+}
+
+impl Kept {
+    pub fn new(reason: &'static str, input: Option<usize>) -> Kept {
+        Kept {
+            reason,
+            input,
+            ..Kept::default()
+        }
+    }
+}
+
+impl Report {
+    pub fn kept(reason: &'static str, input: Option<usize>) -> Report {
+        Report::Kept(Kept::new(reason, input))
+    }
+
+    /// The report of a transcode job on `input_len` bytes.
+    pub fn from_outcome(outcome: Option<&Outcome>, input_len: usize, elapsed: Duration) -> Report {
+        match outcome {
+            Some(Outcome::Converted(c)) => Report::Converted {
+                format: c.format.name(),
+                input: input_len,
+                output: c.bytes.len(),
+                quality: c.quality,
+                score: c.score,
+                encodes: c.encodes,
+                elapsed,
+            },
+            Some(Outcome::Original(reason)) => {
+                let mut kept = Kept::new(reason.code(), Some(input_len));
+                match *reason {
+                    KeepReason::NotSmaller { converted, .. } => kept.output = Some(converted),
+                    KeepReason::NotComparable { score, .. } => kept.score = Some(score),
+                    _ => {}
+                }
+                kept.elapsed = Some(elapsed);
+                Report::Kept(kept)
+            }
+            None => Report::Kept(Kept {
+                elapsed: Some(elapsed),
+                ..Kept::new(INTERNAL, Some(input_len))
+            }),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u128 {
+    // Rounded to the nearest millisecond.
+    (d.as_micros() + 500) / 1000
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Report::Converted {
+                format,
+                input,
+                output,
+                quality,
+                score,
+                encodes,
+                elapsed,
+            } => {
+                let saved = if *input > 0 {
+                    (*input as f64 - *output as f64) * 100.0 / *input as f64
+                } else {
+                    0.0
+                };
+                write!(
+                    f,
+                    "converted format={format} in={input} out={output} saved={saved:.1}% quality={quality}"
+                )?;
+                if let Some(score) = score {
+                    write!(f, " score={score:.1}")?;
+                }
+                write!(f, " encodes={encodes} time={}ms", millis(*elapsed))
+            }
+            Report::Kept(k) => {
+                write!(f, "original reason={}", k.reason)?;
+                if let Some(v) = k.input {
+                    write!(f, " in={v}")?;
+                }
+                if let Some(v) = k.output {
+                    write!(f, " out={v}")?;
+                }
+                if let Some(v) = k.score {
+                    write!(f, " score={v:.1}")?;
+                }
+                if let Some(v) = k.buffer {
+                    write!(f, " buffer={v}")?;
+                }
+                if let Some(v) = k.jobs {
+                    write!(f, " jobs={v}")?;
+                }
+                if let Some(d) = k.elapsed {
+                    write!(f, " time={}ms", millis(d))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}

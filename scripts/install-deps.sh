@@ -25,6 +25,8 @@ packages=(
   libavif-dev
   # tests: reference AVIF decoder (avifdec)
   libavif-bin
+  # tests/browser.rs: real browsers (headless) load pages of converted images
+  chromium firefox-esr
 )
 
 missing=()

@@ -22,9 +22,9 @@ use smart_imaging_core::{AvifLimits, Guard, Limits, Qualities};
 /// Defaults, documented in README.md.
 pub const DEFAULT_BUFFER: usize = 10 * 1024 * 1024;
 pub const DEFAULT_MAX_PIXELS: ngx_int_t = 16_000_000;
-pub const DEFAULT_WEBP_QUALITY: ngx_int_t = 85;
+pub const DEFAULT_WEBP_QUALITY: ngx_int_t = 100;
 pub const DEFAULT_MAX_JOBS: ngx_int_t = 32;
-pub const DEFAULT_JPEG_QUALITY: ngx_int_t = 85;
+pub const DEFAULT_JPEG_QUALITY: ngx_int_t = 100;
 pub const DEFAULT_DPR_MAX: f32 = 3.0;
 pub const DEFAULT_NETWORK_QUALITY_STEP: ngx_int_t = 15;
 /// `smart_imaging_guard_encodes`: the accepted range.

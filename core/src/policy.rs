@@ -518,17 +518,17 @@ mod tests {
         let s = Settings::default();
         // WebP client, nothing else: WebP at the source size.
         let n = decide(&facts("", true), &s);
-        assert_eq!(plan_of(&n).variant(), "webp-q85-src");
+        assert_eq!(plan_of(&n).variant(), "webp-q100-src");
         assert_eq!(n.vary, ["Accept"]);
         // No WebP, nothing asked: nothing to do, no buffering.
         assert_eq!(decide(&facts("", false), &s).decision, Decision::Original);
         // No WebP, but a size: the source format, resized.
         let n = decide(&facts("hei=500", false), &s);
         assert!(plan_of(&n).targets.is_empty());
-        assert_eq!(plan_of(&n).variant(), "src-q85-h500");
+        assert_eq!(plan_of(&n).variant(), "src-q100-h500");
         // Both sides; DPR off by default, so no DPR.
         let n = decide(&facts("wid=400&hei=300", true), &s);
-        assert_eq!(plan_of(&n).variant(), "webp-q85-w400-h300");
+        assert_eq!(plan_of(&n).variant(), "webp-q100-w400-h300");
         // bfc=off wins over everything.
         assert_eq!(
             decide(&facts("wid=400&bfc=off", true), &s).decision,
@@ -645,7 +645,7 @@ mod tests {
             &network_on(),
         );
         assert!(!n.poor_network);
-        assert_eq!(plan_of(&n).variant(), "webp-q85-w400-dpr2");
+        assert_eq!(plan_of(&n).variant(), "webp-q100-w400-dpr2");
         assert!(n
             .vary
             .ends_with(&["Save-Data", "ECT", "Downlink", "RTT"].map(String::from)));
@@ -674,7 +674,7 @@ mod tests {
         ] {
             let n = poor(f.clone(), &network_on());
             assert!(n.poor_network, "{f:?}");
-            assert_eq!(plan_of(&n).variant(), "webp-q70-w400", "{f:?}");
+            assert_eq!(plan_of(&n).variant(), "webp-q85-w400", "{f:?}");
         }
         // Not poor: fast values, junk values.
         for f in [
@@ -729,7 +729,7 @@ mod tests {
             &facts("wid=abc&hei=0&dpr=on,-1&network=sometimes&wid=", true),
             &dpr_on(),
         );
-        assert_eq!(plan_of(&n).variant(), "webp-q85-src");
+        assert_eq!(plan_of(&n).variant(), "webp-q100-src");
         assert_eq!(
             n.ignored_args,
             ["wid=abc", "hei=0", "dpr=on,-1", "network=sometimes"]
@@ -750,7 +750,7 @@ mod tests {
             plan_of(&n).targets,
             [TargetFormat::Avif, TargetFormat::WebP]
         );
-        assert_eq!(plan_of(&n).variant(), "avif+webp-q68-src");
+        assert_eq!(plan_of(&n).variant(), "avif+webp-q90-src");
         assert!(!n.private);
         assert_eq!(n.vary, ["Accept"]);
         // AVIF off in the configuration.
@@ -760,7 +760,7 @@ mod tests {
         };
         assert_eq!(
             plan_of(&decide(&chrome, &webp_only)).variant(),
-            "webp-q85-src"
+            "webp-q100-src"
         );
         // Old Safari: JPEG 2000, decided by User-Agent: Vary on it, and
         // private (no shared cache keying on Accept alone may store it).
@@ -783,7 +783,7 @@ mod tests {
             ..chrome.clone()
         };
         let q = plan_of(&decide(&poor, &network_on())).quality;
-        assert_eq!((q.avif, q.webp, q.jpeg), (53, 70, 70));
+        assert_eq!((q.avif, q.webp, q.jpeg), (75, 85, 85));
     }
 
     #[test]

@@ -63,13 +63,16 @@ pub struct Qualities {
 }
 
 impl Qualities {
-    /// The defaults: about the same visual quality in each format (AVIF q68
-    /// at speed 6 matches WebP q85's PSNR against the decoded JPEG on the
-    /// corpus photos; see codecs::avif).
+    /// The defaults. With the visual-quality guard on (the default) each
+    /// is the *highest* quality the per-image search may use, so they are
+    /// high: the search finds the lowest that still looks the same. WebP
+    /// needs q87 (median) to match a q85 JPEG and more for some images;
+    /// AVIF above q90 (AV1 quantizer 6) only grows (see README,
+    /// "Quality").
     pub const DEFAULT: Qualities = Qualities {
-        webp: 85,
-        avif: 68,
-        jpeg: 85,
+        webp: 100,
+        avif: 90,
+        jpeg: 100,
     };
 
     /// The qualities for a `qlt` URL argument (0-100 on a JPEG-like scale),
@@ -450,7 +453,8 @@ fn quality_ceiling(format: TargetFormat, plan: &Plan) -> u8 {
         TargetFormat::Avif => q.avif,
         TargetFormat::WebP | TargetFormat::Jp2 | TargetFormat::Jxr => q.webp,
         TargetFormat::Jpeg => q.jpeg,
-        TargetFormat::Png => 100,
+        // Lossless: no quality (as `Converted::quality` documents).
+        TargetFormat::Png => 0,
     }
 }
 
@@ -477,7 +481,7 @@ fn smallest_passing(
     let threshold = plan.guard.threshold.unwrap_or(0.0);
     if format == TargetFormat::Png {
         // Lossless: nothing to search, nothing to score.
-        return encode(image, format, plan, 100)
+        return encode(image, format, plan, 0)
             .map(|bytes| Candidate {
                 bytes,
                 quality: 0,

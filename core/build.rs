@@ -53,7 +53,7 @@ fn avif() {
 /// jxrlib, for JPEG XR (Debian `libjxr-dev`, a 2017 snapshot of Microsoft's
 /// reference code; at run time `libjxr0`: `libjxrglue.so.0` and
 /// `libjpegxr.so.0`): found with pkg-config (`libjxr.pc`), bindgen over
-/// `<JXRGlue.h>` (the encoder object only), linked dynamically.
+/// `<JXRGlue.h>` (the encoder and decoder objects only), linked dynamically.
 ///
 /// The headers need the defines of jxrlib's non-Windows build, `__ANSI__`
 /// and `DISABLE_PERF_MEASUREMENT` (they change struct layouts, so they must
@@ -91,6 +91,8 @@ fn jxrlib() {
         .clang_args(&clang_args)
         .allowlist_function("PKImageEncode_Create_WMP")
         .allowlist_type("PKImageEncode")
+        .allowlist_function("PKImageDecode_Create_WMP")
+        .allowlist_type("PKImageDecode")
         .allowlist_type("WMPStream")
         .allowlist_type("CWMIStrCodecParam")
         .allowlist_var("GUID_PKPixelFormat24bppRGB")

@@ -144,11 +144,11 @@ impl LocConf {
                 .formats
                 .clone()
                 .unwrap_or_else(|| DEFAULT_FORMATS.to_vec()),
-            quality: Qualities {
-                webp: self.webp_quality as u8,
-                avif: self.avif_quality as u8,
-                jpeg: self.jpeg_quality as u8,
-            },
+            quality: Qualities::configured(
+                self.webp_quality as u8,
+                self.avif_quality as u8,
+                self.jpeg_quality as u8,
+            ),
             avif: AvifLimits {
                 speed: self.avif_speed as u8,
                 max_pixels: self.avif_max_pixels as u64,

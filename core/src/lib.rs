@@ -8,11 +8,13 @@
 //! - [`resize`]: downscale decoded pixels (linear light, premultiplied alpha).
 //! - [`transcode()`]: bytes + plan -> new bytes, or "keep the original, because ...".
 
+pub mod classify;
 pub mod codecs;
 pub mod guard;
 pub mod metrics;
 pub mod negotiate;
 pub mod policy;
+pub mod quality_map;
 pub mod resize;
 pub mod sizing;
 pub mod sniff;

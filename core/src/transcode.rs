@@ -60,6 +60,11 @@ pub struct Qualities {
     pub webp: u8,
     pub avif: u8,
     pub jpeg: u8,
+    /// JPEG 2000 and JPEG XR: configured through the WebP quality (their
+    /// scales are calibrated to WebP's, see codecs::jp2 and codecs::jxr),
+    /// mapped separately from `qlt`.
+    pub jp2: u8,
+    pub jxr: u8,
 }
 
 impl Qualities {
@@ -73,15 +78,32 @@ impl Qualities {
         webp: 100,
         avif: 90,
         jpeg: 100,
+        jp2: 100,
+        jxr: 100,
     };
+
+    /// `webp`, `avif`, `jpeg` as configured; JPEG 2000 and JPEG XR follow
+    /// WebP.
+    pub fn configured(webp: u8, avif: u8, jpeg: u8) -> Qualities {
+        Qualities {
+            webp,
+            avif,
+            jpeg,
+            jp2: webp,
+            jxr: webp,
+        }
+    }
 
     /// The qualities for a `qlt` URL argument (0-100 on a JPEG-like scale),
     /// each on its encoder's own scale: see [`crate::quality_map`].
     pub fn from_qlt(qlt: u8) -> Qualities {
+        let map = |format| crate::quality_map::for_format(qlt, format);
         Qualities {
-            webp: qlt_for(qlt, TargetFormat::WebP),
-            avif: qlt_for(qlt, TargetFormat::Avif),
-            jpeg: qlt.min(100),
+            webp: map(TargetFormat::WebP),
+            avif: map(TargetFormat::Avif),
+            jpeg: map(TargetFormat::Jpeg),
+            jp2: map(TargetFormat::Jp2),
+            jxr: map(TargetFormat::Jxr),
         }
     }
 
@@ -92,13 +114,10 @@ impl Qualities {
             webp: low(self.webp),
             avif: low(self.avif),
             jpeg: low(self.jpeg),
+            jp2: low(self.jp2),
+            jxr: low(self.jxr),
         }
     }
-}
-
-// TODO(lead): crate::quality_map::for_format once it lands.
-fn qlt_for(qlt: u8, _format: TargetFormat) -> u8 {
-    qlt.min(100)
 }
 
 /// AVIF encoding is slow: bounded separately.
@@ -202,7 +221,9 @@ impl Plan {
         // requests of one location is the network step).
         let q = match self.targets.first() {
             Some(TargetFormat::Avif) => self.quality.avif,
-            Some(TargetFormat::WebP | TargetFormat::Jp2 | TargetFormat::Jxr) => self.quality.webp,
+            Some(TargetFormat::WebP) => self.quality.webp,
+            Some(TargetFormat::Jp2) => self.quality.jp2,
+            Some(TargetFormat::Jxr) => self.quality.jxr,
             _ => self.quality.jpeg,
         };
         format!("{formats}-q{q}-{}", self.size)
@@ -444,14 +465,14 @@ impl Candidate {
 }
 
 /// The highest quality `format` may be encoded at: its `*_quality` (with
-/// the guard off, the quality used). JPEG 2000 and JPEG XR use WebP's:
-/// their scales are calibrated to it (equal SSIM on the corpus photos,
-/// see codecs::jp2 and codecs::jxr).
+/// the guard off, the quality used).
 fn quality_ceiling(format: TargetFormat, plan: &Plan) -> u8 {
     let q = &plan.quality;
     match format {
         TargetFormat::Avif => q.avif,
-        TargetFormat::WebP | TargetFormat::Jp2 | TargetFormat::Jxr => q.webp,
+        TargetFormat::WebP => q.webp,
+        TargetFormat::Jp2 => q.jp2,
+        TargetFormat::Jxr => q.jxr,
         TargetFormat::Jpeg => q.jpeg,
         // Lossless: no quality (as `Converted::quality` documents).
         TargetFormat::Png => 0,
@@ -526,8 +547,8 @@ fn decode(bytes: &[u8], format: TargetFormat, limits: &Limits) -> Result<Image, 
     let decoded = match format {
         TargetFormat::WebP => webp::decode(bytes),
         TargetFormat::Avif => codecs::avif::decode(bytes),
-        // TODO(lead): in-process decoders are being added.
-        TargetFormat::Jp2 | TargetFormat::Jxr => Err("no in-process decoder yet".to_string()),
+        TargetFormat::Jp2 => codecs::jp2::decode(bytes),
+        TargetFormat::Jxr => codecs::jxr::decode(bytes),
         TargetFormat::Jpeg | TargetFormat::Png => return codecs::decode(bytes, limits),
     };
     decoded.map_err(|e| KeepReason::Encode(format!("{}: decoding the candidate: {e}", format.name())))

@@ -4,6 +4,10 @@
 //! directory. Tests that need a tool skip (with a message) if it is not
 //! installed; `scripts/install-deps.sh` installs both.
 //!
+//! The in-process decoders (`jp2::decode`, `jxr::decode`, for the quality
+//! guard) are checked against the same tools: pixel-identical output on
+//! what the encoders write, and errors (never a crash) on anything else.
+//!
 //! The corpus test (`$SMART_IMAGING_CORPUS` or `../shared/corpus` next to
 //! the repository, skipped without it) prints a table; run with
 //! `--nocapture` to see it.
@@ -35,6 +39,14 @@ impl Format {
         match self {
             Format::Jp2 => jp2::encode(img, quality),
             Format::Jxr => jxr::encode(img, quality),
+        }
+    }
+
+    /// Decodes with our in-process decoder.
+    fn decode_in_process(self, bytes: &[u8]) -> Result<Image, String> {
+        match self {
+            Format::Jp2 => jp2::decode(bytes),
+            Format::Jxr => jxr::decode(bytes),
         }
     }
 
@@ -474,15 +486,28 @@ fn bad_input_is_refused() {
     }
 }
 
+/// One format's results on one corpus image.
+#[derive(Clone, Copy)]
+struct Outcome {
+    bytes: usize,
+    /// Of the in-process decode against the source.
+    psnr: f64,
+    encode_ms_per_mp: f64,
+    /// In process.
+    decode_ms_per_mp: f64,
+    /// Compared with the reference decoder's output (identical).
+    referenced: bool,
+}
+
 struct Row {
     file: String,
     kind: String,
     original: usize,
-    /// Per format: (bytes, PSNR, ms per megapixel).
-    results: Vec<(usize, f64, f64)>,
+    /// Per format.
+    results: Vec<Outcome>,
 }
 
-fn check(path: &Path, kind: String, decode: [bool; 2]) -> Result<Row, String> {
+fn check(path: &Path, kind: String, reference: [bool; 2]) -> Result<Row, String> {
     let file = path.file_name().unwrap().to_string_lossy().into_owned();
     let input = fs::read(path).map_err(|e| format!("{file}: {e}"))?;
     let mut img = codecs::decode(&input, &Limits::default()).map_err(|e| format!("{file}: {e}"))?;
@@ -491,29 +516,40 @@ fn check(path: &Path, kind: String, decode: [bool; 2]) -> Result<Row, String> {
     img.icc_profile = None;
     let megapixels = f64::from(img.width) * f64::from(img.height) / 1e6;
     let mut results = Vec::new();
-    for (format, decode) in FORMATS.into_iter().zip(decode) {
+    for (format, referenced) in FORMATS.into_iter().zip(reference) {
         let start = Instant::now();
         let bytes = format
             .encode(&img, QUALITY)
             .map_err(|e| format!("{file}: {format:?}: {e}"))?;
-        let ms_per_mp = start.elapsed().as_secs_f64() * 1000.0 / megapixels;
-        let p = if decode {
-            let back = format.decode(&bytes, img.has_alpha);
-            if (back.width, back.height, back.has_alpha) != (img.width, img.height, img.has_alpha) {
-                return Err(format!("{file}: {format:?}: decoded shape differs"));
-            }
-            let p = psnr(&img, &back);
-            if p < MIN_PSNR {
-                return Err(format!("{file}: {format:?}: PSNR {p:.2} dB < {MIN_PSNR}"));
-            }
-            if format == Format::Jxr && img.has_alpha && max_alpha_error(&img, &back) > 4 {
-                return Err(format!("{file}: {format:?}: alpha changed by more than 4"));
-            }
-            p
-        } else {
-            f64::NAN
-        };
-        results.push((bytes.len(), p, ms_per_mp));
+        let encode_ms_per_mp = start.elapsed().as_secs_f64() * 1000.0 / megapixels;
+        let start = Instant::now();
+        let back = format
+            .decode_in_process(&bytes)
+            .map_err(|e| format!("{file}: {format:?}: {e}"))?;
+        let decode_ms_per_mp = start.elapsed().as_secs_f64() * 1000.0 / megapixels;
+        if (back.width, back.height, back.has_alpha) != (img.width, img.height, img.has_alpha) {
+            return Err(format!("{file}: {format:?}: decoded shape differs"));
+        }
+        let p = psnr(&img, &back);
+        if p < MIN_PSNR {
+            return Err(format!("{file}: {format:?}: PSNR {p:.2} dB < {MIN_PSNR}"));
+        }
+        if format == Format::Jxr && img.has_alpha && max_alpha_error(&img, &back) > 4 {
+            return Err(format!("{file}: {format:?}: alpha changed by more than 4"));
+        }
+        if referenced && format.decode(&bytes, img.has_alpha).pixels != back.pixels {
+            return Err(format!(
+                "{file}: {format:?}: decoded differently by {}",
+                format.tool()
+            ));
+        }
+        results.push(Outcome {
+            bytes: bytes.len(),
+            psnr: p,
+            encode_ms_per_mp,
+            decode_ms_per_mp,
+            referenced,
+        });
     }
     Ok(Row {
         file,
@@ -523,21 +559,22 @@ fn check(path: &Path, kind: String, decode: [bool; 2]) -> Result<Row, String> {
     })
 }
 
-/// Every corpus image at quality 85 through both encoders; the transparent
-/// ones and every third of the others also through the reference decoders
-/// (all of them with `SMART_IMAGING_LEGACY_ALL=1`: slower). Photos (JPEG
-/// originals) must on average shrink.
+/// Every corpus image at quality 85 through both encoders and the
+/// in-process decoders; the transparent ones and every third of the others
+/// also through the reference decoders, which must decode them to the same
+/// pixels (all of them with `SMART_IMAGING_LEGACY_ALL=1`: slower). Photos
+/// (JPEG originals) must on average shrink.
 #[test]
 fn corpus() {
     let Some(dir) = common::corpus_dir() else {
         println!("corpus not found (set SMART_IMAGING_CORPUS): skipped");
         return;
     };
-    let decode = FORMATS.map(Format::tool_available);
-    let decode_all = std::env::var_os("SMART_IMAGING_LEGACY_ALL").is_some();
+    let tools = FORMATS.map(Format::tool_available);
+    let reference_all = std::env::var_os("SMART_IMAGING_LEGACY_ALL").is_some();
     let results = common::map_corpus(&dir, |path, i, kind| {
-        let sampled = decode_all || kind == "alpha" || i.is_multiple_of(3);
-        check(path, kind, decode.map(|tool| tool && sampled))
+        let sampled = reference_all || kind == "alpha" || i.is_multiple_of(3);
+        check(path, kind, tools.map(|tool| tool && sampled))
     });
     let mut rows = Vec::new();
     let mut failures = Vec::new();
@@ -550,16 +587,27 @@ fn corpus() {
     rows.sort_by(|a, b| (&a.kind, &a.file).cmp(&(&b.kind, &b.file)));
 
     println!(
-        "{:<26} {:<7} {:>9} {:>9} {:>6} {:>6} {:>9} {:>6} {:>6}",
-        "file", "kind", "original", "jp2", "psnr", "ms/MP", "jxr", "psnr", "ms/MP"
+        "{:<26} {:<7} {:>9} {:>9} {:>6} {:>6} {:>6} {:>9} {:>6} {:>6} {:>6}",
+        "file", "kind", "original", "jp2", "psnr", "enc", "dec", "jxr", "psnr", "enc", "dec"
     );
     for r in &rows {
-        let [(j, jp, jt), (x, xp, xt)] = [r.results[0], r.results[1]];
+        let [j, x] = [r.results[0], r.results[1]];
         println!(
-            "{:<26} {:<7} {:>9} {:>9} {:>6.2} {:>6.0} {:>9} {:>6.2} {:>6.0}",
-            r.file, r.kind, r.original, j, jp, jt, x, xp, xt
+            "{:<26} {:<7} {:>9} {:>9} {:>6.2} {:>6.0} {:>6.0} {:>9} {:>6.2} {:>6.0} {:>6.0}",
+            r.file,
+            r.kind,
+            r.original,
+            j.bytes,
+            j.psnr,
+            j.encode_ms_per_mp,
+            j.decode_ms_per_mp,
+            x.bytes,
+            x.psnr,
+            x.encode_ms_per_mp,
+            x.decode_ms_per_mp
         );
     }
+    println!("(enc, dec: milliseconds per megapixel)");
     let mut by_kind: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
     for r in &rows {
         by_kind.entry(&r.kind).or_default().push(r);
@@ -567,25 +615,28 @@ fn corpus() {
     for (kind, rows) in &by_kind {
         for (i, format) in FORMATS.iter().enumerate() {
             let n = rows.len() as f64;
+            let mean =
+                |f: fn(&Outcome) -> f64| rows.iter().map(|r| f(&r.results[i])).sum::<f64>() / n;
             let ratio = rows
                 .iter()
-                .map(|r| r.results[i].0 as f64 / r.original as f64)
+                .map(|r| r.results[i].bytes as f64 / r.original as f64)
                 .sum::<f64>()
                 / n;
-            let bigger = rows.iter().filter(|r| r.results[i].0 >= r.original).count();
-            let decoded: Vec<f64> = rows
+            let bigger = rows
                 .iter()
-                .map(|r| r.results[i].1)
-                .filter(|p| !p.is_nan())
-                .collect();
-            let psnr = decoded.iter().sum::<f64>() / decoded.len().max(1) as f64;
-            let ms = rows.iter().map(|r| r.results[i].2).sum::<f64>() / n;
+                .filter(|r| r.results[i].bytes >= r.original)
+                .count();
+            let referenced = rows.iter().filter(|r| r.results[i].referenced).count();
             println!(
                 "{kind:<8} {format:?}: {} images, mean size {:.1}% of the original \
-                 ({bigger} not smaller), mean PSNR {psnr:.2} dB ({} decoded), {ms:.0} ms/MP",
+                 ({bigger} not smaller), mean PSNR {:.2} dB, {:.0} ms/MP to encode, \
+                 {:.0} to decode ({referenced} checked against {})",
                 rows.len(),
                 100.0 * ratio,
-                decoded.len()
+                mean(|o| o.psnr),
+                mean(|o| o.encode_ms_per_mp),
+                mean(|o| o.decode_ms_per_mp),
+                format.tool()
             );
             if *kind == "photo" {
                 assert!(
@@ -596,4 +647,360 @@ fn corpus() {
         }
     }
     assert!(failures.is_empty(), "failures:\n{:#?}", failures);
+}
+
+/// Panics, saying where, unless `ours` and `reference` are the same image.
+fn assert_identical(ours: &Image, reference: &Image, what: &str) {
+    assert_eq!(
+        (ours.width, ours.height, ours.has_alpha),
+        (reference.width, reference.height, reference.has_alpha),
+        "{what}: shape"
+    );
+    if ours.pixels == reference.pixels {
+        return;
+    }
+    let channels = ours.channels();
+    let diffs: Vec<(usize, u8)> = ours
+        .pixels
+        .iter()
+        .zip(&reference.pixels)
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(i, (a, b))| (i, a.abs_diff(*b)))
+        .collect();
+    let (first, _) = diffs[0];
+    let max = diffs.iter().map(|&(_, d)| d).max().unwrap();
+    let pixel = first / channels;
+    panic!(
+        "{what}: {} samples differ from the reference decoder's (largest by {max}), \
+         the first at ({}, {}) channel {}",
+        diffs.len(),
+        pixel % ours.width as usize,
+        pixel / ours.width as usize,
+        first % channels
+    );
+}
+
+/// What the encoders write decodes in process exactly as the reference
+/// tools decode it: odd sizes (down to 1x1, and several tiles of JPEG
+/// 2000), with and without alpha, at the extremes of quality.
+#[test]
+fn in_process_decode_matches_reference() {
+    let shapes: [(u32, u32); 13] = [
+        (1, 1),
+        (2, 1),
+        (1, 2),
+        (3, 5),
+        (5, 3),
+        (16, 16),
+        (17, 17),
+        (96, 64),
+        (257, 129),
+        (333, 217),
+        (1025, 3),
+        (3, 1025),
+        // JPEG 2000: 2x2 tiles of 750x550.
+        (1500, 1100),
+    ];
+    for format in FORMATS {
+        let tool = format.tool_available();
+        for (w, h) in shapes {
+            for alpha in [false, true] {
+                let base = rgb(w, h, common::noisy_photo(w as usize, h as usize));
+                let img = if alpha { with_alpha(&base) } else { base };
+                for quality in [1, QUALITY, 100] {
+                    let what = format!("{format:?} {w}x{h} alpha={alpha} q{quality}");
+                    let bytes = format.encode(&img, quality).unwrap();
+                    let ours = format
+                        .decode_in_process(&bytes)
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    assert_eq!(
+                        (ours.width, ours.height, ours.has_alpha),
+                        (w, h, alpha),
+                        "{what}"
+                    );
+                    assert!(ours.is_consistent(), "{what}");
+                    assert_eq!(ours.icc_profile, None, "{what}");
+                    if tool {
+                        assert_identical(&ours, &format.decode(&bytes, alpha), &what);
+                    }
+                    if quality >= QUALITY && w * h >= 64 * 64 {
+                        let p = psnr(&img, &ours);
+                        assert!(p >= MIN_PSNR, "{what}: PSNR {p:.2}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The ICC profile comes back as embedded; it does not change the pixels.
+#[test]
+fn in_process_decode_returns_the_icc_profile() {
+    let icc = fake_icc(777);
+    for format in FORMATS {
+        for alpha in [false, true] {
+            let base = rgb(40, 30, common::photo_like(40, 30));
+            let plain = if alpha { with_alpha(&base) } else { base };
+            let tagged = Image {
+                icc_profile: Some(icc.clone()),
+                ..plain.clone()
+            };
+            let back = format
+                .decode_in_process(&format.encode(&tagged, QUALITY).unwrap())
+                .unwrap();
+            assert_eq!(back.icc_profile.as_deref(), Some(&icc[..]), "{format:?}");
+            let untagged = format
+                .decode_in_process(&format.encode(&plain, QUALITY).unwrap())
+                .unwrap();
+            assert_eq!(back.pixels, untagged.pixels, "{format:?} alpha={alpha}");
+        }
+    }
+}
+
+/// The offset of the first occurrence of `needle` in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("pattern not found")
+}
+
+/// Garbage, other formats and every truncation are errors, not crashes
+/// (for files changed to reach what the decoders refuse, see the two
+/// tests after this one). Corrupted JPEG 2000 coded data may decode to
+/// anything, but only to an image of the declared size. Not so for JPEG
+/// XR: jxrlib's entropy decoder does not survive corrupted coded data
+/// (a flipped byte in a 70x50 file made it crash in
+/// `DecodeSignificantRun`), which is why `jxr::decode` is for files we
+/// produced only.
+#[test]
+fn in_process_decode_refuses_bad_input() {
+    let base = rgb(70, 50, common::noisy_photo(70, 50));
+    let png = common::png(
+        70,
+        50,
+        png::ColorType::Rgb,
+        png::BitDepth::Eight,
+        &base.pixels,
+        |_| {},
+    );
+    let jpeg = common::jpeg(&base.pixels, 70, 50, &common::JpegOptions::default());
+    for format in FORMATS {
+        let other = match format {
+            Format::Jp2 => Format::Jxr,
+            Format::Jxr => Format::Jp2,
+        };
+        for alpha in [false, true] {
+            let img = if alpha {
+                with_alpha(&base)
+            } else {
+                base.clone()
+            };
+            let good = format.encode(&img, QUALITY).unwrap();
+            assert!(format.decode_in_process(&good).is_ok());
+            let mut bad: Vec<(String, Vec<u8>)> = vec![
+                ("empty".into(), Vec::new()),
+                ("one byte".into(), vec![0]),
+                ("PNG".into(), png.clone()),
+                ("JPEG".into(), jpeg.clone()),
+                ("other format".into(), other.encode(&img, QUALITY).unwrap()),
+            ];
+            for seed in 1..20 {
+                let mut noise = common::noise(64 + seed as usize * 97, seed);
+                bad.push((format!("noise {seed}"), noise.clone()));
+                // Noise behind the right signature.
+                noise[..8].copy_from_slice(&good[..8]);
+                bad.push((format!("noise {seed} with a signature"), noise));
+            }
+            for len in (0..good.len())
+                .step_by(good.len() / 97 + 1)
+                .chain(good.len() - 8..good.len())
+            {
+                bad.push((format!("first {len} bytes"), good[..len].to_vec()));
+            }
+            for (what, bytes) in &bad {
+                let result = format.decode_in_process(bytes);
+                assert!(result.is_err(), "{format:?} alpha={alpha}: {what} decoded");
+            }
+
+            if format == Format::Jxr {
+                continue;
+            }
+            // Corrupted bytes after the headers: anything but a crash.
+            for (i, at) in (good.len() / 4..good.len())
+                .step_by(good.len() / 199 + 1)
+                .enumerate()
+            {
+                let mut bytes = good.clone();
+                bytes[at] ^= 0x5A ^ (i as u8);
+                if let Ok(back) = format.decode_in_process(&bytes) {
+                    assert!(back.is_consistent());
+                    assert_eq!((back.width, back.height), (70, 50));
+                }
+            }
+        }
+    }
+}
+
+/// JPEG 2000 files changed in what OpenJPEG must not see.
+#[test]
+fn jp2_decode_refuses_crafted_codestreams() {
+    let img = rgb(70, 50, common::noisy_photo(70, 50));
+    let good = jp2::encode(&img, QUALITY).unwrap();
+    let siz = find(&good, &[0xFF, 0x4F, 0xFF, 0x51]) + 4; // Lsiz
+    let expect_err = |bytes: &[u8], what: &str, message: &str| {
+        let e = jp2::decode(bytes).expect_err(what);
+        assert!(e.contains(message), "{what}: {e}");
+    };
+
+    let mut ht = good.clone();
+    ht[siz + 2] |= 0x40; // Rsiz: HTJ2K capability
+    expect_err(&ht, "Rsiz HT bit", "HTJ2K");
+
+    // COD: marker, Lcod, Scod, SGcod (4), levels, xcb, ycb, style.
+    let cod = find(&good, &[0xFF, 0x52]);
+    let mut ht = good.clone();
+    ht[cod + 2 + 2 + 1 + 4 + 3] |= 0x40;
+    expect_err(&ht, "HT code-block style", "HTJ2K");
+
+    // A CAP marker instead of the COM marker's type.
+    let com = find(&good, &[0xFF, 0x64]);
+    let mut cap = good.clone();
+    cap[com + 1] = 0x50;
+    expect_err(&cap, "CAP marker", "CAP");
+
+    // Xsiz, Ysiz: 20000 x 20000, in the codestream and the image header.
+    let mut huge = good.clone();
+    huge[siz + 4..siz + 12].copy_from_slice(&[0, 0, 0x4E, 0x20, 0, 0, 0x4E, 0x20]);
+    let ihdr = find(&good, b"ihdr") + 4;
+    huge[ihdr..ihdr + 8].copy_from_slice(&[0, 0, 0x4E, 0x20, 0, 0, 0x4E, 0x20]);
+    expect_err(&huge, "huge", "more than");
+
+    // 16-bit components.
+    let mut deep = good.clone();
+    deep[siz + 2 + 36] = 15;
+    expect_err(&deep, "16-bit", "8-bit");
+
+    // Alpha declared premultiplied (cdef type 2).
+    let rgba = jp2::encode(&with_alpha(&img), QUALITY).unwrap();
+    let cdef = find(&rgba, b"cdef") + 4;
+    let mut premultiplied = rgba.clone();
+    premultiplied[cdef + 2 + 3 * 6 + 3] = 2;
+    expect_err(&premultiplied, "premultiplied", "channel definition");
+
+    // The codestream ends early (the jp2c box shortened to match).
+    let jp2c = find(&good, b"jp2c") - 4;
+    let mut short = good[..good.len() - 40].to_vec();
+    let len = (short.len() - jp2c) as u32;
+    short[jp2c..jp2c + 4].copy_from_slice(&len.to_be_bytes());
+    assert!(jp2::decode(&short).is_err(), "truncated codestream decoded");
+}
+
+/// JPEG XR files changed in what jxrlib must not see.
+#[test]
+fn jxr_decode_refuses_crafted_containers() {
+    let img = rgb(70, 50, common::noisy_photo(70, 50));
+    let good = jxr::encode(&img, QUALITY).unwrap();
+    let ifd = u32::from_le_bytes(good[4..8].try_into().unwrap()) as usize;
+    let count = u16::from_le_bytes(good[ifd..ifd + 2].try_into().unwrap()) as usize;
+    let entry = |tag: u16| {
+        (0..count)
+            .map(|i| ifd + 2 + 12 * i)
+            .find(|&at| good[at..at + 2] == tag.to_le_bytes())
+            .unwrap_or_else(|| panic!("no tag {tag:#06x}"))
+    };
+    let expect_err = |bytes: &[u8], what: &str, message: &str| {
+        let e = jxr::decode(bytes).expect_err(what);
+        assert!(e.contains(message), "{what}: {e}");
+    };
+
+    // The horizontal resolution turned into an orientation of 9: jxrlib
+    // would fail `assert(uValue < O_MAX)` and abort.
+    let at = entry(0xBC82);
+    let mut rotated = good.clone();
+    rotated[at..at + 2].copy_from_slice(&0xBC02u16.to_le_bytes());
+    rotated[at + 8..at + 12].copy_from_slice(&9u32.to_le_bytes());
+    expect_err(&rotated, "orientation 9", "rotated");
+
+    // A descriptive metadata tag (jxrlib asserts on its type).
+    let mut described = good.clone();
+    described[at..at + 2].copy_from_slice(&0x010Eu16.to_le_bytes());
+    expect_err(&described, "image description", "unsupported container tag");
+
+    // Image data past the end of the file.
+    let at = entry(0xBCC1);
+    let mut long = good.clone();
+    long[at + 8..at + 12].copy_from_slice(&(good.len() as u32).to_le_bytes());
+    expect_err(&long, "image byte count", "past the end");
+
+    // Another pixel format (24bppBGR: last GUID byte 0x0C instead of 0x0D).
+    let guid = u32::from_le_bytes(good[entry(0xBC01) + 8..][..4].try_into().unwrap()) as usize;
+    let mut bgr = good.clone();
+    bgr[guid + 15] = 0x0C;
+    expect_err(&bgr, "24bppBGR", "pixel format");
+
+    // The image header's size: 20000 x 20000 in the codestream and the
+    // container (long or short header alike).
+    let image = u32::from_le_bytes(good[entry(0xBCC0) + 8..][..4].try_into().unwrap()) as usize;
+    let mut huge = good.clone();
+    let short_header = good[image + 10] & 0x80 != 0;
+    if short_header {
+        huge[image + 12..image + 16].copy_from_slice(&[0x4E, 0x1F, 0x4E, 0x1F]);
+    } else {
+        huge[image + 12..image + 20].copy_from_slice(&[0, 0, 0x4E, 0x1F, 0, 0, 0x4E, 0x1F]);
+    }
+    for tag in [0xBC80u16, 0xBC81] {
+        let at = entry(tag);
+        huge[at + 8..at + 12].copy_from_slice(&20_000u32.to_le_bytes());
+    }
+    expect_err(&huge, "huge", "too large");
+
+    // Sizes that disagree (the container's width).
+    let at = entry(0xBC80);
+    let mut wider = good.clone();
+    wider[at + 8..at + 12].copy_from_slice(&71u32.to_le_bytes());
+    expect_err(&wider, "wider", "disagree");
+
+    // An RGBA file whose alpha plane is missing.
+    let rgba = jxr::encode(&with_alpha(&img), QUALITY).unwrap();
+    let mut no_alpha = rgba.clone();
+    let ifd = u32::from_le_bytes(rgba[4..8].try_into().unwrap()) as usize;
+    let count = u16::from_le_bytes(rgba[ifd..ifd + 2].try_into().unwrap()) as usize;
+    let at = (0..count)
+        .map(|i| ifd + 2 + 12 * i)
+        .find(|&at| rgba[at..at + 2] == 0xBCC3u16.to_le_bytes())
+        .unwrap();
+    no_alpha[at + 8..at + 12].copy_from_slice(&0u32.to_le_bytes());
+    expect_err(&no_alpha, "no alpha plane", "alpha");
+}
+
+/// Decoding cost, printed (run with `--nocapture`): milliseconds per
+/// megapixel, best of 3, on a 2 MP noisy photo at quality 85.
+#[test]
+fn in_process_decode_speed() {
+    let (w, h) = (1600u32, 1250u32);
+    let base = rgb(w, h, common::noisy_photo(w as usize, h as usize));
+    for format in FORMATS {
+        for alpha in [false, true] {
+            let img = if alpha {
+                with_alpha(&base)
+            } else {
+                base.clone()
+            };
+            let bytes = format.encode(&img, QUALITY).unwrap();
+            let best = (0..3)
+                .map(|_| {
+                    let start = Instant::now();
+                    format.decode_in_process(&bytes).unwrap();
+                    start.elapsed().as_secs_f64()
+                })
+                .fold(f64::INFINITY, f64::min);
+            println!(
+                "{format:?} alpha={alpha}: {} bytes, decoded in {:.0} ms/MP",
+                bytes.len(),
+                best * 1000.0 / (f64::from(w * h) / 1e6)
+            );
+        }
+    }
 }

@@ -24,10 +24,18 @@
 //! Every OpenJPEG message (error, warning, info) goes to handlers that
 //! collect errors for the returned reason and drop the rest: nothing is
 //! printed.
+//!
+//! [`decode`] reads back what [`encode`] writes, in process, for the
+//! quality guard (which scores each encoded candidate against the source).
+//! The boxes are parsed here, and the codestream's structure is checked
+//! before OpenJPEG sees it (see [`decode`] for why); OpenJPEG then decodes
+//! it tile by tile straight into our buffer, so its memory is one tile's,
+//! as when encoding.
 
 use std::ffi::{c_char, c_void, CStr};
 use std::mem;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
 
 use openjpeg_sys as opj;
 
@@ -361,7 +369,7 @@ fn push_box(out: &mut Vec<u8>, kind: &[u8; 4], payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-/// OpenJPEG's messages for one encode.
+/// OpenJPEG's messages for one encode or decode.
 #[derive(Default)]
 struct Messages {
     errors: Vec<String>,
@@ -472,13 +480,14 @@ struct OwnedImage(*mut opj::opj_image_t);
 impl Drop for OwnedImage {
     fn drop(&mut self) {
         if !self.0.is_null() {
-            // SAFETY: created by opj_image_tile_create, destroyed once.
+            // SAFETY: created by opj_image_tile_create or opj_read_header,
+            // destroyed once.
             unsafe { opj::opj_image_destroy(self.0) }
         }
     }
 }
 
-/// Owns an `opj_codec_t`.
+/// Owns an `opj_codec_t` (compressor or decompressor).
 struct Codec(*mut opj::opj_codec_t);
 
 impl Drop for Codec {
@@ -486,7 +495,7 @@ impl Drop for Codec {
         if self.0.is_null() {
             return;
         }
-        // SAFETY: created by opj_create_compress, destroyed once.
+        // SAFETY: created by opj_create_(de)compress, destroyed once.
         unsafe { opj::opj_destroy_codec(self.0) }
     }
 }
@@ -501,5 +510,733 @@ impl Drop for Stream {
             // does not own its user data (no free function registered).
             unsafe { opj::opj_stream_destroy(self.0) }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+
+/// Largest image [`decode`] accepts, in pixels: its output alone is then
+/// up to 256 MiB (RGBA). Requests are far smaller (`Limits::max_pixels`).
+pub const MAX_DECODE_PIXELS: u64 = 64 << 20;
+
+/// Largest tile [`decode`] accepts, in pixels. OpenJPEG holds a tile's
+/// samples as 32-bit integers (plus code-block state) while decoding it;
+/// [`encode`] writes tiles of at most [`MAX_TILE`] squared (1 MP).
+const MAX_DECODE_TILE_PIXELS: u64 = 16 << 20;
+
+/// Decodes a `.jp2` file of the kind [`encode`] writes: 8-bit unsigned RGB,
+/// or RGBA whose fourth channel a `cdef` box declares as (unpremultiplied)
+/// opacity of the whole image, with an enumerated sRGB or an ICC `colr`
+/// box (the profile is returned, not applied). Anything else (a raw
+/// codestream, greyscale, palettes, subsampled or deeper components, sYCC,
+/// HTJ2K, more than [`MAX_DECODE_PIXELS`]) is an `Err`, as is a truncated or
+/// malformed file; this never panics.
+///
+/// Used by the quality guard to score encoded candidates in process, so
+/// it must give what a browser would show: the samples are OpenJPEG's
+/// (clamped to 0-255 after the inverse colour transform), pixel-identical
+/// to its `opj_decompress` (checked by `tests/legacy_formats.rs`).
+///
+/// Why the checks before OpenJPEG: it is compiled with C asserts on (see
+/// the module documentation), and a few of them, in its HTJ2K block
+/// decoder, depend on the data, i.e. a crafted file could abort the
+/// process; so the boxes are parsed here, and the codestream's markers
+/// walked (sizes, components, no HTJ2K capability or code-block style)
+/// before it gets the codestream. Its strict mode makes a truncated
+/// codestream an error rather than a partial image, and its messages go
+/// to handlers that only record them. OpenJPEG has no other way out:
+/// no `exit`, `abort` or `longjmp` outside debug code.
+pub fn decode(bytes: &[u8]) -> Result<Image, String> {
+    catch_unwind(AssertUnwindSafe(|| decode_inner(bytes)))
+        .unwrap_or_else(|payload| Err(format!("panic: {}", panic_message(&*payload))))
+        .map_err(|e| format!("JPEG 2000: {e}"))
+}
+
+fn decode_inner(bytes: &[u8]) -> Result<Image, String> {
+    let file = parse_jp2(bytes)?;
+    let siz = check_codestream(file.codestream, file.channels)?;
+    if (siz.width, siz.height) != (file.width, file.height) {
+        return Err(format!(
+            "image header says {}x{}, codestream {}x{}",
+            file.width, file.height, siz.width, siz.height
+        ));
+    }
+    let pixels = decode_codestream(&file, &siz)?;
+    Ok(Image {
+        width: siz.width,
+        height: siz.height,
+        pixels,
+        has_alpha: file.channels == 4,
+        icc_profile: file.icc_profile,
+    })
+}
+
+/// What [`parse_jp2`] found in the boxes.
+struct Jp2File<'a> {
+    /// Payload of the first `jp2c` box.
+    codestream: &'a [u8],
+    width: u32,
+    height: u32,
+    /// Components: 3 (RGB) or 4 (RGBA).
+    channels: usize,
+    /// Codestream component of each output channel: R, G, B (, A).
+    order: [usize; 4],
+    icc_profile: Option<Vec<u8>>,
+}
+
+/// A box: its type and payload.
+type JpBox<'a> = ([u8; 4], &'a [u8]);
+
+/// Splits the next box off `data`. `Ok(None)` at the end; an error if the
+/// box runs past it.
+fn next_box<'a>(data: &mut &'a [u8]) -> Result<Option<JpBox<'a>>, String> {
+    let all = *data;
+    if all.is_empty() {
+        return Ok(None);
+    }
+    let header = all.get(..8).ok_or("truncated box header")?;
+    let kind: [u8; 4] = [header[4], header[5], header[6], header[7]];
+    let (header_len, len) = match be_u32(header) {
+        // The box runs to the end of the file.
+        0 => (8, all.len()),
+        // 64-bit length after the type.
+        1 => {
+            let xl = all.get(8..16).ok_or("truncated box header")?;
+            let len = u64::from_be_bytes(xl.try_into().map_err(|_| "truncated box header")?);
+            (16, usize::try_from(len).unwrap_or(usize::MAX))
+        }
+        len => (8, len as usize),
+    };
+    if len < header_len || len > all.len() {
+        return Err(format!(
+            "box '{}' of {len} bytes does not fit in the {} left",
+            String::from_utf8_lossy(&kind),
+            all.len()
+        ));
+    }
+    *data = &all[len..];
+    Ok(Some((kind, &all[header_len..len])))
+}
+
+fn be_u16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+fn be_u32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Parses the JP2 boxes: signature, `ftyp` (compatible with "jp2 "), then
+/// `jp2h` before the first `jp2c`; other boxes are skipped.
+fn parse_jp2(bytes: &[u8]) -> Result<Jp2File<'_>, String> {
+    let mut rest = bytes;
+    match next_box(&mut rest) {
+        Ok(Some((kind, payload))) if &kind == b"jP  " && payload == [0x0D, 0x0A, 0x87, 0x0A] => {}
+        _ => return Err("not a JP2 file (no signature box)".into()),
+    }
+    match next_box(&mut rest)? {
+        Some((kind, payload)) if &kind == b"ftyp" && payload.len() >= 8 => {
+            let brands = std::iter::once(&payload[..4]).chain(payload[8..].chunks_exact(4));
+            if !brands.into_iter().any(|brand| brand == b"jp2 ") {
+                return Err("not compatible with JP2 (ftyp)".into());
+            }
+        }
+        _ => return Err("no ftyp box after the signature".into()),
+    }
+    let mut header = None;
+    while let Some((kind, payload)) = next_box(&mut rest)? {
+        match &kind {
+            b"jp2h" if header.is_none() => header = Some(parse_jp2h(payload)?),
+            b"jp2h" => return Err("two jp2h boxes".into()),
+            b"jp2c" => {
+                let header = header.ok_or("codestream before the jp2h box")?;
+                return Ok(Jp2File {
+                    codestream: payload,
+                    ..header
+                });
+            }
+            _ => {}
+        }
+    }
+    Err("no codestream (jp2c box)".into())
+}
+
+/// Parses the `jp2h` box (`codestream` is filled in by the caller).
+fn parse_jp2h(mut data: &[u8]) -> Result<Jp2File<'static>, String> {
+    let ihdr = match next_box(&mut data)? {
+        Some((kind, payload)) if &kind == b"ihdr" && payload.len() == 14 => payload,
+        _ => return Err("jp2h does not start with an image header box".into()),
+    };
+    let (height, width) = (be_u32(&ihdr[0..]), be_u32(&ihdr[4..]));
+    let components = be_u16(&ihdr[8..]);
+    // Bits per component - 1, and unsigned (255 would mean "varies").
+    if ihdr[10] != 7 {
+        return Err(format!("{} bits per component, not 8 unsigned", ihdr[10]));
+    }
+    if ihdr[11] != 7 {
+        return Err("compression type is not JPEG 2000".into());
+    }
+    let channels = match components {
+        3 => 3,
+        4 => 4,
+        n => return Err(format!("{n} components (only RGB and RGBA are decoded)")),
+    };
+    let mut colour = None;
+    let mut cdef = None;
+    while let Some((kind, payload)) = next_box(&mut data)? {
+        match &kind {
+            // The first colour specification is the one to use.
+            b"colr" if colour.is_none() => colour = Some(payload),
+            b"cdef" if cdef.is_none() => cdef = Some(payload),
+            b"cdef" => return Err("two cdef boxes".into()),
+            b"pclr" | b"cmap" => return Err("palette images are not decoded".into()),
+            _ => {}
+        }
+    }
+    let icc_profile = match colour {
+        None => return Err("no colour specification box".into()),
+        Some([1, _, _, cs @ ..]) if cs.len() == 4 => match be_u32(cs) {
+            16 => None, // sRGB
+            other => return Err(format!("enumerated colour space {other} is not sRGB")),
+        },
+        // Restricted (2) or any (3) ICC profile.
+        Some([2 | 3, _, _, icc @ ..]) if !icc.is_empty() => Some(icc.to_vec()),
+        Some(_) => return Err("unsupported colour specification".into()),
+    };
+    Ok(Jp2File {
+        codestream: &[],
+        width,
+        height,
+        channels,
+        order: channel_order(channels, cdef)?,
+        icc_profile,
+    })
+}
+
+/// The codestream component of each output channel (R, G, B, then A),
+/// from the channel definitions. Without a `cdef` box 3 components are
+/// R, G, B; with 4 it must say which one is opacity.
+fn channel_order(channels: usize, cdef: Option<&[u8]>) -> Result<[usize; 4], String> {
+    let Some(cdef) = cdef else {
+        return if channels == 3 {
+            Ok([0, 1, 2, 3])
+        } else {
+            Err("4 components without channel definitions".into())
+        };
+    };
+    if cdef.len() < 2 || usize::from(be_u16(cdef)) != channels || cdef.len() != 2 + 6 * channels {
+        return Err("channel definitions do not match the components".into());
+    }
+    let mut order = [usize::MAX; 4];
+    for entry in cdef[2..].chunks_exact(6) {
+        let (channel, kind, association) = (
+            usize::from(be_u16(&entry[0..])),
+            be_u16(&entry[2..]),
+            be_u16(&entry[4..]),
+        );
+        let slot = match (kind, association) {
+            // A colour channel: association 1-3 is R, G, B.
+            (0, a @ 1..=3) => usize::from(a) - 1,
+            // Opacity (not premultiplied) of the whole image.
+            (1, 0) if channels == 4 => 3,
+            _ => {
+                return Err(format!(
+                    "unsupported channel definition (type {kind}, association {association})"
+                ))
+            }
+        };
+        if channel >= channels || order[slot] != usize::MAX {
+            return Err("inconsistent channel definitions".into());
+        }
+        order[slot] = channel;
+    }
+    // `channels` entries, each filling a distinct slot below `channels`.
+    Ok(order)
+}
+
+/// A big-endian cursor over a codestream; every read is checked.
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let out = self
+            .pos
+            .checked_add(n)
+            .and_then(|end| self.data.get(self.pos..end))
+            .ok_or("truncated codestream")?;
+        self.pos += n;
+        Ok(out)
+    }
+
+    fn u16(&mut self) -> Result<u16, String> {
+        self.take(2).map(be_u16)
+    }
+
+    /// A marker segment's payload (after its length field).
+    fn segment(&mut self) -> Result<&'a [u8], String> {
+        let len = usize::from(self.u16()?);
+        if len < 2 {
+            return Err("marker segment shorter than its length field".into());
+        }
+        self.take(len - 2)
+    }
+}
+
+/// What [`check_codestream`] found in the SIZ marker.
+struct Siz {
+    /// Image area on the reference grid: [x0, x0 + width) x [y0, y0 + height).
+    x0: u32,
+    y0: u32,
+    width: u32,
+    height: u32,
+    tiles: usize,
+}
+
+const SOC: u16 = 0xFF4F;
+const CAP: u16 = 0xFF50;
+const SIZ: u16 = 0xFF51;
+const COD: u16 = 0xFF52;
+const COC: u16 = 0xFF53;
+const SOT: u16 = 0xFF90;
+const SOD: u16 = 0xFF93;
+const EOC: u16 = 0xFFD9;
+
+/// Walks the codestream's headers: SIZ (`components` 8-bit unsigned,
+/// unsubsampled components; bounded image and tile sizes), the main
+/// header and every tile-part header up to SOD, skipping the tile data by
+/// the tile-part lengths. Refuses HTJ2K (Part 15): a CAP marker, the HT
+/// capability bit of Rsiz or an HT code-block style in COD/COC, since
+/// OpenJPEG's HT decoder has asserts that depend on the data.
+fn check_codestream(cs: &[u8], components: usize) -> Result<Siz, String> {
+    let mut r = Reader { data: cs, pos: 0 };
+    if r.u16()? != SOC || r.u16()? != SIZ {
+        return Err("codestream does not start with SOC, SIZ".into());
+    }
+    let siz = r.segment()?;
+    if siz.len() < 36 {
+        return Err("short SIZ marker".into());
+    }
+    let rsiz = be_u16(siz);
+    let field = |i: usize| be_u32(&siz[2 + 4 * i..]);
+    let (xsiz, ysiz, xosiz, yosiz) = (field(0), field(1), field(2), field(3));
+    let (xtsiz, ytsiz, xtosiz, ytosiz) = (field(4), field(5), field(6), field(7));
+    let csiz = usize::from(be_u16(&siz[34..]));
+    if rsiz & 0x4000 != 0 {
+        return Err("HTJ2K codestreams are not decoded".into());
+    }
+    if csiz != components || siz.len() != 36 + 3 * csiz {
+        return Err(format!(
+            "codestream has {csiz} components, the header {components}"
+        ));
+    }
+    for comp in siz[36..].chunks_exact(3) {
+        if comp != [7, 1, 1] {
+            return Err("components are not 8-bit unsigned at full resolution".into());
+        }
+    }
+    if xosiz >= xsiz || yosiz >= ysiz {
+        return Err("empty image area".into());
+    }
+    let (width, height) = (xsiz - xosiz, ysiz - yosiz);
+    if u64::from(width) * u64::from(height) > MAX_DECODE_PIXELS {
+        return Err(format!(
+            "{width}x{height} is more than {MAX_DECODE_PIXELS} pixels"
+        ));
+    }
+    // The tile grid must start at or before the image and its first tile
+    // reach into it (as the standard requires; OpenJPEG checks it too).
+    if xtsiz == 0 || ytsiz == 0 || xtosiz > xosiz || ytosiz > yosiz {
+        return Err("invalid tile grid".into());
+    }
+    if u64::from(xtosiz) + u64::from(xtsiz) <= u64::from(xosiz)
+        || u64::from(ytosiz) + u64::from(ytsiz) <= u64::from(yosiz)
+    {
+        return Err("invalid tile grid".into());
+    }
+    if u64::from(xtsiz.min(width)) * u64::from(ytsiz.min(height)) > MAX_DECODE_TILE_PIXELS {
+        return Err(format!("{xtsiz}x{ytsiz} tiles are too large"));
+    }
+    let tiles =
+        u64::from((xsiz - xtosiz).div_ceil(xtsiz)) * u64::from((ysiz - ytosiz).div_ceil(ytsiz));
+    // Tile indices (Isot) are 16-bit.
+    if tiles > 65_535 {
+        return Err(format!("{tiles} tiles"));
+    }
+    let tiles = tiles as usize;
+
+    let check_segment = |marker: u16, segment: &[u8]| -> Result<(), String> {
+        // Offset of the code-block style byte: COD has Scod, SGcod (4
+        // bytes), then levels, width, height; COC has the component index
+        // (2 bytes with more than 256 components), Scoc, then the same.
+        let style_at = match marker {
+            COD => 8,
+            COC if csiz > 256 => 6,
+            COC => 5,
+            CAP => return Err("HTJ2K or Part 2 capabilities (CAP marker)".into()),
+            _ => return Ok(()),
+        };
+        let style = *segment.get(style_at).ok_or("short COD/COC marker")?;
+        // 0x40: HT code-blocks; 0x80: mixed HT.
+        if style & 0xC0 != 0 {
+            return Err("HTJ2K code-blocks are not decoded".into());
+        }
+        Ok(())
+    };
+    // Main header: marker segments up to the first SOT.
+    loop {
+        match r.u16()? {
+            SOT => break,
+            marker if marker >= 0xFF40 && marker != SOD && marker != EOC && marker != SOC => {
+                check_segment(marker, r.segment()?)?
+            }
+            marker => {
+                return Err(format!(
+                    "unexpected marker {marker:#06x} in the main header"
+                ))
+            }
+        }
+    }
+    // Tile-parts: SOT, marker segments, SOD, data.
+    loop {
+        let start = r.pos - 2;
+        let sot = r.segment()?;
+        if sot.len() != 8 {
+            return Err("malformed SOT marker".into());
+        }
+        let (index, length) = (usize::from(be_u16(sot)), be_u32(&sot[2..]) as usize);
+        if index >= tiles {
+            return Err(format!("tile {index} of {tiles}"));
+        }
+        loop {
+            match r.u16()? {
+                SOD => break,
+                marker if marker >= 0xFF40 && marker != SOT && marker != EOC && marker != SOC => {
+                    check_segment(marker, r.segment()?)?
+                }
+                marker => {
+                    return Err(format!(
+                        "unexpected marker {marker:#06x} in a tile-part header"
+                    ))
+                }
+            }
+        }
+        if length == 0 {
+            // The last tile-part runs to the EOC that ends the codestream.
+            return if cs.ends_with(&EOC.to_be_bytes()) && r.pos <= cs.len() - 2 {
+                Ok(Siz {
+                    x0: xosiz,
+                    y0: yosiz,
+                    width,
+                    height,
+                    tiles,
+                })
+            } else {
+                Err("codestream does not end with EOC".into())
+            };
+        }
+        let next = start
+            .checked_add(length)
+            .filter(|&next| next >= r.pos && next <= cs.len());
+        r.pos = next.ok_or("tile-part length out of range")?;
+        match r.u16()? {
+            SOT => continue,
+            // Bytes after EOC are ignored (so does OpenJPEG).
+            EOC => {
+                return Ok(Siz {
+                    x0: xosiz,
+                    y0: yosiz,
+                    width,
+                    height,
+                    tiles,
+                })
+            }
+            marker => return Err(format!("unexpected marker {marker:#06x} after a tile-part")),
+        }
+    }
+}
+
+/// Decodes the checked codestream of `file` tile by tile, interleaving
+/// each tile's planes into RGB(A) rows.
+fn decode_codestream(file: &Jp2File<'_>, siz: &Siz) -> Result<Vec<u8>, String> {
+    let channels = file.channels;
+    let (width, height) = (siz.width as usize, siz.height as usize);
+
+    let mut messages = Box::new(Messages::default());
+    // SAFETY: creates a decompressor we own.
+    let codec = Codec(unsafe { opj::opj_create_decompress(opj::CODEC_FORMAT::OPJ_CODEC_J2K) });
+    if codec.0.is_null() {
+        return Err("out of memory creating the codec".into());
+    }
+    let user: *mut c_void = (&mut *messages as *mut Messages).cast();
+    // SAFETY: `messages` outlives the codec (declared before it, dropped
+    // after); the handlers only touch it.
+    unsafe {
+        opj::opj_set_error_handler(codec.0, Some(on_error), user);
+        opj::opj_set_warning_handler(codec.0, Some(on_other), user);
+        opj::opj_set_info_handler(codec.0, Some(on_other), user);
+    }
+    let failed = |what: &str, messages: &Messages| {
+        let detail = messages.errors.join("; ");
+        if detail.is_empty() {
+            what.to_owned()
+        } else {
+            format!("{what}: {}", detail.trim_end())
+        }
+    };
+
+    // SAFETY: opj_set_default_decoder_parameters initialises every field
+    // (full resolution, all layers).
+    let mut params: opj::opj_dparameters_t = unsafe {
+        let mut params = mem::MaybeUninit::uninit();
+        opj::opj_set_default_decoder_parameters(params.as_mut_ptr());
+        params.assume_init()
+    };
+    // SAFETY: valid codec and parameters. Strict mode: a truncated
+    // codestream is an error, not a partially decoded image.
+    let ok = unsafe {
+        opj::opj_setup_decoder(codec.0, &mut params) != 0
+            && opj::opj_decoder_set_strict_mode(codec.0, 1) != 0
+    };
+    if !ok {
+        return Err(failed("setting up the decoder", &messages));
+    }
+
+    let mut source = Box::new(Source {
+        data: file.codestream,
+        pos: 0,
+    });
+    // SAFETY: creates an input stream we own; its user data is `source`,
+    // which outlives it (declared before it, dropped after).
+    let stream = Stream(unsafe { opj::opj_stream_create(STREAM_BUFFER, 1) });
+    if stream.0.is_null() {
+        return Err("out of memory creating the stream".into());
+    }
+    // SAFETY: as above. The length lets OpenJPEG bound its own skips.
+    unsafe {
+        opj::opj_stream_set_user_data(stream.0, (&mut *source as *mut Source<'_>).cast(), None);
+        opj::opj_stream_set_user_data_length(stream.0, file.codestream.len() as u64);
+        opj::opj_stream_set_read_function(stream.0, Some(source_read));
+        opj::opj_stream_set_skip_function(stream.0, Some(source_skip));
+        opj::opj_stream_set_seek_function(stream.0, Some(source_seek));
+    }
+
+    let mut header: *mut opj::opj_image_t = ptr::null_mut();
+    // SAFETY: valid stream and codec; the image header it returns (no
+    // sample buffers) is ours to destroy.
+    let ok = unsafe { opj::opj_read_header(stream.0, codec.0, &mut header) } != 0;
+    let image = OwnedImage(header);
+    if !ok || image.0.is_null() {
+        return Err(failed("reading the header", &messages));
+    }
+    // What OpenJPEG read must be what check_codestream did.
+    // SAFETY: a valid image header with `numcomps` components.
+    let header_ok = unsafe {
+        let im = &*image.0;
+        im.numcomps as usize == channels
+            && !im.comps.is_null()
+            && (im.x0, im.y0) == (siz.x0, siz.y0)
+            && (im.x1.checked_sub(im.x0), im.y1.checked_sub(im.y0))
+                == (Some(siz.width), Some(siz.height))
+            && std::slice::from_raw_parts(im.comps, channels)
+                .iter()
+                .all(|c| (c.dx, c.dy, c.prec, c.sgnd) == (1, 1, 8, 0))
+    };
+    if !header_ok {
+        return Err("the decoder read another image header".into());
+    }
+
+    let len = width * height * channels;
+    let mut pixels = Vec::new();
+    pixels
+        .try_reserve_exact(len)
+        .map_err(|_| format!("out of memory for {width}x{height} pixels"))?;
+    pixels.resize(len, 0);
+    let mut seen = vec![false; siz.tiles];
+    let mut covered = 0usize;
+    let mut tile = Vec::new();
+    loop {
+        let (mut index, mut size, mut go_on, mut comps) = (0u32, 0u32, 0, 0u32);
+        let (mut tx0, mut ty0, mut tx1, mut ty1) = (0i32, 0i32, 0i32, 0i32);
+        // SAFETY: valid codec and stream; every out-pointer is a local.
+        let ok = unsafe {
+            opj::opj_read_tile_header(
+                codec.0, stream.0, &mut index, &mut size, &mut tx0, &mut ty0, &mut tx1, &mut ty1,
+                &mut comps, &mut go_on,
+            )
+        };
+        if ok == 0 {
+            return Err(failed("reading a tile header", &messages));
+        }
+        if go_on == 0 {
+            break;
+        }
+        // The tile, relative to the image area, must lie within it.
+        let bounds = (|| {
+            let x0 = usize::try_from(i64::from(tx0) - i64::from(siz.x0)).ok()?;
+            let y0 = usize::try_from(i64::from(ty0) - i64::from(siz.y0)).ok()?;
+            let x1 = usize::try_from(i64::from(tx1) - i64::from(siz.x0)).ok()?;
+            let y1 = usize::try_from(i64::from(ty1) - i64::from(siz.y0)).ok()?;
+            (x0 < x1 && y0 < y1 && x1 <= width && y1 <= height).then_some((
+                x0,
+                y0,
+                x1 - x0,
+                y1 - y0,
+            ))
+        })();
+        let Some((x0, y0, w, h)) = bounds else {
+            return Err("tile outside the image".into());
+        };
+        let index = index as usize;
+        if index >= seen.len() || seen[index] || comps as usize != channels {
+            return Err("unexpected tile".into());
+        }
+        seen[index] = true;
+        // One byte per sample (8-bit components), plane after plane.
+        let plane = w * h;
+        if size as usize != plane * channels {
+            return Err("unexpected tile size".into());
+        }
+        tile.clear();
+        tile.try_reserve_exact(size as usize)
+            .map_err(|_| "out of memory for a tile".to_owned())?;
+        tile.resize(size as usize, 0);
+        // SAFETY: `tile` holds `size` writable bytes, what OpenJPEG asked
+        // for (it checks the length against the tile's decoded size).
+        let ok = unsafe {
+            opj::opj_decode_tile_data(codec.0, index as u32, tile.as_mut_ptr(), size, stream.0)
+        };
+        if ok == 0 {
+            return Err(failed("decoding a tile", &messages));
+        }
+        interleave(
+            &tile,
+            plane,
+            &file.order[..channels],
+            w,
+            &mut pixels,
+            width,
+            x0,
+            y0,
+            h,
+        );
+        covered += plane;
+    }
+    // SAFETY: valid codec and stream.
+    if unsafe { opj::opj_end_decompress(codec.0, stream.0) } == 0 {
+        return Err(failed("finishing", &messages));
+    }
+    // Tiles are distinct and inside the image: they cover it if their
+    // areas add up to it.
+    if covered != width * height {
+        return Err("tiles missing".into());
+    }
+    Ok(pixels)
+}
+
+/// Copies a decoded `w`x`h` tile (planes of `plane` samples, codestream
+/// component order) to (`x0`, `y0`) of the `width`-wide interleaved
+/// `pixels`, taking channel `c` from plane `order[c]`.
+#[allow(clippy::too_many_arguments)]
+fn interleave(
+    tile: &[u8],
+    plane: usize,
+    order: &[usize],
+    w: usize,
+    pixels: &mut [u8],
+    width: usize,
+    x0: usize,
+    y0: usize,
+    h: usize,
+) {
+    let channels = order.len();
+    let planes: Vec<&[u8]> = order
+        .iter()
+        .map(|&c| &tile[c * plane..(c + 1) * plane])
+        .collect();
+    for y in 0..h {
+        let start = ((y0 + y) * width + x0) * channels;
+        let row = &mut pixels[start..start + w * channels];
+        let src = y * w..(y + 1) * w;
+        match planes[..] {
+            [r, g, b] => {
+                let (r, g, b) = (&r[src.clone()], &g[src.clone()], &b[src]);
+                for (i, px) in row.chunks_exact_mut(3).enumerate() {
+                    px.copy_from_slice(&[r[i], g[i], b[i]]);
+                }
+            }
+            [r, g, b, a] => {
+                let (r, g, b, a) = (&r[src.clone()], &g[src.clone()], &b[src.clone()], &a[src]);
+                for (i, px) in row.chunks_exact_mut(4).enumerate() {
+                    px.copy_from_slice(&[r[i], g[i], b[i], a[i]]);
+                }
+            }
+            _ => unreachable!("3 or 4 channels"),
+        }
+    }
+}
+
+/// The codestream OpenJPEG reads, and how far it has.
+struct Source<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+// Input stream callbacks, called by C: no panics (no fallible indexing).
+
+unsafe extern "C" fn source_read(buffer: *mut c_void, len: usize, user: *mut c_void) -> usize {
+    // SAFETY: the user data is our live Source.
+    let Some(source) = (unsafe { user.cast::<Source<'_>>().as_mut() }) else {
+        return STREAM_ERROR;
+    };
+    let rest = source.data.get(source.pos..).unwrap_or(&[]);
+    let n = len.min(rest.len());
+    if n == 0 {
+        return STREAM_ERROR; // end of stream
+    }
+    // SAFETY: OpenJPEG passes a buffer of `len` >= `n` writable bytes.
+    unsafe { ptr::copy_nonoverlapping(rest.as_ptr(), buffer.cast::<u8>(), n) };
+    source.pos += n;
+    n
+}
+
+unsafe extern "C" fn source_skip(offset: i64, user: *mut c_void) -> i64 {
+    // SAFETY: the user data is our live Source.
+    let Some(source) = (unsafe { user.cast::<Source<'_>>().as_mut() }) else {
+        return -1;
+    };
+    // OpenJPEG never skips past the length it was given; clamp anyway.
+    let target = i64::try_from(source.pos)
+        .ok()
+        .and_then(|pos| pos.checked_add(offset))
+        .map(|pos| pos.clamp(0, source.data.len() as i64));
+    match target {
+        Some(target) => {
+            let skipped = target - source.pos as i64;
+            source.pos = target as usize;
+            if skipped == 0 && offset != 0 {
+                -1
+            } else {
+                skipped
+            }
+        }
+        None => -1,
+    }
+}
+
+unsafe extern "C" fn source_seek(offset: i64, user: *mut c_void) -> opj::OPJ_BOOL {
+    // SAFETY: the user data is our live Source.
+    let Some(source) = (unsafe { user.cast::<Source<'_>>().as_mut() }) else {
+        return 0;
+    };
+    match usize::try_from(offset) {
+        Ok(pos) if pos <= source.data.len() => {
+            source.pos = pos;
+            1
+        }
+        _ => 0,
     }
 }

@@ -18,6 +18,12 @@
 //! symbol), but it has C `assert`s and prints (to stdout, with `printf`)
 //! the reason for a few argument errors; [`encode`] validates what it
 //! passes so that those paths are not reached.
+//!
+//! [`decode`] reads back what [`encode`] writes, in process, for the
+//! quality guard (which scores each encoded candidate against the source):
+//! jxrlib's glue decoder object (`PKImageDecode`) over the same kind of
+//! in-memory stream, after the container and the image headers have been
+//! checked here (see [`decode`] for why).
 
 use std::ffi::c_void;
 use std::mem;
@@ -385,24 +391,35 @@ unsafe extern "C" fn stream_eos(me: *mut ffi::WMPStream) -> ffi::Bool {
     }
 }
 
+/// Reads `cb` bytes; at the end of the data, what is left (the rest of the
+/// buffer zeroed) and an error, as jxrlib's file stream does (`fread`):
+/// the decoder's bit reader fills its buffer with fixed-size reads however
+/// little is left, ignores the error, and uses only the bytes that exist.
+/// (All-or-nothing reads left it decoding zeros: small files failed.)
 unsafe extern "C" fn stream_read(me: *mut ffi::WMPStream, pv: *mut c_void, cb: usize) -> ffi::ERR {
     // SAFETY: called by jxrlib on our stream.
     let Some(s) = (unsafe { sink(me) }) else {
         return FILE_IO;
     };
-    let Some(src) = s
-        .pos
-        .checked_add(cb)
-        .and_then(|end| s.bytes.get(s.pos..end))
-    else {
-        return FILE_IO;
-    };
-    if cb > 0 {
-        // SAFETY: jxrlib gives a writable buffer of `cb` bytes.
-        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), pv.cast::<u8>(), cb) };
+    if cb == 0 {
+        return OK;
     }
-    s.pos += cb;
-    OK
+    if pv.is_null() {
+        return FILE_IO;
+    }
+    let src = s.bytes.get(s.pos..).unwrap_or(&[]);
+    let n = cb.min(src.len());
+    // SAFETY: jxrlib gives a writable buffer of `cb` >= `n` bytes.
+    unsafe {
+        ptr::copy_nonoverlapping(src.as_ptr(), pv.cast::<u8>(), n);
+        ptr::write_bytes(pv.cast::<u8>().add(n), 0, cb - n);
+    }
+    s.pos += n;
+    if n == cb {
+        OK
+    } else {
+        FILE_IO
+    }
 }
 
 unsafe extern "C" fn stream_write(
@@ -461,4 +478,383 @@ unsafe extern "C" fn stream_get_pos(me: *mut ffi::WMPStream, pos: *mut usize) ->
     // SAFETY: jxrlib passes a writable size_t.
     unsafe { *pos = s.pos };
     OK
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+
+/// Largest image [`decode`] accepts, in pixels: its output alone is then
+/// up to 256 MiB (RGBA). Requests are far smaller (`Limits::max_pixels`).
+pub const MAX_DECODE_PIXELS: u64 = 64 << 20;
+
+/// Decodes a JPEG XR file of the kind [`encode`] writes: 24bppRGB, or
+/// 32bppRGBA with the alpha as a separate image plane, 8 bits per sample,
+/// with or without an ICC profile (returned, not applied). Anything else
+/// (other pixel formats, rotation, metadata other than an ICC profile or
+/// XMP, interleaved alpha, more than [`MAX_DECODE_PIXELS`]) is an `Err`, as
+/// is a truncated file; this never panics.
+///
+/// Used by the quality guard to score encoded candidates in process, so it
+/// must give what a browser would show: the samples are jxrlib's, decoded
+/// as its `JxrDecApp` does (same decoder settings; pixel-identical, checked
+/// by `tests/legacy_formats.rs`).
+///
+/// Why the checks before jxrlib: it is built with C asserts on, and some
+/// depend on the file (an orientation tag of 8 or more, descriptive
+/// metadata of an unexpected type), i.e. would abort the process; it
+/// prints unknown container tags to stderr; and it takes the image size
+/// from the image header. So the container (every tag known and harmless,
+/// offsets and lengths within the file) and the image headers of the
+/// colour and alpha planes (signature, version, colour format, bit depth,
+/// size) are parsed here first, and must agree with each other; jxrlib
+/// then reads only byte ranges known to exist, and is told to write the
+/// file's own pixel format (no conversion paths). It has no
+/// `exit`/`longjmp`, and reports errors by return value.
+///
+/// What remains is the entropy-coded data, which jxrlib (unmaintained
+/// since 2017) decodes without bounds checks: corrupted coded data can
+/// crash the process (the tests found a segfault in `DecodeSignificantRun`
+/// after flipping one byte). So this is for files we produced, never for
+/// untrusted input.
+///
+/// If decoding fails halfway, jxrlib leaks the codec state of the plane it
+/// was decoding (its cleanup is skipped on that path); files we produced
+/// do not fail.
+pub fn decode(bytes: &[u8]) -> Result<Image, String> {
+    catch_unwind(AssertUnwindSafe(|| decode_inner(bytes)))
+        .unwrap_or_else(|payload| Err(format!("panic: {}", panic_message(&*payload))))
+        .map_err(|e| format!("JPEG XR: {e}"))
+}
+
+fn decode_inner(bytes: &[u8]) -> Result<Image, String> {
+    let container = parse_container(bytes)?;
+    let header = parse_plane_header(container.image, ffi::CF_RGB as u8)?;
+    if let Some(alpha) = container.alpha {
+        let alpha = parse_plane_header(alpha, ffi::Y_ONLY as u8)?;
+        if (alpha.width, alpha.height) != (header.width, header.height) {
+            return Err("the alpha plane's size differs from the image's".into());
+        }
+    }
+    if container.width.is_some_and(|w| w != header.width)
+        || container.height.is_some_and(|h| h != header.height)
+    {
+        return Err("container and image header disagree on the size".into());
+    }
+    let (width, height) = (header.width, header.height);
+    if u64::from(width) * u64::from(height) > MAX_DECODE_PIXELS
+        || width > JXR_MAX_SIDE
+        || height > JXR_MAX_SIDE
+    {
+        return Err(format!("{width}x{height} is too large to decode"));
+    }
+    let has_alpha = container.alpha.is_some();
+    // SAFETY: the container and headers were checked above.
+    let pixels = unsafe { decode_unchecked(bytes, width, height, has_alpha)? };
+    Ok(Image {
+        width,
+        height,
+        pixels,
+        has_alpha,
+        icc_profile: container.icc_profile,
+    })
+}
+
+/// What [`parse_container`] found.
+struct Container<'a> {
+    /// The colour plane's bytes (`ImageOffset`, `ImageByteCount`).
+    image: &'a [u8],
+    /// The alpha plane's bytes, for 32bppRGBA.
+    alpha: Option<&'a [u8]>,
+    /// The `ImageWidth` and `ImageHeight` tags, if present.
+    width: Option<u32>,
+    height: Option<u32>,
+    icc_profile: Option<Vec<u8>>,
+}
+
+fn le_u16(b: &[u8]) -> u16 {
+    u16::from_le_bytes([b[0], b[1]])
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// The 16 bytes of a pixel format GUID as the container stores it
+/// (Data1-3 little-endian, then Data4).
+fn guid_bytes(guid: &ffi::GUID) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..4].copy_from_slice(&guid.Data1.to_le_bytes());
+    out[4..6].copy_from_slice(&guid.Data2.to_le_bytes());
+    out[6..8].copy_from_slice(&guid.Data3.to_le_bytes());
+    out[8..].copy_from_slice(&guid.Data4);
+    out
+}
+
+/// Parses the container (a TIFF-like directory: "II", 0xBC, version 0 or
+/// 1, then entries of tag, type, count, value), accepting only tags
+/// jxrlib handles harmlessly and only byte ranges within `bytes`.
+fn parse_container(bytes: &[u8]) -> Result<Container<'_>, String> {
+    if bytes.len() < 8 || &bytes[..3] != b"II\xBC" || bytes[3] > 1 {
+        return Err("not a JPEG XR file".into());
+    }
+    let range = |offset: u32, len: u32| -> Result<&[u8], String> {
+        (offset as usize)
+            .checked_add(len as usize)
+            .and_then(|end| bytes.get(offset as usize..end))
+            .ok_or_else(|| "container points past the end of the file".to_owned())
+    };
+    let directory = le_u32(&bytes[4..]);
+    let count = le_u16(range(directory, 2)?);
+    if count == 0 || count == u16::MAX {
+        return Err("empty container directory".into());
+    }
+    let entries = range(
+        directory.checked_add(2).ok_or("bad directory offset")?,
+        12 * u32::from(count),
+    )?;
+    let (mut format, mut width, mut height, mut icc_profile) = (None, None, None, None);
+    let (mut image_offset, mut image_len, mut alpha_offset, mut alpha_len) =
+        (None, None, None, None);
+    for entry in entries.chunks_exact(12) {
+        let (tag, count, value) = (le_u16(entry), le_u32(&entry[4..]), le_u32(&entry[8..]));
+        let single = |field: &mut Option<u32>| {
+            if count != 1 || field.is_some() {
+                return Err(format!("malformed container tag {tag:#06x}"));
+            }
+            *field = Some(value);
+            Ok(())
+        };
+        match tag {
+            // Pixel format: a GUID stored at `value`.
+            0xBC01 => format = Some(range(value, 16)?),
+            // Orientation: jxrlib asserts it is below 8, and anything but
+            // 0 would flip or rotate the decoded image.
+            0xBC02 if count == 1 && value == 0 => {}
+            0xBC02 => return Err("rotated or flipped images are not decoded".into()),
+            0xBC80 => single(&mut width)?,
+            0xBC81 => single(&mut height)?,
+            0xBCC0 => single(&mut image_offset)?,
+            0xBCC1 => single(&mut image_len)?,
+            0xBCC2 => single(&mut alpha_offset)?,
+            0xBCC3 => single(&mut alpha_len)?,
+            0x8773 if icc_profile.is_none() && count > 4 => {
+                icc_profile = Some(range(value, count)?.to_vec())
+            }
+            // Resolution (jxrlib refuses a count other than 1), XMP,
+            // compression, image type, discarded data: recorded or
+            // ignored by jxrlib, and by us.
+            0xBC82 | 0xBC83 if count == 1 => {}
+            0x02BC | 0xBC03 | 0xBC04 | 0xBCC4 | 0xBCC5 => {}
+            _ => return Err(format!("unsupported container tag {tag:#06x}")),
+        }
+    }
+    // SAFETY (both): immutable GUIDs exported by libjxrglue.
+    let rgb = guid_bytes(unsafe { &ffi::GUID_PKPixelFormat24bppRGB });
+    let rgba = guid_bytes(unsafe { &ffi::GUID_PKPixelFormat32bppRGBA });
+    let has_alpha = match format {
+        Some(f) if f == rgb => false,
+        Some(f) if f == rgba => true,
+        Some(_) => return Err("pixel format is not 24bppRGB or 32bppRGBA".into()),
+        None => return Err("no pixel format".into()),
+    };
+    let image = match (image_offset, image_len) {
+        (Some(offset), Some(len)) if offset > 0 && len > 0 => range(offset, len)?,
+        _ => return Err("no image plane".into()),
+    };
+    let alpha = match (alpha_offset, alpha_len) {
+        _ if !has_alpha => None,
+        (Some(offset), Some(len)) if offset > 0 && len > 0 => Some(
+            range(offset, len)
+                // jxrlib's writer records the alpha plane's end offset as
+                // its byte count (nCbAlpha + nOffAlpha), and its reader
+                // only checks that it is not 0: accept both readings.
+                .or_else(|e| match len.checked_sub(offset) {
+                    Some(len) if len > 0 => range(offset, len),
+                    _ => Err(e),
+                })?,
+        ),
+        _ => return Err("no alpha plane".into()),
+    };
+    if width == Some(0) || height == Some(0) {
+        return Err("image has no pixels".into());
+    }
+    Ok(Container {
+        image,
+        alpha,
+        width,
+        height,
+        icc_profile,
+    })
+}
+
+/// What [`parse_plane_header`] found.
+struct PlaneHeader {
+    width: u32,
+    height: u32,
+}
+
+/// Checks the start of an image plane (JPEG XR's image header): the
+/// "WMPHOTO" signature, codec version 1, no windowing, the `colour` format
+/// (`CF_RGB` for the colour plane, `Y_ONLY` for alpha) at 8 bits, and
+/// returns its size.
+fn parse_plane_header(plane: &[u8], colour: u8) -> Result<PlaneHeader, String> {
+    let fixed = plane.get(..12).ok_or("truncated image header")?;
+    if &fixed[..8] != b"WMPHOTO\0" {
+        return Err("no image header signature".into());
+    }
+    if fixed[8] >> 4 != 1 {
+        return Err("unknown codec version".into());
+    }
+    let flags = fixed[10];
+    let (short_header, windowing) = (flags & 0x80 != 0, flags & 0x20 != 0);
+    if windowing {
+        return Err("windowed images are not decoded".into());
+    }
+    let (format, depth) = (fixed[11] >> 4, fixed[11] & 0x0F);
+    if format != colour || depth != ffi::BD_8 as u8 {
+        return Err(format!(
+            "colour format {format} / bit depth {depth} is not 8-bit {}",
+            if colour == ffi::Y_ONLY as u8 {
+                "grey"
+            } else {
+                "RGB"
+            }
+        ));
+    }
+    // Width and height minus 1, big-endian, 16 or 32 bits each.
+    let (width, height) = if short_header {
+        let b = plane.get(12..16).ok_or("truncated image header")?;
+        (
+            u32::from(u16::from_be_bytes([b[0], b[1]])) + 1,
+            u32::from(u16::from_be_bytes([b[2], b[3]])) + 1,
+        )
+    } else {
+        let b = plane.get(12..20).ok_or("truncated image header")?;
+        let field =
+            |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]).checked_add(1);
+        match (field(0), field(4)) {
+            (Some(w), Some(h)) => (w, h),
+            _ => return Err("image too large".into()),
+        }
+    };
+    Ok(PlaneHeader { width, height })
+}
+
+/// # Safety
+/// `bytes` must have passed [`parse_container`] and its planes
+/// [`parse_plane_header`], giving `width` x `height` (within
+/// [`MAX_DECODE_PIXELS`]) and `has_alpha`.
+unsafe fn decode_unchecked(
+    bytes: &[u8],
+    width: u32,
+    height: u32,
+    has_alpha: bool,
+) -> Result<Vec<u8>, String> {
+    let channels: u32 = if has_alpha { 4 } else { 3 };
+    // The stream callbacks work on a Sink; reading from a copy of the file
+    // costs one copy of the compressed bytes.
+    let mut sink = Box::new(Sink {
+        bytes: bytes.to_vec(),
+        pos: 0,
+        overflow: false,
+    });
+    let mut stream = Box::new(new_stream(&mut sink));
+
+    let mut decoder = Decoder(ptr::null_mut());
+    // SAFETY: creates a decoder object we own (released by Decoder::drop).
+    let created = unsafe { ffi::PKImageDecode_Create_WMP(&mut decoder.0) };
+    check_decode(created, "creating the decoder")?;
+    if decoder.0.is_null() {
+        return Err("creating the decoder: no decoder".into());
+    }
+    // SAFETY: non-null, valid until released.
+    let dec = unsafe { &mut *decoder.0 };
+    let initialize = dec.Initialize.ok_or("no Initialize")?;
+    // SAFETY: `stream` outlives the decoder (released first: declared
+    // after). Reads the container and the colour plane's header.
+    check_decode(
+        unsafe { initialize(dec, &mut *stream) },
+        "reading the headers",
+    )?;
+    if (dec.uWidth, dec.uHeight) != (width, height) || (dec.WMP.bHasAlpha != 0) != has_alpha {
+        return Err("the decoder read other headers".into());
+    }
+
+    // The settings JxrDecApp makes for an output in the file's own pixel
+    // format (its defaults: all subbands, no post-processing, the whole
+    // image at full resolution, no rotation, alpha decoded when present).
+    let wmp = &mut dec.WMP;
+    wmp.wmiSCP.bfBitstreamFormat = ffi::SPATIAL;
+    wmp.wmiSCP.uAlphaMode = if has_alpha { 2 } else { 0 };
+    wmp.wmiSCP.sbSubband = ffi::SB_ALL;
+    wmp.wmiSCP.bVerbose = 0; // verbose mode prints to stdout
+    wmp.bIgnoreOverlap = 0;
+    wmp.wmiI.cfColorFormat = ffi::CF_RGB;
+    wmp.wmiI.bdBitDepth = ffi::BD_8;
+    wmp.wmiI.cBitsPerUnit = channels as usize * 8;
+    wmp.wmiI.cThumbnailWidth = wmp.wmiI.cWidth;
+    wmp.wmiI.cThumbnailHeight = wmp.wmiI.cHeight;
+    wmp.wmiI.bSkipFlexbits = 0;
+    wmp.wmiI.cROILeftX = 0;
+    wmp.wmiI.cROITopY = 0;
+    wmp.wmiI.cROIWidth = wmp.wmiI.cThumbnailWidth;
+    wmp.wmiI.cROIHeight = wmp.wmiI.cThumbnailHeight;
+    wmp.wmiI.oOrientation = ffi::O_NONE;
+    wmp.wmiI.cPostProcStrength = 0;
+    if (wmp.wmiI.cROIWidth, wmp.wmiI.cROIHeight) != (width as usize, height as usize) {
+        return Err("the decoder read another size".into());
+    }
+
+    let stride = width * channels; // <= 2^22 (JXR_MAX_SIDE * 4)
+    let len = stride as usize * height as usize;
+    let mut pixels = Vec::new();
+    pixels
+        .try_reserve_exact(len)
+        .map_err(|_| format!("out of memory for {width}x{height} pixels"))?;
+    pixels.resize(len, 0);
+    let rect = ffi::PKRect {
+        X: 0,
+        Y: 0,
+        Width: width as i32,
+        Height: height as i32,
+    };
+    let copy = dec.Copy.ok_or("no Copy")?;
+    // SAFETY: `pixels` holds `height` rows of `stride` bytes: the whole
+    // image in the file's pixel format, which is what Copy writes for a
+    // full-size rectangle (as JxrDecApp allocates it).
+    check_decode(
+        unsafe { copy(dec, &rect, pixels.as_mut_ptr(), stride) },
+        "decoding",
+    )?;
+    drop(decoder);
+    drop(stream);
+    Ok(pixels)
+}
+
+/// [`check`] for decoding: the error as a message.
+fn check_decode(err: ffi::ERR, what: &str) -> Result<(), String> {
+    check(err, what).map_err(|reason| match reason {
+        KeepReason::Encode(message) => message.trim_start_matches("JPEG XR: ").to_owned(),
+        other => other.to_string(),
+    })
+}
+
+/// Owns a jxrlib decoder object. It does not own its stream (its
+/// `fStreamOwner` stays false), so releasing it leaves ours alone.
+struct Decoder(*mut ffi::PKImageDecode);
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        if self.0.is_null() {
+            return;
+        }
+        // SAFETY: a live decoder created by PKImageDecode_Create_WMP;
+        // Release frees it and what it allocated for metadata.
+        unsafe {
+            if let Some(release) = (*self.0).Release {
+                release(&mut self.0);
+            }
+        }
+        self.0 = ptr::null_mut();
+    }
 }

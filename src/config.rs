@@ -152,6 +152,7 @@ impl LocConf {
             avif: AvifLimits {
                 speed: self.avif_speed as u8,
                 max_pixels: self.avif_max_pixels as u64,
+                ..AvifLimits::DEFAULT
             },
             dpr: self.dpr == 1,
             max_dpr: self.dpr_max.unwrap_or(DEFAULT_DPR_MAX),

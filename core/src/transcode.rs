@@ -123,8 +123,13 @@ impl Qualities {
 /// AVIF encoding is slow: bounded separately.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AvifLimits {
-    /// libaom speed (0 slowest .. 10 fastest).
+    /// libaom speed (0 slowest .. 10 fastest) of the AVIF served.
     pub speed: u8,
+    /// libaom speed of the guard's quality search. When faster than
+    /// `speed`, the search runs at this speed and only the quality it finds
+    /// is encoded at `speed` (and scored again): most of the search's
+    /// encodes cost a fraction of a slow one.
+    pub search_speed: u8,
     /// Larger images are not tried in AVIF (the next format is).
     pub max_pixels: u64,
 }
@@ -132,6 +137,7 @@ pub struct AvifLimits {
 impl AvifLimits {
     pub const DEFAULT: AvifLimits = AvifLimits {
         speed: 6,
+        search_speed: 9,
         max_pixels: 4_000_000,
     };
 }
@@ -515,22 +521,41 @@ fn smallest_passing(
     let range = (quality_floor(format).min(ceiling), ceiling);
     let mut tried = 0;
     let mut best_score = f64::NEG_INFINITY;
-    let probe = |quality: u8| -> Result<(Vec<u8>, f64), KeepReason> {
+    // (quality, score) of every probe at the search's effort.
+    let mut seen: Vec<(u8, f64)> = Vec::new();
+    let mut probe = |quality: u8, effort: Effort| -> Result<(Vec<u8>, f64), KeepReason> {
         tried += 1;
-        let bytes = encode(image, format, plan, quality)?;
+        let bytes = encode_with(image, format, plan, quality, effort)?;
         let decoded = decode(&bytes, format, limits)?;
         let score = reference.score(&decoded)?;
         best_score = best_score.max(score);
         Ok((bytes, score))
     };
-    let found = guard::search(probe, threshold, range, plan.guard.max_encodes.max(1));
+    let found = guard::search(
+        |quality| {
+            let (bytes, score) = probe(quality, Effort::Search)?;
+            seen.push((quality, score));
+            Ok((bytes, score))
+        },
+        threshold,
+        range,
+        plan.guard.max_encodes.max(1),
+    );
     match found {
-        Ok(Some(found)) => Ok(Candidate {
-            bytes: found.bytes,
-            quality: found.quality,
-            score: Some(found.score),
-            encodes: found.encodes,
-        }),
+        Ok(Some(found)) => {
+            let mut best = Candidate {
+                bytes: found.bytes,
+                quality: found.quality,
+                score: Some(found.score),
+                encodes: found.encodes,
+            };
+            if effort_differs(format, plan) {
+                polish(&mut best, &seen, threshold, range.0, |q| {
+                    probe(q, Effort::Final)
+                });
+            }
+            Ok(best)
+        }
         Ok(None) => Err((
             KeepReason::NotComparable {
                 score: best_score,
@@ -539,6 +564,58 @@ fn smallest_passing(
             tried,
         )),
         Err(reason) => Err((reason, tried)),
+    }
+}
+
+/// Re-encodes the search's result at the effort served, which at one
+/// quality usually comes out smaller *and* scores higher than the fast
+/// setting the search used; then spends that surplus: one more encode,
+/// as many qualities lower as the surplus is worth on the search's own
+/// score curve (the slope between the passing and the failing probe
+/// around the answer). Each result replaces `best` only if it passes and
+/// is smaller; an error leaves `best` as it is. Two encodes at most.
+fn polish(
+    best: &mut Candidate,
+    seen: &[(u8, f64)],
+    threshold: f64,
+    floor: u8,
+    mut probe: impl FnMut(u8) -> Result<(Vec<u8>, f64), KeepReason>,
+) {
+    let keep = |best: &mut Candidate, quality: u8, result: Result<(Vec<u8>, f64), KeepReason>| {
+        best.encodes += 1;
+        match result {
+            Ok((bytes, score)) if score >= threshold && bytes.len() < best.bytes.len() => {
+                best.bytes = bytes;
+                best.quality = quality;
+                best.score = Some(score);
+                Some(score)
+            }
+            Ok((_, score)) if score >= threshold => Some(score),
+            _ => None,
+        }
+    };
+    let found = best.quality;
+    let Some(score) = keep(best, found, probe(found)) else {
+        return;
+    };
+    // Score per quality step near the answer: from the highest failing
+    // probe below it (the search's bracket), else a typical 0.5.
+    let slope = seen
+        .iter()
+        .filter(|&&(q, s)| q < found && s < threshold)
+        .max_by_key(|&&(q, _)| q)
+        .and_then(|&(q, s)| {
+            let passing = seen.iter().find(|&&(pq, _)| pq == found)?.1;
+            Some((passing - s) / f64::from(found - q))
+        })
+        .filter(|slope| slope.is_finite() && *slope > 0.0)
+        .unwrap_or(0.5);
+    let steps = ((score - threshold) / slope).floor();
+    if steps >= 1.0 {
+        let lower = found.saturating_sub(steps.min(f64::from(u8::MAX)) as u8).max(floor);
+        if lower < found {
+            keep(best, lower, probe(lower));
+        }
     }
 }
 
@@ -554,14 +631,43 @@ fn decode(bytes: &[u8], format: TargetFormat, limits: &Limits) -> Result<Image, 
     decoded.map_err(|e| KeepReason::Encode(format!("{}: decoding the candidate: {e}", format.name())))
 }
 
+/// How hard an encoder works: the guard's search may probe qualities with a
+/// faster setting than the one served (see [`AvifLimits::search_speed`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Effort {
+    Search,
+    Final,
+}
+
+/// Whether `format` is searched at another effort than it is served at.
+fn effort_differs(format: TargetFormat, plan: &Plan) -> bool {
+    format == TargetFormat::Avif && plan.avif.search_speed > plan.avif.speed
+}
+
 fn encode(
     image: &Image,
     format: TargetFormat,
     plan: &Plan,
     quality: u8,
 ) -> Result<Vec<u8>, KeepReason> {
+    encode_with(image, format, plan, quality, Effort::Final)
+}
+
+fn encode_with(
+    image: &Image,
+    format: TargetFormat,
+    plan: &Plan,
+    quality: u8,
+    effort: Effort,
+) -> Result<Vec<u8>, KeepReason> {
     match format {
-        TargetFormat::Avif => codecs::avif::encode(image, quality, plan.avif.speed),
+        TargetFormat::Avif => {
+            let speed = match effort {
+                Effort::Search => plan.avif.search_speed.max(plan.avif.speed),
+                Effort::Final => plan.avif.speed,
+            };
+            codecs::avif::encode(image, quality, speed)
+        }
         TargetFormat::WebP => webp::encode(image, quality),
         TargetFormat::Jp2 => codecs::jp2::encode(image, quality),
         TargetFormat::Jxr => codecs::jxr::encode(image, quality),

@@ -112,7 +112,8 @@ fn plain_encode_uses_the_photo_defaults() {
             quality: 70,
             speed: FAST,
             alpha_quality: Some(70),
-            chroma: Chroma::Yuv420
+            chroma: Chroma::Yuv420,
+            lossless: false,
         }
     );
 }
@@ -581,4 +582,421 @@ fn avifdec(dir: &Path, name: &str, avif_bytes: &[u8]) -> Result<Image, String> {
         has_alpha,
         icc_profile: None,
     })
+}
+
+/// The alpha auxiliary image as the AVIF specification wants it (AVIF 1.2
+/// §"Auxiliary Image Items": the alpha AV1 sequence header has
+/// `mono_chrome` = 1 and `color_range` = 1, and the alpha item has no
+/// `colr` box, which readers must ignore anyway), and every alpha value
+/// 0-255 coming back unchanged from lossless alpha, through our decoder
+/// and through `avifdec`.
+///
+/// Full-range alpha is what libavif, avifdec and Firefox show correctly.
+/// Debian's Chromium 156 shows it as if it were limited range, whatever
+/// the file says: its AVIF decoder (CrabbyAvif) reads
+/// `Dav1dSequenceHeader::color_range` with the struct layout of newer dav1d
+/// (a `uint8_t` at byte 33) from the system libdav1d 1.0.0 (an `int` at
+/// byte 36; byte 33 is the high byte of `hbd`, always 0). Writing
+/// limited-range alpha to please it would break the spec and Firefox (which
+/// ignores the flag: transparent pixels would show at alpha 16); this test
+/// keeps the encoder from doing that.
+#[test]
+fn alpha_is_full_range_without_colr_and_round_trips() {
+    let (width, height) = (256u32, 6u32);
+    let mut img = synthetic(width, height, true);
+    for (i, px) in img.pixels.chunks_exact_mut(4).enumerate() {
+        px[3] = (i % width as usize) as u8; // every value 0..=255 in each row
+    }
+    let lossless_alpha = Options {
+        alpha_quality: None,
+        ..Options::new(80, FAST)
+    };
+    let cases = [
+        ("lossless alpha", lossless_alpha),
+        ("lossy alpha", Options::new(80, FAST)),
+        ("lossless", Options::lossless(FAST)),
+    ];
+    let dir = scratch_dir("alpha-range");
+    for (what, options) in cases {
+        let bytes = avif::encode_with(&img, &options).unwrap();
+        let file = bmff::parse(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let alpha = file
+            .alpha_item()
+            .unwrap_or_else(|| panic!("{what}: no alpha auxiliary item"));
+        assert!(
+            !file.properties_of(alpha).contains(b"colr"),
+            "{what}: the alpha item has a colr box"
+        );
+        let seq = bmff::sequence_header(file.data_of(&bytes, alpha).unwrap())
+            .unwrap_or_else(|e| panic!("{what}: alpha sequence header: {e}"));
+        assert!(seq.mono_chrome, "{what}: alpha is not monochrome");
+        assert!(seq.full_range, "{what}: alpha is limited range");
+        // The colour item says full range too (nclx and sequence header).
+        let color = file.primary;
+        let seq = bmff::sequence_header(file.data_of(&bytes, color).unwrap()).unwrap();
+        assert!(!seq.mono_chrome && seq.full_range, "{what}: colour {seq:?}");
+
+        let ours = avif::decode(&bytes).unwrap();
+        let theirs = avifdec_available()
+            .then(|| avifdec(&dir, what, &bytes).unwrap_or_else(|e| panic!("{what}: {e}")));
+        for (decoder, back) in [("ours", Some(ours)), ("avifdec", theirs)] {
+            let Some(back) = back else { continue };
+            let (a, b) = (alpha_of(&img), alpha_of(&back));
+            if options.alpha_quality.is_none() || options.lossless {
+                assert!(a == b, "{what}, {decoder}: alpha not exact");
+            } else {
+                // Lossy: close, and no sign of a range conversion (which
+                // would move 178 to 189 and everything >= 235 to 255).
+                let mean = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(&x, &y)| x.abs_diff(y) as f64)
+                    .sum::<f64>()
+                    / a.len() as f64;
+                assert!(mean < 2.0, "{what}, {decoder}: mean alpha error {mean:.2}");
+                let at = |v: &[u8], x: usize| {
+                    (0..height as usize)
+                        .map(|y| v[y * width as usize + x] as f64)
+                        .sum::<f64>()
+                        / height as f64
+                };
+                for x in [0, 16, 100, 178, 235, 255] {
+                    let d = (at(&b, x) - x as f64).abs();
+                    assert!(
+                        d < 4.0,
+                        "{what}, {decoder}: alpha {x} decodes as {:.1}",
+                        at(&b, x)
+                    );
+                }
+            }
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// Just enough ISOBMFF/HEIF and AV1 to check what
+/// [`alpha_is_full_range_without_colr_and_round_trips`] relies on: items,
+/// their properties and data (`iloc` construction method 0), the alpha
+/// auxiliary item (`auxC`), and an AV1 sequence header's colour config.
+mod bmff {
+    use std::collections::BTreeMap;
+
+    pub const ALPHA_URN: &[u8] = b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha";
+
+    #[derive(Debug, Default)]
+    pub struct File {
+        pub primary: u32,
+        /// Property boxes in `ipco` order (index 1 is the first): type
+        /// and payload.
+        properties: Vec<([u8; 4], Vec<u8>)>,
+        /// Item id -> 1-based property indices.
+        associations: BTreeMap<u32, Vec<usize>>,
+        /// Item id -> (file offset, length) extents.
+        locations: BTreeMap<u32, Vec<(usize, usize)>>,
+    }
+
+    impl File {
+        pub fn properties_of(&self, item: u32) -> Vec<[u8; 4]> {
+            self.associations
+                .get(&item)
+                .into_iter()
+                .flatten()
+                .filter_map(|&i| self.properties.get(i.checked_sub(1)?).map(|p| p.0))
+                .collect()
+        }
+
+        /// The item whose `auxC` says alpha.
+        pub fn alpha_item(&self) -> Option<u32> {
+            self.associations.iter().find_map(|(&item, props)| {
+                props
+                    .iter()
+                    .filter_map(|&i| self.properties.get(i.checked_sub(1)?))
+                    .any(|(t, body)| {
+                        // auxC: FullBox header, then a NUL-terminated URN.
+                        t == b"auxC" && body.get(4..4 + ALPHA_URN.len()) == Some(ALPHA_URN)
+                    })
+                    .then_some(item)
+            })
+        }
+
+        pub fn data_of<'a>(&self, file: &'a [u8], item: u32) -> Option<&'a [u8]> {
+            match self.locations.get(&item)?.as_slice() {
+                [(offset, len)] => file.get(*offset..offset.checked_add(*len)?),
+                _ => None, // several extents: not written by libavif
+            }
+        }
+    }
+
+    /// A box: type and payload.
+    type BoxRef<'a> = ([u8; 4], &'a [u8]);
+
+    /// The boxes in `data`.
+    fn boxes(mut data: &[u8]) -> Result<Vec<BoxRef<'_>>, String> {
+        let mut out = Vec::new();
+        while !data.is_empty() {
+            let head = data.get(..8).ok_or("truncated box header")?;
+            let size = u32::from_be_bytes(head[..4].try_into().unwrap()) as usize;
+            let kind: [u8; 4] = head[4..8].try_into().unwrap();
+            let (header, size) = match size {
+                0 => (8, data.len()),
+                1 => {
+                    let big = data.get(8..16).ok_or("truncated largesize")?;
+                    (16, u64::from_be_bytes(big.try_into().unwrap()) as usize)
+                }
+                n => (8, n),
+            };
+            if size < header || size > data.len() {
+                return Err(format!(
+                    "bad size {size} of box {}",
+                    String::from_utf8_lossy(&kind)
+                ));
+            }
+            out.push((kind, &data[header..size]));
+            data = &data[size..];
+        }
+        Ok(out)
+    }
+
+    fn child<'a>(list: &[BoxRef<'a>], kind: &[u8; 4]) -> Result<&'a [u8], String> {
+        list.iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, body)| *body)
+            .ok_or_else(|| format!("no {} box", String::from_utf8_lossy(kind)))
+    }
+
+    /// Big-endian unsigned integer of `n` bytes (0 to 8) at `*at`.
+    fn uint(data: &[u8], at: &mut usize, n: usize) -> Result<u64, String> {
+        let bytes = data.get(*at..*at + n).ok_or("truncated box")?;
+        *at += n;
+        Ok(bytes.iter().fold(0, |v, &b| v << 8 | u64::from(b)))
+    }
+
+    pub fn parse(file: &[u8]) -> Result<File, String> {
+        let top = boxes(file)?;
+        let meta = child(&top, b"meta")?;
+        let meta = boxes(meta.get(4..).ok_or("short meta")?)?; // FullBox
+        let mut out = File::default();
+
+        let pitm = child(&meta, b"pitm")?;
+        let mut at = 4;
+        out.primary = uint(pitm, &mut at, if pitm[0] == 0 { 2 } else { 4 })? as u32;
+
+        let iprp = boxes(child(&meta, b"iprp")?)?;
+        for (kind, body) in boxes(child(&iprp, b"ipco")?)? {
+            out.properties.push((kind, body.to_vec()));
+        }
+        let ipma = child(&iprp, b"ipma")?;
+        let (version, flags) = (ipma[0], ipma[3]);
+        let mut at = 4;
+        for _ in 0..uint(ipma, &mut at, 4)? {
+            let item = uint(ipma, &mut at, if version < 1 { 2 } else { 4 })? as u32;
+            let count = uint(ipma, &mut at, 1)?;
+            let mut list = Vec::new();
+            for _ in 0..count {
+                list.push(if flags & 1 == 1 {
+                    uint(ipma, &mut at, 2)? as usize & 0x7fff
+                } else {
+                    uint(ipma, &mut at, 1)? as usize & 0x7f
+                });
+            }
+            out.associations.entry(item).or_default().extend(list);
+        }
+
+        let iloc = child(&meta, b"iloc")?;
+        let version = iloc[0];
+        let mut at = 4;
+        let sizes = uint(iloc, &mut at, 2)? as usize;
+        let (offset_size, length_size) = (sizes >> 12, sizes >> 8 & 15);
+        let (base_offset_size, index_size) = (sizes >> 4 & 15, sizes & 15);
+        let count = uint(iloc, &mut at, if version < 2 { 2 } else { 4 })?;
+        for _ in 0..count {
+            let item = uint(iloc, &mut at, if version < 2 { 2 } else { 4 })? as u32;
+            if version >= 1 {
+                let method = uint(iloc, &mut at, 2)? & 15;
+                if method != 0 {
+                    return Err(format!("item {item}: construction method {method}"));
+                }
+            }
+            if uint(iloc, &mut at, 2)? != 0 {
+                return Err(format!("item {item}: data in another file"));
+            }
+            let base = uint(iloc, &mut at, base_offset_size)? as usize;
+            let mut extents = Vec::new();
+            for _ in 0..uint(iloc, &mut at, 2)? {
+                if version >= 1 {
+                    uint(iloc, &mut at, index_size)?;
+                }
+                let offset = uint(iloc, &mut at, offset_size)? as usize;
+                let length = uint(iloc, &mut at, length_size)? as usize;
+                extents.push((base + offset, length));
+            }
+            out.locations.insert(item, extents);
+        }
+        Ok(out)
+    }
+
+    /// The colour config of an AV1 sequence header.
+    #[derive(Debug)]
+    pub struct SequenceHeader {
+        pub mono_chrome: bool,
+        pub full_range: bool,
+    }
+
+    struct Bits<'a> {
+        data: &'a [u8],
+        pos: usize,
+    }
+
+    impl Bits<'_> {
+        fn get(&mut self, n: usize) -> Result<u32, String> {
+            let mut v = 0;
+            for _ in 0..n {
+                let byte = self
+                    .data
+                    .get(self.pos / 8)
+                    .ok_or("sequence header truncated")?;
+                v = v << 1 | u32::from(byte >> (7 - self.pos % 8) & 1);
+                self.pos += 1;
+            }
+            Ok(v)
+        }
+
+        fn flag(&mut self) -> Result<bool, String> {
+            Ok(self.get(1)? == 1)
+        }
+
+        fn uvlc(&mut self) -> Result<(), String> {
+            let mut zeros = 0;
+            while !self.flag()? {
+                zeros += 1;
+                if zeros >= 32 {
+                    return Err("bad uvlc".into());
+                }
+            }
+            self.get(zeros)?;
+            Ok(())
+        }
+    }
+
+    fn leb128(data: &[u8], at: &mut usize) -> Result<usize, String> {
+        let mut value = 0usize;
+        for i in 0..8 {
+            let byte = *data.get(*at).ok_or("truncated leb128")?;
+            *at += 1;
+            value |= usize::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("leb128 too long".into())
+    }
+
+    /// Finds the sequence header OBU in an item's OBUs (all with sizes, as
+    /// AV1-ISOBMFF requires) and reads it up to `color_range` (AV1 spec
+    /// 5.5.1-5.5.2).
+    pub fn sequence_header(obus: &[u8]) -> Result<SequenceHeader, String> {
+        let mut at = 0;
+        while at < obus.len() {
+            let header = obus[at];
+            let (kind, extension, has_size) = (header >> 3 & 15, header >> 2 & 1, header >> 1 & 1);
+            at += 1 + usize::from(extension);
+            if has_size == 0 {
+                return Err("OBU without size field".into());
+            }
+            let size = leb128(obus, &mut at)?;
+            let payload = obus.get(at..at + size).ok_or("OBU truncated")?;
+            at += size;
+            if kind == 1 {
+                return parse_sequence_header(payload);
+            }
+        }
+        Err("no sequence header OBU".into())
+    }
+
+    fn parse_sequence_header(data: &[u8]) -> Result<SequenceHeader, String> {
+        let mut b = Bits { data, pos: 0 };
+        let profile = b.get(3)?;
+        let _still_picture = b.flag()?;
+        let reduced = b.flag()?;
+        if reduced {
+            b.get(5)?; // seq_level_idx[0]
+        } else {
+            let mut buffer_delay_length = 0;
+            let mut decoder_model_info = false;
+            if b.flag()? {
+                // timing_info
+                b.get(32)?;
+                b.get(32)?;
+                if b.flag()? {
+                    b.uvlc()?;
+                }
+                decoder_model_info = b.flag()?;
+                if decoder_model_info {
+                    buffer_delay_length = b.get(5)? as usize + 1;
+                    b.get(32)?;
+                    b.get(10)?;
+                }
+            }
+            let initial_display_delay = b.flag()?;
+            for _ in 0..=b.get(5)? {
+                b.get(12)?; // operating_point_idc
+                if b.get(5)? > 7 {
+                    b.get(1)?; // seq_tier
+                }
+                if decoder_model_info && b.flag()? {
+                    b.get(buffer_delay_length)?;
+                    b.get(buffer_delay_length)?;
+                    b.get(1)?;
+                }
+                if initial_display_delay && b.flag()? {
+                    b.get(4)?;
+                }
+            }
+        }
+        let width_bits = b.get(4)? as usize + 1;
+        let height_bits = b.get(4)? as usize + 1;
+        b.get(width_bits)?;
+        b.get(height_bits)?;
+        if !reduced && b.flag()? {
+            // frame_id_numbers_present: delta and additional lengths
+            b.get(7)?;
+        }
+        b.get(3)?; // use_128x128_superblock, filter_intra, intra_edge_filter
+        if !reduced {
+            b.get(4)?; // interintra, masked compound, warped motion, dual filter
+            let order_hint = b.flag()?;
+            if order_hint {
+                b.get(2)?; // jnt_comp, ref_frame_mvs
+            }
+            let screen_content_tools = if b.flag()? { 2 } else { b.get(1)? };
+            if screen_content_tools > 0 && !b.flag()? {
+                b.get(1)?; // seq_force_integer_mv
+            }
+            if order_hint {
+                b.get(3)?;
+            }
+        }
+        b.get(3)?; // superres, cdef, restoration
+                   // color_config()
+        let high_bitdepth = b.flag()?;
+        if profile == 2 && high_bitdepth {
+            b.get(1)?; // twelve_bit
+        }
+        let mono_chrome = profile != 1 && b.flag()?;
+        let (mut primaries, mut transfer, mut matrix) = (2, 2, 2);
+        if b.flag()? {
+            primaries = b.get(8)?;
+            transfer = b.get(8)?;
+            matrix = b.get(8)?;
+        }
+        let full_range = if !mono_chrome && (primaries, transfer, matrix) == (1, 13, 0) {
+            true // sRGB identity: color_range is implied, not coded
+        } else {
+            b.flag()?
+        };
+        Ok(SequenceHeader {
+            mono_chrome,
+            full_range,
+        })
+    }
 }

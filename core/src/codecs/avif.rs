@@ -49,6 +49,30 @@
 //! `colr` box of type `prof`; without one the `nclx` box says sRGB
 //! explicitly (BT.709 primaries, sRGB transfer).
 //!
+//! Alpha is full range, as the AVIF specification requires (`color_range`
+//! = 1 in the alpha sequence header, no `colr` box on the alpha item;
+//! checked in `tests/avif.rs`). Debian's Chromium (seen in 156) shows it
+//! as limited range anyway (a -> (a - 16) * 255 / 219): its AVIF decoder
+//! reads dav1d's `Dav1dSequenceHeader` with the layout of newer dav1d
+//! headers (`color_range` a byte at offset 33) from the system libdav1d
+//! 1.0.0 (an `int` at offset 36; offset 33 is inside `hbd`, always 0), so
+//! it sees every alpha plane as limited range whatever the file says. No
+//! file can satisfy both it and correct decoders: limited-range alpha would
+//! be right there and in libavif, but it is against the specification and
+//! Firefox ignores the flag (transparent would show as alpha 16/255).
+//!
+//! Lossless ([`Options::lossless`]): 4:4:4, identity matrix (the planes
+//! carry G, B, R unchanged), quantizer 0 for colour and alpha, which
+//! libavif 0.11 passes to libaom as lossless mode; it is the only lossless
+//! RGB mode of libavif 0.11 (YCgCo-R came in 1.x). The matrix travels in
+//! the `nclx` box and in the AV1 sequence header; with an ICC profile
+//! there is no `nclx` box (libavif 0.11 writes one `colr` box), so
+//! decoders must take it from the sequence header (libavif and `avifdec`
+//! do). Exact round trips checked on all corpus PNGs through `avifdec`
+//! (`examples/encoder_study.rs verify`). It is rarely worth it: on the
+//! corpus PNGs the files are 1.1-8x larger than lossless WebP and mostly
+//! larger than the PNG, at ~100-160 ms/MP at speed 9 and ~1.2 s/MP at 6.
+//!
 //! One encoder thread: nginx's thread pool already runs one image per
 //! thread. libavif keeps its diagnostics in memory; nothing is printed.
 
@@ -100,6 +124,11 @@ pub struct Options {
     /// Ignored for images without alpha.
     pub alpha_quality: Option<u8>,
     pub chroma: Chroma,
+    /// Mathematically lossless RGB(A): colour and alpha at quantizer 0,
+    /// 4:4:4 with the identity matrix (the planes are G, B, R as they
+    /// are), full range. `quality`, `alpha_quality` and `chroma` are then
+    /// ignored. See the module documentation for what it costs.
+    pub lossless: bool,
 }
 
 impl Options {
@@ -110,6 +139,17 @@ impl Options {
             speed,
             alpha_quality: Some(quality),
             chroma: Chroma::Yuv420,
+            lossless: false,
+        }
+    }
+
+    /// Lossless at `speed` (see [`Options::lossless`]).
+    pub const fn lossless(speed: u8) -> Options {
+        Options {
+            lossless: true,
+            alpha_quality: None,
+            chroma: Chroma::Yuv444,
+            ..Options::new(100, speed)
         }
     }
 }
@@ -155,6 +195,7 @@ fn encode_inner(img: &Image, options: &Options) -> Result<Vec<u8>, String> {
         return Err(format!("{}x{} is too large", img.width, img.height));
     }
     let yuv_format = match options.chroma {
+        _ if options.lossless => ffi::AVIF_PIXEL_FORMAT_YUV444,
         Chroma::Yuv420 => ffi::AVIF_PIXEL_FORMAT_YUV420,
         Chroma::Yuv444 => ffi::AVIF_PIXEL_FORMAT_YUV444,
     };
@@ -168,7 +209,13 @@ fn encode_inner(img: &Image, options: &Options) -> Result<Vec<u8>, String> {
     unsafe {
         let im = &mut *image.0;
         im.yuvRange = ffi::AVIF_RANGE_FULL;
-        im.matrixCoefficients = ffi::AVIF_MATRIX_COEFFICIENTS_BT601 as _;
+        // Lossless: no colour transform at all (Y = G, U = B, V = R),
+        // the only lossless RGB mode libavif 0.11 has (YCgCo-R came later).
+        im.matrixCoefficients = if options.lossless {
+            ffi::AVIF_MATRIX_COEFFICIENTS_IDENTITY as _
+        } else {
+            ffi::AVIF_MATRIX_COEFFICIENTS_BT601 as _
+        };
         match &img.icc_profile {
             // libavif copies the profile.
             Some(icc) => ffi::avifImageSetProfileICC(image.0, icc.as_ptr(), icc.len()),
@@ -193,7 +240,7 @@ fn encode_inner(img: &Image, options: &Options) -> Result<Vec<u8>, String> {
     rgb.pixels = img.pixels.as_ptr().cast_mut();
     rgb.rowBytes = u32::try_from(img.width as usize * img.channels())
         .map_err(|_| "row too long".to_owned())?;
-    if options.chroma == Chroma::Yuv420 {
+    if options.chroma == Chroma::Yuv420 && !options.lossless {
         // Sharp RGB->YUV (libsharpyuv) keeps saturated edges from bleeding
         // when the chroma is halved; libavif builds without libsharpyuv
         // (Debian's 0.11) refuse it, and the plain average is used.
@@ -216,10 +263,15 @@ fn encode_inner(img: &Image, options: &Options) -> Result<Vec<u8>, String> {
     if encoder.0.is_null() {
         return Err("out of memory creating the encoder".into());
     }
-    let q = quantizer(options.quality);
-    let qa = options
-        .alpha_quality
-        .map_or(ffi::AVIF_QUANTIZER_LOSSLESS as i32, quantizer);
+    let lossless = ffi::AVIF_QUANTIZER_LOSSLESS as i32;
+    let (q, qa) = if options.lossless {
+        (lossless, lossless)
+    } else {
+        (
+            quantizer(options.quality),
+            options.alpha_quality.map_or(lossless, quantizer),
+        )
+    };
     // SAFETY: `encoder.0` is a live avifEncoder owned by us.
     unsafe {
         let enc = &mut *encoder.0;
@@ -408,6 +460,84 @@ mod tests {
         assert_eq!(quantizer(0), 63);
         assert_eq!(quantizer(255), 0);
         assert_eq!(quantizer(50), 32);
+    }
+
+    /// Flat colours, a gradient and noise; with alpha, a soft ramp and
+    /// fully transparent pixels that still carry colour.
+    fn mixed(width: u32, height: u32, alpha: bool) -> Image {
+        let mut pixels = Vec::new();
+        for y in 0..height {
+            for x in 0..width {
+                let n = ((x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) >> 7) as u8;
+                pixels.extend_from_slice(&match x * 3 / width {
+                    0 => [255, 0, 30],
+                    1 => [x as u8, (y * 2) as u8, 128],
+                    _ => [n, n.wrapping_mul(3), 255 - n],
+                });
+                if alpha {
+                    pixels.push(match y * 4 / height {
+                        0 => 0,
+                        1 => (x * 255 / width) as u8,
+                        _ => 255,
+                    });
+                }
+            }
+        }
+        Image {
+            width,
+            height,
+            pixels,
+            has_alpha: alpha,
+            icc_profile: None,
+        }
+    }
+
+    #[test]
+    fn lossless_round_trip_is_exact() {
+        for alpha in [false, true] {
+            for speed in [9, 6] {
+                // Odd sizes: no chroma subsampling to round.
+                let img = mixed(67, 45, alpha);
+                let bytes = encode_with(&img, &Options::lossless(speed)).unwrap();
+                let back = decode(&bytes).unwrap();
+                assert_eq!((back.width, back.height, back.has_alpha), (67, 45, alpha));
+                assert!(
+                    back.pixels == img.pixels,
+                    "alpha={alpha} speed {speed}: not exact"
+                );
+            }
+        }
+        // With an ICC profile (a `prof` colr box instead of `nclx`: the
+        // identity matrix then travels in the AV1 sequence header only).
+        let icc = crate::codecs::icc::test_profile(b"RGB ", "Display P3", 200);
+        let img = Image {
+            icc_profile: Some(icc.clone()),
+            ..mixed(40, 30, false)
+        };
+        let back = decode(&encode_with(&img, &Options::lossless(9)).unwrap()).unwrap();
+        assert_eq!(back.icc_profile.as_ref(), Some(&icc));
+        assert!(back.pixels == img.pixels, "ICC: not exact");
+    }
+
+    #[test]
+    fn lossless_ignores_the_lossy_settings() {
+        let img = mixed(32, 24, true);
+        let plain = encode_with(&img, &Options::lossless(9)).unwrap();
+        let odd = Options {
+            quality: 10,
+            alpha_quality: Some(5),
+            chroma: Chroma::Yuv420,
+            ..Options::lossless(9)
+        };
+        assert_eq!(encode_with(&img, &odd).unwrap(), plain);
+        // Lossy at the top quality is not lossless.
+        let q100 = Options {
+            alpha_quality: None,
+            chroma: Chroma::Yuv444,
+            ..Options::new(100, 9)
+        };
+        let back = decode(&encode_with(&img, &q100).unwrap()).unwrap();
+        assert!(back.pixels != img.pixels);
     }
 
     #[test]

@@ -8,6 +8,27 @@
 //! simple:   RIFF <size> WEBP  VP8 |VP8L
 //! extended: RIFF <size> WEBP  VP8X [ICCP] [ALPH] VP8 |VP8L
 //! ```
+//!
+//! # Settings ([`Options`]), measured
+//!
+//! CPU time per megapixel, single thread, on the corpus
+//! (`core/examples/encoder_study.rs`):
+//!
+//! - Lossy, method 4 with sharp YUV: ~125 ms/MP per encode on photos,
+//!   ~100 on graphics; method 6: ~200 (1.6x) for 3-4 % fewer bytes at the
+//!   same quality.
+//! - Lossless alpha costs with `method`: libwebp compresses the alpha
+//!   plane losslessly at an effort tied to the method, and at method 6
+//!   with lossless alpha it runs its slowest mode (2-29 s/MP per encode on
+//!   the corpus alpha PNGs): never combine method 6 with
+//!   `alpha_quality: None`. Lossy alpha (quantised levels) is cheap at
+//!   any method.
+//! - Lossless, `-z` presets ([`Options::lossless_level`]): on flat
+//!   graphics (screenshots, diagrams) 15-50 ms/MP for `-z 0..6`; on
+//!   gradient art and photo-like PNGs 30 (`-z 0`), 110-150 (`-z 1`),
+//!   130-210 (`-z 2`), 190-260 (`-z 3`), 210-290 (`-z 5`), 240-380
+//!   (`-z 6`); `-z 9` is ~8 s/MP. Near-lossless adds ~180 ms/MP on
+//!   photo-like content, ~15 on flat graphics.
 
 use std::ffi::c_void;
 use std::mem::MaybeUninit;
@@ -27,9 +48,100 @@ use crate::KeepReason;
 const ICC_FLAG: u8 = 0x20;
 const ALPHA_FLAG: u8 = 0x10;
 
+/// Encoder settings. [`Options::new`] is what [`encode`] uses (lossy,
+/// method 4, sharp YUV, lossless alpha); [`Options::lossless_level`] gives
+/// libwebp's `-z` presets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Lossy quality, 0-100 (ignored in lossless mode).
+    pub quality: u8,
+    /// Speed/size trade-off, 0 (fastest) to 6 (smallest). Lossy: 4 is
+    /// libwebp's default; 6 is ~3x slower for a few % fewer bytes.
+    /// Lossless: the `-z` style effort together with `lossless`.
+    pub method: u8,
+    /// Sharp RGB->YUV conversion (lossy only): without it saturated edges
+    /// and thin coloured lines (screenshots, graphics) bleed at any quality.
+    pub sharp_yuv: bool,
+    /// Lossy mode: the alpha plane's quality, 0-100, `None` for lossless
+    /// alpha (soft edges and masks exact). Lossy alpha quantises the alpha
+    /// levels before the (still lossless) alpha compression. Ignored for
+    /// images without alpha and in lossless mode.
+    pub alpha_quality: Option<u8>,
+    /// `Some(effort)`: lossless (VP8L) at libwebp's lossless `quality`
+    /// 0-100, read as effort (more is slower and smaller), with `method`
+    /// as the other half of the effort (see [`Options::lossless_level`]).
+    /// Colour under fully transparent pixels may change (libwebp's
+    /// default `exact = 0`): it is invisible, and costs bytes to keep.
+    pub lossless: Option<u8>,
+    /// `Some(level)`: near-lossless preprocessing, 0-100 (100 = off, lower
+    /// = pixel values rounded more coarsely where it is least visible).
+    /// Implies lossless mode, at effort `lossless.unwrap_or(75)`.
+    /// libwebp skips it for images that it encodes with a palette.
+    pub near_lossless: Option<u8>,
+}
+
+/// libwebp's `-z 0..=9` lossless presets as (method, effort), from
+/// `WebPConfigLosslessPreset` (libwebp 1.6).
+const LOSSLESS_PRESETS: [(u8, u8); 10] = [
+    (0, 0),
+    (1, 20),
+    (2, 25),
+    (3, 30),
+    (3, 50),
+    (4, 50),
+    (4, 75),
+    (4, 90),
+    (5, 90),
+    (6, 100),
+];
+
+/// Lossless effort when only `near_lossless` asks for lossless mode
+/// (libwebp's default `quality`).
+const DEFAULT_LOSSLESS_EFFORT: u8 = 75;
+
+impl Options {
+    /// Lossy at `quality`: method 4, sharp YUV, lossless alpha (what
+    /// [`encode`] does).
+    pub const fn new(quality: u8) -> Options {
+        Options {
+            quality,
+            method: 4,
+            sharp_yuv: true,
+            alpha_quality: None,
+            lossless: None,
+            near_lossless: None,
+        }
+    }
+
+    /// Lossless at libwebp's `-z level` preset (0-9, clamped): method and
+    /// effort `(0,0) (1,20) (2,25) (3,30) (3,50) (4,50) (4,75) (4,90)
+    /// (5,90) (6,100)`.
+    pub const fn lossless_level(level: u8) -> Options {
+        let (method, effort) = LOSSLESS_PRESETS[if level > 9 { 9 } else { level as usize }];
+        Options {
+            method,
+            lossless: Some(effort),
+            ..Options::new(100)
+        }
+    }
+
+    /// Whether these options encode losslessly (VP8L), possibly with
+    /// near-lossless preprocessing.
+    pub const fn is_lossless(&self) -> bool {
+        self.lossless.is_some() || self.near_lossless.is_some()
+    }
+}
+
 /// Encodes `img` as lossy WebP at `quality` (0-100), alpha kept losslessly,
-/// embedding `img.icc_profile` if there is one.
+/// embedding `img.icc_profile` if there is one: [`encode_with`] with
+/// [`Options::new`].
 pub fn encode(img: &Image, quality: u8) -> Result<Vec<u8>, KeepReason> {
+    encode_with(img, &Options::new(quality))
+}
+
+/// Encodes `img` as WebP with explicit [`Options`], embedding
+/// `img.icc_profile` if there is one.
+pub fn encode_with(img: &Image, options: &Options) -> Result<Vec<u8>, KeepReason> {
     let encode_error = |what: &str| KeepReason::Encode(format!("WebP: {what}"));
     if !img.is_consistent() {
         return Err(encode_error("pixel buffer does not match the dimensions"));
@@ -43,15 +155,18 @@ pub fn encode(img: &Image, quality: u8) -> Result<Vec<u8>, KeepReason> {
     }
 
     let mut config = WebPConfig::new().map_err(|()| encode_error("libwebp version mismatch"))?;
-    config.quality = f32::from(quality.min(100));
-    // Method 4: libwebp's default speed/size balance (6 is ~3x slower).
-    config.method = 4;
-    // Sharp RGB->YUV conversion: without it saturated edges and thin
-    // coloured lines (screenshots, graphics) bleed, at any quality.
-    config.use_sharp_yuv = 1;
-    // Lossless alpha: soft edges and masks stay exact.
-    config.alpha_compression = 1;
-    config.alpha_quality = 100;
+    config.method = c_int::from(options.method.min(6));
+    if options.is_lossless() {
+        config.lossless = 1;
+        let effort = options.lossless.unwrap_or(DEFAULT_LOSSLESS_EFFORT);
+        config.quality = f32::from(effort.min(100));
+        config.near_lossless = c_int::from(options.near_lossless.unwrap_or(100).min(100));
+    } else {
+        config.quality = f32::from(options.quality.min(100));
+        config.use_sharp_yuv = c_int::from(options.sharp_yuv);
+        config.alpha_compression = 1;
+        config.alpha_quality = c_int::from(options.alpha_quality.unwrap_or(100).min(100));
+    }
     // SAFETY: `config` is a fully initialised WebPConfig.
     if unsafe { WebPValidateConfig(&config) } == 0 {
         return Err(encode_error("invalid configuration"));
@@ -393,6 +508,195 @@ mod tests {
             assert_eq!(flags & u32::from(ALPHA_FLAG) != 0, alpha);
             assert_eq!(demuxed_icc.as_ref(), Some(&icc));
         }
+    }
+
+    /// Flat-colour art with a soft alpha edge and colour noise under the
+    /// fully transparent part.
+    fn art(width: u32, height: u32, alpha: bool) -> Image {
+        let mut pixels = Vec::new();
+        for y in 0..height {
+            for x in 0..width {
+                let colour = match (x * 4 / width, y % 16 < 3) {
+                    (_, true) => [20, 20, 20],
+                    (0, _) => [255, 0, 0],
+                    (1, _) => [0, 200, 80],
+                    (2, _) => [x as u8, y as u8, 200],
+                    _ => [250, 250, 250],
+                };
+                pixels.extend_from_slice(&colour);
+                if alpha {
+                    pixels.push(match x {
+                        0..=3 => 0,
+                        4..=20 => (x * 12) as u8,
+                        _ => 255,
+                    });
+                    if x <= 3 {
+                        let n = pixels.len();
+                        pixels[n - 4..n - 1].copy_from_slice(&[(x * y) as u8, 9, (y * 3) as u8]);
+                    }
+                }
+            }
+        }
+        Image {
+            width,
+            height,
+            pixels,
+            has_alpha: alpha,
+            icc_profile: None,
+        }
+    }
+
+    /// The pixels a viewer sees: colour under alpha 0 zeroed.
+    fn visible(img: &Image) -> Vec<u8> {
+        if !img.has_alpha {
+            return img.pixels.clone();
+        }
+        img.pixels
+            .chunks_exact(4)
+            .flat_map(|p| {
+                if p[3] == 0 {
+                    [0; 4]
+                } else {
+                    [p[0], p[1], p[2], p[3]]
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn encode_is_encode_with_the_default_options() {
+        let img = gradient(40, 30, true);
+        assert_eq!(
+            encode(&img, 77).unwrap(),
+            encode_with(&img, &Options::new(77)).unwrap()
+        );
+        assert!(!Options::new(77).is_lossless());
+        assert_eq!(
+            Options::lossless_level(9),
+            Options {
+                method: 6,
+                lossless: Some(100),
+                ..Options::new(100)
+            }
+        );
+        assert_eq!(Options::lossless_level(200), Options::lossless_level(9));
+        assert_eq!(Options::lossless_level(0).method, 0);
+    }
+
+    #[test]
+    fn lossless_round_trip_is_exact() {
+        for alpha in [false, true] {
+            for level in [0, 2, 6] {
+                let img = art(97, 61, alpha);
+                let webp = encode_with(&img, &Options::lossless_level(level)).unwrap();
+                assert_eq!(
+                    &webp[12..16],
+                    b"VP8L",
+                    "level {level}: a lossless bitstream"
+                );
+                let back = decode(&webp).unwrap();
+                assert_eq!((back.width, back.height, back.has_alpha), (97, 61, alpha));
+                assert_eq!(visible(&back), visible(&img), "alpha={alpha} level {level}");
+            }
+        }
+        // Lossless with an ICC profile (VP8X + VP8L, alpha flag from VP8L).
+        let icc = test_profile(b"RGB ", "Display P3", 300);
+        let img = Image {
+            icc_profile: Some(icc.clone()),
+            ..art(50, 40, true)
+        };
+        let webp = encode_with(&img, &Options::lossless_level(3)).unwrap();
+        let back = decode(&webp).unwrap();
+        assert_eq!(back.icc_profile.as_ref(), Some(&icc));
+        assert_eq!(visible(&back), visible(&img));
+        let (flags, _) = demux(&webp);
+        assert_ne!(flags & u32::from(ALPHA_FLAG), 0);
+    }
+
+    #[test]
+    fn near_lossless_decodes_close_and_not_larger_than_lossless() {
+        let img = gradient(128, 96, true);
+        let lossless = encode_with(&img, &Options::lossless_level(3)).unwrap();
+        for level in [80, 60, 40] {
+            let options = Options {
+                near_lossless: Some(level),
+                ..Options::lossless_level(3)
+            };
+            assert!(options.is_lossless());
+            let webp = encode_with(&img, &options).unwrap();
+            let back = decode(&webp).unwrap();
+            assert_eq!((back.width, back.height, back.has_alpha), (128, 96, true));
+            let p = crate::metrics::psnr(&img, &back);
+            assert!(p > 38.0, "near-lossless {level}: PSNR {p:.1}");
+            assert!(
+                webp.len() <= lossless.len() + 64,
+                "{level}: {} vs {}",
+                webp.len(),
+                lossless.len()
+            );
+        }
+        // near_lossless alone implies lossless mode.
+        let options = Options {
+            near_lossless: Some(60),
+            ..Options::new(50)
+        };
+        assert_eq!(&encode_with(&img, &options).unwrap()[12..16], b"VP8L");
+    }
+
+    #[test]
+    fn lossy_alpha_is_smaller_and_lossless_alpha_exact() {
+        let mut img = gradient(128, 96, true);
+        for (i, px) in img.pixels.chunks_exact_mut(4).enumerate() {
+            px[3] = px[3].saturating_add(((i * 2_654_435_761) >> 13) as u8 % 24);
+        }
+        let alpha = |i: &Image| i.pixels.chunks_exact(4).map(|p| p[3]).collect::<Vec<_>>();
+        let exact = encode_with(&img, &Options::new(80)).unwrap();
+        assert_eq!(alpha(&decode(&exact).unwrap()), alpha(&img));
+        let lossy = encode_with(
+            &img,
+            &Options {
+                alpha_quality: Some(40),
+                ..Options::new(80)
+            },
+        )
+        .unwrap();
+        let back = decode(&lossy).unwrap();
+        assert!(back.has_alpha);
+        assert!(
+            lossy.len() < exact.len(),
+            "{} vs {}",
+            lossy.len(),
+            exact.len()
+        );
+        assert!(crate::metrics::psnr(&img, &back) > 30.0);
+    }
+
+    #[test]
+    fn method_and_sharp_yuv_are_applied() {
+        let img = art(160, 120, false);
+        let m4 = encode_with(&img, &Options::new(80)).unwrap();
+        let m6 = encode_with(
+            &img,
+            &Options {
+                method: 6,
+                ..Options::new(80)
+            },
+        )
+        .unwrap();
+        let plain = encode_with(
+            &img,
+            &Options {
+                sharp_yuv: false,
+                ..Options::new(80)
+            },
+        )
+        .unwrap();
+        assert_ne!(m4, m6);
+        let psnr = |webp: &[u8]| crate::metrics::psnr(&img, &decode(webp).unwrap());
+        let (p4, p6, p_plain) = (psnr(&m4), psnr(&m6), psnr(&plain));
+        assert!(p4 > 24.0 && p6 > 24.0, "PSNR m4 {p4:.2}, m6 {p6:.2}");
+        // Saturated stripes: plain RGB->YUV bleeds.
+        assert!(p_plain < p4, "PSNR plain {p_plain:.2}, sharp {p4:.2}");
     }
 
     #[test]

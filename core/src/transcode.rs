@@ -4,7 +4,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::codecs::{self, panic_message, webp, Image};
-use crate::guard;
+use crate::{classify, guard};
 use crate::sizing::{delivered_size, OutputCaps, SizeRequest};
 use crate::sniff::{sniff, SourceFormat};
 
@@ -394,8 +394,42 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
         Some(_) => Some(guard::Reference::sampled(&image, guard::DEFAULT_MAX_PIXELS)?),
         None => None,
     };
-    let mut last = KeepReason::NothingToDo;
+    let job = Job {
+        image: &image,
+        plan,
+        limits,
+        reference: reference.as_ref(),
+        from_png: source_format == SourceFormat::Png,
+    };
     let mut encodes = 0;
+    let mut last = KeepReason::NothingToDo;
+    let served = |candidate: Candidate, format: TargetFormat, encodes: usize| Converted {
+        bytes: candidate.bytes,
+        format,
+        width,
+        height,
+        quality: candidate.quality,
+        score: candidate.score,
+        encodes,
+    };
+
+    // Screenshots, diagrams, icons (a PNG with few colours and flat areas):
+    // near-lossless WebP often beats every lossy encoding; it competes
+    // with whatever the ladder finds.
+    let mut extra = None;
+    if job.from_png && plan.targets.contains(&TargetFormat::WebP) && classify::is_graphic(&image) {
+        match job.near_lossless_webp() {
+            Ok(candidate) => {
+                encodes += candidate.encodes;
+                extra = Some(candidate);
+            }
+            Err((reason, tried)) => {
+                encodes += tried;
+                last = reason;
+            }
+        }
+    }
+
     // The formats asked for, best first; after them, when the image was
     // resized, its own format (a smaller original is still a win).
     let own = TargetFormat::from(source_format);
@@ -411,63 +445,45 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
             ));
             continue;
         }
-        let candidate = match &reference {
-            Some(reference) => smallest_passing(&image, format, plan, reference, limits),
-            None => {
-                let quality = quality_ceiling(format, plan);
-                encode(&image, format, plan, quality)
-                    .map(|bytes| Candidate {
-                        bytes,
-                        quality,
-                        score: None,
-                        encodes: 1,
-                    })
-                    .map_err(|reason| (reason, 1))
-            }
-        };
-        let candidate = match candidate {
+        let candidate = match job.best(format) {
             Ok(candidate) => candidate,
             Err((reason, tried)) => {
                 encodes += tried;
                 last = reason;
                 continue;
             }
-        }
-        .with_total(&mut encodes);
+        };
+        encodes += candidate.encodes;
+        let (candidate, format) = match extra.take() {
+            Some(near) if near.bytes.len() < candidate.bytes.len() => (near, TargetFormat::WebP),
+            _ => (candidate, format),
+        };
         if candidate.bytes.len() < input.len() {
-            return Ok(Converted {
-                bytes: candidate.bytes,
-                format,
-                width,
-                height,
-                quality: candidate.quality,
-                score: candidate.score,
-                encodes,
-            });
+            return Ok(served(candidate, format, encodes));
         }
         last = KeepReason::NotSmaller {
             original: input.len(),
             converted: candidate.bytes.len(),
         };
     }
-    Err(last)
+    match extra {
+        Some(near) if near.bytes.len() < input.len() => Ok(served(near, TargetFormat::WebP, encodes)),
+        Some(near) => Err(KeepReason::NotSmaller {
+            original: input.len(),
+            converted: near.bytes.len(),
+        }),
+        None => Err(last),
+    }
 }
 
 /// One format's best output.
 struct Candidate {
     bytes: Vec<u8>,
+    /// The encoder quality (0 for lossless).
     quality: u8,
     score: Option<f64>,
     /// Encoder runs it took.
     encodes: usize,
-}
-
-impl Candidate {
-    /// Adds its encoder runs to `total`.
-    fn with_total(self, total: &mut usize) -> Candidate {
-        *total += self.encodes;
-        self
-    }
 }
 
 /// The highest quality `format` may be encoded at: its `*_quality` (with
@@ -495,142 +511,6 @@ fn quality_floor(format: TargetFormat) -> u8 {
     }
 }
 
-/// The smallest encoding of `image` in `format` whose decoded pixels score
-/// at least the guard's threshold against `reference`. The error carries
-/// the encoder runs spent.
-fn smallest_passing(
-    image: &Image,
-    format: TargetFormat,
-    plan: &Plan,
-    reference: &guard::Reference,
-    limits: &Limits,
-) -> Result<Candidate, (KeepReason, usize)> {
-    let threshold = plan.guard.threshold.unwrap_or(0.0);
-    if format == TargetFormat::Png {
-        // Lossless: nothing to search, nothing to score.
-        return encode(image, format, plan, 0)
-            .map(|bytes| Candidate {
-                bytes,
-                quality: 0,
-                score: None,
-                encodes: 1,
-            })
-            .map_err(|reason| (reason, 1));
-    }
-    let ceiling = quality_ceiling(format, plan);
-    let range = (quality_floor(format).min(ceiling), ceiling);
-    let mut tried = 0;
-    let mut best_score = f64::NEG_INFINITY;
-    // (quality, score) of every probe at the search's effort.
-    let mut seen: Vec<(u8, f64)> = Vec::new();
-    let mut probe = |quality: u8, effort: Effort| -> Result<(Vec<u8>, f64), KeepReason> {
-        tried += 1;
-        let bytes = encode_with(image, format, plan, quality, effort)?;
-        let decoded = decode(&bytes, format, limits)?;
-        let score = reference.score(&decoded)?;
-        best_score = best_score.max(score);
-        Ok((bytes, score))
-    };
-    let found = guard::search(
-        |quality| {
-            let (bytes, score) = probe(quality, Effort::Search)?;
-            seen.push((quality, score));
-            Ok((bytes, score))
-        },
-        threshold,
-        range,
-        plan.guard.max_encodes.max(1),
-    );
-    match found {
-        Ok(Some(found)) => {
-            let mut best = Candidate {
-                bytes: found.bytes,
-                quality: found.quality,
-                score: Some(found.score),
-                encodes: found.encodes,
-            };
-            if effort_differs(format, plan) {
-                polish(&mut best, &seen, threshold, range.0, |q| {
-                    probe(q, Effort::Final)
-                });
-            }
-            Ok(best)
-        }
-        Ok(None) => Err((
-            KeepReason::NotComparable {
-                score: best_score,
-                threshold,
-            },
-            tried,
-        )),
-        Err(reason) => Err((reason, tried)),
-    }
-}
-
-/// Re-encodes the search's result at the effort served, which at one
-/// quality usually comes out smaller *and* scores higher than the fast
-/// setting the search used; then spends that surplus: one more encode,
-/// as many qualities lower as the surplus is worth on the search's own
-/// score curve (the slope between the passing and the failing probe
-/// around the answer). Each result replaces `best` only if it passes and
-/// is smaller; an error leaves `best` as it is. Two encodes at most.
-fn polish(
-    best: &mut Candidate,
-    seen: &[(u8, f64)],
-    threshold: f64,
-    floor: u8,
-    mut probe: impl FnMut(u8) -> Result<(Vec<u8>, f64), KeepReason>,
-) {
-    let keep = |best: &mut Candidate, quality: u8, result: Result<(Vec<u8>, f64), KeepReason>| {
-        best.encodes += 1;
-        match result {
-            Ok((bytes, score)) if score >= threshold && bytes.len() < best.bytes.len() => {
-                best.bytes = bytes;
-                best.quality = quality;
-                best.score = Some(score);
-                Some(score)
-            }
-            Ok((_, score)) if score >= threshold => Some(score),
-            _ => None,
-        }
-    };
-    let found = best.quality;
-    let Some(score) = keep(best, found, probe(found)) else {
-        return;
-    };
-    // Score per quality step near the answer: from the highest failing
-    // probe below it (the search's bracket), else a typical 0.5.
-    let slope = seen
-        .iter()
-        .filter(|&&(q, s)| q < found && s < threshold)
-        .max_by_key(|&&(q, _)| q)
-        .and_then(|&(q, s)| {
-            let passing = seen.iter().find(|&&(pq, _)| pq == found)?.1;
-            Some((passing - s) / f64::from(found - q))
-        })
-        .filter(|slope| slope.is_finite() && *slope > 0.0)
-        .unwrap_or(0.5);
-    let steps = ((score - threshold) / slope).floor();
-    if steps >= 1.0 {
-        let lower = found.saturating_sub(steps.min(f64::from(u8::MAX)) as u8).max(floor);
-        if lower < found {
-            keep(best, lower, probe(lower));
-        }
-    }
-}
-
-/// Decodes a candidate for the guard.
-fn decode(bytes: &[u8], format: TargetFormat, limits: &Limits) -> Result<Image, KeepReason> {
-    let decoded = match format {
-        TargetFormat::WebP => webp::decode(bytes),
-        TargetFormat::Avif => codecs::avif::decode(bytes),
-        TargetFormat::Jp2 => codecs::jp2::decode(bytes),
-        TargetFormat::Jxr => codecs::jxr::decode(bytes),
-        TargetFormat::Jpeg | TargetFormat::Png => return codecs::decode(bytes, limits),
-    };
-    decoded.map_err(|e| KeepReason::Encode(format!("{}: decoding the candidate: {e}", format.name())))
-}
-
 /// How hard an encoder works: the guard's search may probe qualities with a
 /// faster setting than the one served (see [`AvifLimits::search_speed`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -639,39 +519,224 @@ enum Effort {
     Final,
 }
 
-/// Whether `format` is searched at another effort than it is served at.
-fn effort_differs(format: TargetFormat, plan: &Plan) -> bool {
-    format == TargetFormat::Avif && plan.avif.search_speed > plan.avif.speed
+/// Qualities below the search's answer tried at the served effort: the
+/// slower AVIF speed scores ~1.7 points higher at one quality on the
+/// corpus photos, which is worth about three quality steps.
+const POLISH_STEP: u8 = 3;
+
+/// Encodes one image, already at its delivered size, in the formats a
+/// plan asks for.
+struct Job<'a> {
+    image: &'a Image,
+    plan: &'a Plan,
+    limits: &'a Limits,
+    /// The guard's prepared reference; `None` when the guard is off.
+    reference: Option<&'a guard::Reference>,
+    /// The source is a PNG: graphics more often than photos, and lossless
+    /// to begin with.
+    from_png: bool,
 }
 
-fn encode(
-    image: &Image,
-    format: TargetFormat,
-    plan: &Plan,
-    quality: u8,
-) -> Result<Vec<u8>, KeepReason> {
-    encode_with(image, format, plan, quality, Effort::Final)
-}
+/// An error and the encoder runs spent before it.
+type Failed = (KeepReason, usize);
 
-fn encode_with(
-    image: &Image,
-    format: TargetFormat,
-    plan: &Plan,
-    quality: u8,
-    effort: Effort,
-) -> Result<Vec<u8>, KeepReason> {
-    match format {
-        TargetFormat::Avif => {
-            let speed = match effort {
-                Effort::Search => plan.avif.search_speed.max(plan.avif.speed),
-                Effort::Final => plan.avif.speed,
-            };
-            codecs::avif::encode(image, quality, speed)
+impl Job<'_> {
+    /// The smallest encoding in `format` that passes the guard (with the
+    /// guard off, the encoding at the format's quality).
+    fn best(&self, format: TargetFormat) -> Result<Candidate, Failed> {
+        if format == TargetFormat::Png {
+            // Lossless: nothing to search, nothing to score.
+            return self.once(format, 0);
         }
-        TargetFormat::WebP => webp::encode(image, quality),
-        TargetFormat::Jp2 => codecs::jp2::encode(image, quality),
-        TargetFormat::Jxr => codecs::jxr::encode(image, quality),
-        TargetFormat::Jpeg => codecs::jpeg::encode(image, quality),
-        TargetFormat::Png => codecs::png::encode(image),
+        let ceiling = quality_ceiling(format, self.plan);
+        let Some(reference) = self.reference else {
+            return self.once(format, ceiling);
+        };
+        let threshold = self.plan.guard.threshold.unwrap_or(0.0);
+        let range = (quality_floor(format).min(ceiling), ceiling);
+        let mut tried = 0;
+        let mut best_score = f64::NEG_INFINITY;
+        let mut probe = |quality: u8, effort: Effort| -> Result<(Vec<u8>, f64), KeepReason> {
+            tried += 1;
+            let bytes = self.encode(format, quality, effort)?;
+            let score = reference.score(&self.decode(&bytes, format)?)?;
+            best_score = best_score.max(score);
+            Ok((bytes, score))
+        };
+        let found = guard::search(
+            |quality| probe(quality, Effort::Search),
+            threshold,
+            range,
+            self.plan.guard.max_encodes.max(1),
+        );
+        match found {
+            Ok(Some(found)) => {
+                let mut best = Candidate {
+                    bytes: found.bytes,
+                    quality: found.quality,
+                    score: Some(found.score),
+                    encodes: found.encodes,
+                };
+                if self.effort_differs(format) {
+                    polish(&mut best, threshold, range.0, |q| probe(q, Effort::Final));
+                }
+                Ok(best)
+            }
+            Ok(None) if format == TargetFormat::WebP && self.from_png => {
+                // Nothing lossy passes (fine lines, text): lossless WebP
+                // always does, and needs no score.
+                let options = webp::Options::lossless_level(6);
+                webp::encode_with(self.image, &options)
+                    .map(|bytes| Candidate {
+                        bytes,
+                        quality: 0,
+                        score: None,
+                        encodes: tried + 1,
+                    })
+                    .map_err(|reason| (reason, tried + 1))
+            }
+            Ok(None) => Err((
+                KeepReason::NotComparable {
+                    score: best_score,
+                    threshold,
+                },
+                tried,
+            )),
+            Err(reason) => Err((reason, tried)),
+        }
+    }
+
+    /// One encode at `quality`, served as it is (guard off, or lossless).
+    fn once(&self, format: TargetFormat, quality: u8) -> Result<Candidate, Failed> {
+        self.encode(format, quality, Effort::Final)
+            .map(|bytes| Candidate {
+                bytes,
+                quality,
+                score: None,
+                encodes: 1,
+            })
+            .map_err(|reason| (reason, 1))
+    }
+
+    /// Near-lossless WebP (level 40, lossless effort `-z 5`): on
+    /// screenshots and diagrams smaller than any lossy WebP or AVIF that
+    /// passes the guard (60 % saved on a set of documentation images,
+    /// where lossy WebP saves 51 %). Scored like any candidate.
+    fn near_lossless_webp(&self) -> Result<Candidate, Failed> {
+        let options = webp::Options {
+            near_lossless: Some(40),
+            ..webp::Options::lossless_level(5)
+        };
+        let bytes = webp::encode_with(self.image, &options).map_err(|reason| (reason, 1))?;
+        let score = match self.reference {
+            Some(reference) => {
+                let decoded = self.decode(&bytes, TargetFormat::WebP).map_err(|r| (r, 1))?;
+                let score = reference.score(&decoded).map_err(|r| (r, 1))?;
+                let threshold = self.plan.guard.threshold.unwrap_or(0.0);
+                if score < threshold {
+                    return Err((KeepReason::NotComparable { score, threshold }, 1));
+                }
+                Some(score)
+            }
+            None => None,
+        };
+        Ok(Candidate {
+            bytes,
+            quality: 0,
+            score,
+            encodes: 1,
+        })
+    }
+
+    /// Whether `format` is searched at another effort than it is served at.
+    fn effort_differs(&self, format: TargetFormat) -> bool {
+        format == TargetFormat::Avif && self.plan.avif.search_speed > self.plan.avif.speed
+    }
+
+    fn encode(&self, format: TargetFormat, quality: u8, effort: Effort) -> Result<Vec<u8>, KeepReason> {
+        let (image, plan) = (self.image, self.plan);
+        match format {
+            TargetFormat::Avif => {
+                let speed = match effort {
+                    Effort::Search => plan.avif.search_speed.max(plan.avif.speed),
+                    Effort::Final => plan.avif.speed,
+                };
+                let options = codecs::avif::Options {
+                    // Full-resolution chroma for PNG sources: 4:2:0 smears
+                    // the thin coloured lines of graphics, and no lossy
+                    // 4:2:0 encoding passes the guard on some of them.
+                    chroma: if self.from_png {
+                        codecs::avif::Chroma::Yuv444
+                    } else {
+                        codecs::avif::Chroma::Yuv420
+                    },
+                    ..codecs::avif::Options::new(quality, speed)
+                };
+                codecs::avif::encode_with(image, &options)
+            }
+            TargetFormat::WebP => {
+                // Lossy alpha where the guard checks the result (69 %
+                // saved on the corpus alpha PNGs, against 57 % with
+                // lossless alpha); lossless alpha without the guard.
+                let options = webp::Options {
+                    alpha_quality: self.reference.map(|_| quality),
+                    ..webp::Options::new(quality)
+                };
+                webp::encode_with(image, &options)
+            }
+            TargetFormat::Jp2 => codecs::jp2::encode(image, quality),
+            TargetFormat::Jxr => codecs::jxr::encode(image, quality),
+            TargetFormat::Jpeg => codecs::jpeg::encode(image, quality),
+            TargetFormat::Png => codecs::png::encode(image),
+        }
+    }
+
+    /// Decodes a candidate for the guard.
+    fn decode(&self, bytes: &[u8], format: TargetFormat) -> Result<Image, KeepReason> {
+        let decoded = match format {
+            TargetFormat::WebP => webp::decode(bytes),
+            TargetFormat::Avif => codecs::avif::decode(bytes),
+            TargetFormat::Jp2 => codecs::jp2::decode(bytes),
+            TargetFormat::Jxr => codecs::jxr::decode(bytes),
+            TargetFormat::Jpeg | TargetFormat::Png => return codecs::decode(bytes, self.limits),
+        };
+        decoded.map_err(|e| {
+            KeepReason::Encode(format!("{}: decoding the candidate: {e}", format.name()))
+        })
+    }
+}
+
+/// Re-encodes the search's answer at the effort served, which at one
+/// quality comes out smaller *and* scores higher than the fast setting the
+/// search used (AVIF speed 6 against 9: +1.7 points, 9 % smaller on the
+/// corpus photos): first [`POLISH_STEP`] qualities lower, and only if that
+/// fails at the quality found. A result replaces `best` only if it passes
+/// and is smaller; an error leaves `best` as it is. On the corpus photos
+/// this saves 52.2 % where a whole search at speed 6 saves 53.5 %, at a
+/// third of the time.
+fn polish(
+    best: &mut Candidate,
+    threshold: f64,
+    floor: u8,
+    mut probe: impl FnMut(u8) -> Result<(Vec<u8>, f64), KeepReason>,
+) {
+    let found = best.quality;
+    let lower = found.saturating_sub(POLISH_STEP).max(floor);
+    let tries: &[u8] = if lower < found { &[lower, found] } else { &[found] };
+    for &quality in tries {
+        best.encodes += 1;
+        if let Ok((bytes, score)) = probe(quality) {
+            if score >= threshold {
+                if bytes.len() < best.bytes.len() {
+                    *best = Candidate {
+                        bytes,
+                        quality,
+                        score: Some(score),
+                        encodes: best.encodes,
+                    };
+                }
+                return;
+            }
+        }
     }
 }

@@ -1,0 +1,219 @@
+//! `transcode` with the visual-quality guard on (the module's default):
+//! whatever is served scores at least the threshold against the original,
+//! decoded by the format's own decoder; what cannot pass keeps the
+//! original; the search stays within its encode budget.
+
+mod common;
+
+use common::*;
+use png::{BitDepth, ColorType};
+use smart_imaging_core::codecs::{self, avif, jp2, jxr, webp, Image};
+use smart_imaging_core::guard::score;
+use smart_imaging_core::{
+    transcode, Converted, Guard, KeepReason, Limits, Outcome, Plan, Qualities, TargetFormat,
+};
+
+fn decode_served(c: &Converted) -> Image {
+    match c.format {
+        TargetFormat::WebP => webp::decode(&c.bytes).unwrap(),
+        TargetFormat::Avif => avif::decode(&c.bytes).unwrap(),
+        TargetFormat::Jp2 => jp2::decode(&c.bytes).unwrap(),
+        TargetFormat::Jxr => jxr::decode(&c.bytes).unwrap(),
+        TargetFormat::Jpeg | TargetFormat::Png => {
+            codecs::decode(&c.bytes, &Limits::default()).unwrap()
+        }
+    }
+}
+
+fn converted(input: &[u8], plan: &Plan) -> Converted {
+    match transcode(input, plan, &Limits::default()) {
+        Outcome::Converted(c) => c,
+        Outcome::Original(reason) => panic!("kept the original: {reason}"),
+    }
+}
+
+/// A photo-like JPEG at q90: grain the encoders have to keep.
+fn photo_jpeg() -> (Vec<u8>, Image) {
+    let (w, h) = (320, 240);
+    let input = jpeg(
+        &noisy_photo(w, h),
+        w,
+        h,
+        &JpegOptions {
+            quality: 90.0,
+            ..JpegOptions::default()
+        },
+    );
+    let original = codecs::decode(&input, &Limits::default()).unwrap();
+    (input, original)
+}
+
+#[test]
+fn every_format_served_passes_the_guard() {
+    let (input, original) = photo_jpeg();
+    for format in [
+        TargetFormat::Avif,
+        TargetFormat::WebP,
+        TargetFormat::Jp2,
+        TargetFormat::Jxr,
+    ] {
+        let plan = Plan::new(vec![format]);
+        match transcode(&input, &plan, &Limits::default()) {
+            Outcome::Converted(c) => {
+                assert_eq!(c.format, format);
+                assert!(c.bytes.len() < input.len());
+                let s = score(&original, &decode_served(&c)).unwrap();
+                assert!(s >= 80.0, "{format:?}: score {s}");
+                // The score reported is the one measured (the image is
+                // under 1 MP, scored whole).
+                assert!((c.score.unwrap() - s).abs() < 1e-6, "{format:?}");
+                // The search's budget, plus AVIF's two final encodes.
+                assert!(c.encodes <= 6 + 2, "{format:?}: {} encodes", c.encodes);
+                assert!(c.quality <= Qualities::DEFAULT.webp);
+            }
+            // A format may not beat a q90 JPEG at that fidelity (JPEG XR
+            // rarely does); it must then say so, not serve worse.
+            Outcome::Original(reason) => assert!(
+                matches!(
+                    reason,
+                    KeepReason::NotSmaller { .. } | KeepReason::NotComparable { .. }
+                ),
+                "{format:?}: {reason}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn a_lower_threshold_serves_fewer_bytes() {
+    let (input, original) = photo_jpeg();
+    let strict = converted(&input, &Plan::new(vec![TargetFormat::WebP]));
+    let lenient = converted(
+        &input,
+        &Plan {
+            guard: Guard {
+                threshold: Some(60.0),
+                ..Guard::DEFAULT
+            },
+            ..Plan::new(vec![TargetFormat::WebP])
+        },
+    );
+    assert!(lenient.bytes.len() < strict.bytes.len());
+    assert!(lenient.quality < strict.quality);
+    assert!(score(&original, &decode_served(&lenient)).unwrap() >= 60.0);
+}
+
+#[test]
+fn nothing_passes_an_impossible_threshold() {
+    let (input, _) = photo_jpeg();
+    let plan = Plan {
+        guard: Guard {
+            threshold: Some(99.9),
+            ..Guard::DEFAULT
+        },
+        ..Plan::new(vec![TargetFormat::Avif, TargetFormat::WebP])
+    };
+    match transcode(&input, &plan, &Limits::default()) {
+        Outcome::Original(KeepReason::NotComparable { score, threshold }) => {
+            assert_eq!(threshold, 99.9);
+            assert!(score < 99.9 && score > 50.0, "best score {score}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_lossless_source_falls_back_to_lossless_webp() {
+    // A PNG no lossy WebP can reproduce to 99.9: lossless WebP always
+    // can, exactly.
+    let (w, h) = (160u32, 120u32);
+    let rgb = noisy_photo(w as usize, h as usize);
+    let input = png(w, h, ColorType::Rgb, BitDepth::Eight, &rgb, |_| {});
+    let plan = Plan {
+        guard: Guard {
+            threshold: Some(99.9),
+            ..Guard::DEFAULT
+        },
+        ..Plan::new(vec![TargetFormat::WebP])
+    };
+    let c = converted(&input, &plan);
+    assert_eq!((c.format, c.quality, c.score), (TargetFormat::WebP, 0, None));
+    assert_eq!(webp::decode(&c.bytes).unwrap().pixels, rgb);
+}
+
+/// A screenshot-like image: flat background, a few colours, thin text-like
+/// strokes.
+fn screenshot(w: usize, h: usize) -> Vec<u8> {
+    let mut px = vec![0u8; w * h * 3];
+    for y in 0..h {
+        for x in 0..w {
+            let c: [u8; 3] = if y < 24 {
+                [40, 60, 120] // title bar
+            } else if (y / 12) % 3 == 1 && (x / 3) % 7 != 0 && x % 97 < 80 && x > 10 {
+                [20, 20, 20] // "text" lines
+            } else if x < 120 {
+                [235, 235, 240] // side panel
+            } else {
+                [255, 255, 255]
+            };
+            px[(y * w + x) * 3..][..3].copy_from_slice(&c);
+        }
+    }
+    px
+}
+
+#[test]
+fn screenshots_pass_with_full_chroma_or_near_lossless() {
+    let (w, h) = (400u32, 300u32);
+    let rgb = screenshot(w as usize, h as usize);
+    let input = png(w, h, ColorType::Rgb, BitDepth::Eight, &rgb, |_| {});
+    let original = codecs::decode(&input, &Limits::default()).unwrap();
+    assert!(smart_imaging_core::classify::is_graphic(&original));
+    for targets in [
+        vec![TargetFormat::WebP],
+        vec![TargetFormat::Avif, TargetFormat::WebP],
+    ] {
+        let c = converted(&input, &Plan::new(targets.clone()));
+        let s = score(&original, &decode_served(&c)).unwrap();
+        assert!(s >= 80.0, "{targets:?}: {:?} scored {s}", c.format);
+        assert!(c.bytes.len() < input.len());
+    }
+}
+
+#[test]
+fn alpha_is_kept_and_scored_on_both_backgrounds() {
+    let (w, h) = (96u32, 96u32);
+    let rgba: Vec<u8> = noisy_photo(96, 96)
+        .chunks(3)
+        .enumerate()
+        .flat_map(|(i, p)| {
+            let (x, y) = (i % 96, i / 96);
+            // A soft disc: opaque centre, fading edge, transparent corners.
+            let d = (((x as f64 - 48.0).powi(2) + (y as f64 - 48.0).powi(2)).sqrt() - 30.0) * 16.0;
+            [p[0], p[1], p[2], (255.0 - d.clamp(0.0, 255.0)) as u8]
+        })
+        .collect();
+    let input = png(w, h, ColorType::Rgba, BitDepth::Eight, &rgba, |_| {});
+    let original = codecs::decode(&input, &Limits::default()).unwrap();
+    for format in [TargetFormat::Avif, TargetFormat::WebP] {
+        let c = converted(&input, &Plan::new(vec![format]));
+        let back = decode_served(&c);
+        assert!(back.has_alpha, "{format:?}");
+        assert!(score(&original, &back).unwrap() >= 80.0, "{format:?}");
+    }
+}
+
+#[test]
+fn without_the_guard_one_encode_at_the_quality() {
+    let (input, _) = photo_jpeg();
+    let plan = Plan {
+        quality: Qualities {
+            webp: 70,
+            ..Qualities::DEFAULT
+        },
+        guard: Guard::OFF,
+        ..Plan::new(vec![TargetFormat::WebP])
+    };
+    let c = converted(&input, &plan);
+    assert_eq!((c.quality, c.score, c.encodes), (70, None, 1));
+}

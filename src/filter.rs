@@ -702,7 +702,10 @@ unsafe fn send_result(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_i
             }
             Some(Outcome::Original(reason)) => {
                 let level = match reason {
-                    KeepReason::NotSmaller { .. } => NGX_LOG_INFO,
+                    // Expected outcomes, not failures (KeepReason::is_failure).
+                    KeepReason::NotSmaller { .. } | KeepReason::NotComparable { .. } => {
+                        NGX_LOG_INFO
+                    }
                     KeepReason::Panic(_) => NGX_LOG_ALERT,
                     _ => NGX_LOG_WARN,
                 };

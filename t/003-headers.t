@@ -36,8 +36,8 @@ our $PngETag      = etag_of($Png);
 our $NoiseETag    = etag_of($Noise);
 # The derivative's ETag: the original's, plus the variant served
 # (format, quality, size: see $smart_imaging_variant).
-our $JpegWebpETag = sprintf 'W/"%x-%x-webp-q85-src"', $Mtime, length $Jpeg;
-our $PngWebpETag  = sprintf 'W/"%x-%x-webp-q85-src"', $Mtime, length $Png;
+our $JpegWebpETag = sprintf 'W/"%x-%x-webp-q100-src"', $Mtime, length $Jpeg;
+our $PngWebpETag  = sprintf 'W/"%x-%x-webp-q100-src"', $Mtime, length $Png;
 
 our @Files = (
     ['sample.jpg',     $Jpeg,  $MtimeStamp],
@@ -216,7 +216,7 @@ GET /sample.jpg
 --- response_headers eval
 "Content-Type: image/webp\nETag: $::JpegWebpETag\nLast-Modified: $::LastModified\n!Accept-Ranges\n!Transfer-Encoding\n"
 --- response_headers_like
-ETag: ^W/".*-webp-q85-src"$
+ETag: ^W/".*-webp-q100-src"$
 Content-Length: ^\d+$
 --- webp: sample.jpg
 
@@ -685,7 +685,7 @@ GET /sample.jpg
 
 
 
-=== TEST 34: proxied: a weak upstream ETag W/"abc" becomes W/"abc-webp-q85-src"
+=== TEST 34: proxied: a weak upstream ETag W/"abc" becomes W/"abc-webp-q100-src"
 --- http_config eval
 $::Types . <<'_EOC_'
     server {
@@ -705,7 +705,7 @@ _EOC_
 --- request eval
 ["GET /shop/sample.png", "GET /shop/sample.png"]
 --- response_headers eval
-["Content-Type: image/webp\nETag: W/\"abc-webp-q85-src\"\n",
+["Content-Type: image/webp\nETag: W/\"abc-webp-q100-src\"\n",
  "Content-Type: image/png\nETag: W/\"abc\"\n"]
 --- webp eval
 ["sample.png", undef]

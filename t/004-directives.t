@@ -14,10 +14,15 @@ my %Samples = SmartImaging::default_samples();
 our ($Jpeg, $Png) =
     @{ SmartImaging::require_samples(\%Samples) }{'sample.jpg', 'sample.png'};
 
+# A smooth gradient: not graphics-like (no near-lossless WebP competes with
+# the lossy one), so the WebP quality shows in the bytes.
+our $Gradient = SmartImaging::gradient_png(256, 192);
+
 # The images are reachable under several prefixes, one per location.
 our @Files = map {
     my $dir = $_;
-    (["${dir}sample.jpg", $Jpeg], ["${dir}sample.png", $Png]);
+    (["${dir}sample.jpg", $Jpeg], ["${dir}sample.png", $Png],
+     ["${dir}gradient.png", $Gradient]);
 } '', qw(a/ b/ c/ d/ e/);
 
 # A "JPEG" (SOI + APP0 marker, then zeros) of exactly the default
@@ -290,9 +295,10 @@ Cache-Control: max-age=3600
 
 
 
-=== TEST 19: inheritance: quality from http, smart_imaging on in the location = explicit quality
+=== TEST 19: inheritance: quality from http, smart_imaging on in the location = explicit quality (guard off: the quality used, not a ceiling)
 --- http_config
     smart_imaging_webp_quality 10;
+    smart_imaging_guard off;
 --- config
     location /a/ {
         root $TEST_NGINX_HTML_DIR;
@@ -319,8 +325,9 @@ Cache-Control: max-age=3600
 
 
 
-=== TEST 20: inheritance: the default quality is 85 (README)
+=== TEST 20: inheritance: the default quality is 100 (README; guard off: the quality used)
 --- config
+    smart_imaging_guard off;
     location /a/ {
         root $TEST_NGINX_HTML_DIR;
         smart_imaging on;
@@ -328,26 +335,27 @@ Cache-Control: max-age=3600
     location /b/ {
         root $TEST_NGINX_HTML_DIR;
         smart_imaging on;
-        smart_imaging_webp_quality 85;
+        smart_imaging_webp_quality 100;
     }
     location /c/ {
         root $TEST_NGINX_HTML_DIR;
         smart_imaging on;
-        smart_imaging_webp_quality 84;
+        smart_imaging_webp_quality 95;
     }
 --- request eval
-["GET /a/sample.png", "GET /b/sample.png", "GET /c/sample.png"]
+["GET /a/gradient.png", "GET /b/gradient.png", "GET /c/gradient.png"]
 --- response_headers eval
 ["Content-Type: image/webp", "Content-Type: image/webp",
  "Content-Type: image/webp"]
 --- webp eval
-["sample.png", "sample.png", "sample.png"]
+["256x192", "256x192", "256x192"]
 --- body_sizes: 0 = 1 > 2
 
 
 
-=== TEST 21: smart_imaging_webp_quality 10 gives a smaller body than 95 (0 accepted too)
+=== TEST 21: smart_imaging_webp_quality 10 gives a smaller body than 95 (0 accepted too; guard off)
 --- config
+    smart_imaging_guard off;
     location /a/ {
         root $TEST_NGINX_HTML_DIR;
         smart_imaging on;

@@ -118,7 +118,7 @@ Accept: image/webp,*/*
 --- request
 GET /dpr/photo.png?hei=500
 --- response_headers eval
-"Content-Type: image/webp\nX-Variant: webp-q85-h500\nVary: $::VaryDpr\n"
+"Content-Type: image/webp\nX-Variant: webp-q100-h500\nVary: $::VaryDpr\n"
 --- webp: 816x500
 --- no_error_log
 [error]
@@ -132,7 +132,7 @@ Sec-CH-DPR: 2
 --- request
 GET /dpr/photo.png?hei=500
 --- response_headers eval
-"Content-Type: image/webp\nX-Variant: webp-q85-h500-dpr2\nVary: $::VaryDpr\n"
+"Content-Type: image/webp\nX-Variant: webp-q100-h500-dpr2\nVary: $::VaryDpr\n"
 --- webp: 1632x1000
 --- no_error_log
 [error]
@@ -146,7 +146,7 @@ Accept: image/webp,*/*
 GET /plain/photo.png?hei=500&dpr=on,2
 --- response_headers
 Content-Type: image/webp
-X-Variant: webp-q85-h500-dpr2
+X-Variant: webp-q100-h500-dpr2
 Vary: Accept
 --- webp: 1632x1000
 --- no_error_log
@@ -155,18 +155,20 @@ Vary: Accept
 
 
 === TEST 4: wid only, hei only, both (fit in the box), never upscaled
+(No side under 100 px: SSIMULACRA 2 scores smaller images badly, and the
+guard then keeps the original.)
 --- more_headers
 Accept: image/webp,*/*
 --- request eval
 ["GET /plain/coffee.jpg?wid=300", "GET /plain/coffee.jpg?hei=100",
- "GET /plain/coffee.jpg?wid=300&hei=100", "GET /plain/coffee.jpg?wid=100&hei=300",
+ "GET /plain/coffee.jpg?wid=300&hei=100", "GET /plain/coffee.jpg?wid=200&hei=600",
  "GET /plain/coffee.jpg?wid=1000", "GET /plain/coffee.jpg?wid=1000&hei=1000"]
 --- response_headers eval
-["X-Variant: webp-q85-w300", "X-Variant: webp-q85-h100",
- "X-Variant: webp-q85-w300-h100", "X-Variant: webp-q85-w100-h300",
- "X-Variant: webp-q85-w1000", "X-Variant: webp-q85-w1000-h1000"]
+["X-Variant: webp-q100-w300", "X-Variant: webp-q100-h100",
+ "X-Variant: webp-q100-w300-h100", "X-Variant: webp-q100-w200-h600",
+ "X-Variant: webp-q100-w1000", "X-Variant: webp-q100-w1000-h1000"]
 --- webp eval
-["300x200", "150x100", "150x100", "100x67", "600x400", "600x400"]
+["300x200", "150x100", "150x100", "200x133", "600x400", "600x400"]
 --- no_error_log
 [error]
 
@@ -179,9 +181,9 @@ Accept: image/webp,*/*
 ["GET /capsize/coffee.jpg", "GET /capsize/coffee.jpg",
  "GET /capsize/coffee.jpg?wid=500", "GET /capsize/coffee.jpg?wid=150"]
 --- response_headers eval
-["Content-Type: image/webp\nX-Variant: webp-q85-src",
- "Content-Type: image/jpeg\nX-Variant: src-q85-src\nVary: Accept",
- "X-Variant: webp-q85-w500", "X-Variant: webp-q85-w150"]
+["Content-Type: image/webp\nX-Variant: webp-q100-src",
+ "Content-Type: image/jpeg\nX-Variant: src-q100-src\nVary: Accept",
+ "X-Variant: webp-q100-w500", "X-Variant: webp-q100-w150"]
 --- image eval
 ["webp 300x200", "jpeg 300x200", "webp 300x200", "webp 150x100"]
 
@@ -205,7 +207,7 @@ DPR: 2
 --- request
 GET /dpr/coffee.jpg?wid=200&dpr=off
 --- response_headers
-X-Variant: webp-q85-w200
+X-Variant: webp-q100-w200
 Vary: Accept
 --- webp: 200x133
 
@@ -218,7 +220,7 @@ Sec-CH-DPR: 3
 --- request
 GET /plain/coffee.jpg?wid=200&dpr=on,1.5
 --- response_headers
-X-Variant: webp-q85-w200-dpr1.5
+X-Variant: webp-q100-w200-dpr1.5
 Vary: Accept
 --- webp: 300x200
 
@@ -231,7 +233,7 @@ Sec-CH-DPR: 2
 --- request
 GET /plain/coffee.jpg?wid=200
 --- response_headers
-X-Variant: webp-q85-w200
+X-Variant: webp-q100-w200
 Vary: Accept
 --- webp: 200x133
 
@@ -245,8 +247,8 @@ Sec-CH-DPR: 5
 ["GET /dpr/coffee.jpg?wid=100", "GET /dprmax/coffee.jpg?wid=100",
  "GET /plain/coffee.jpg?wid=100&dpr=on,5"]
 --- response_headers eval
-["X-Variant: webp-q85-w100-dpr3", "X-Variant: webp-q85-w100-dpr2.5",
- "X-Variant: webp-q85-w100-dpr3"]
+["X-Variant: webp-q100-w100-dpr3", "X-Variant: webp-q100-w100-dpr2.5",
+ "X-Variant: webp-q100-w100-dpr3"]
 --- webp eval
 ["300x200", "250x167", "300x200"]
 
@@ -259,13 +261,13 @@ Sec-CH-DPR: 5
  "Accept: image/webp\nX-Device-Pixel-Ratio: 1.5\n"]
 --- request eval
 ["GET /dprh/coffee.jpg?wid=100", "GET /dprh/coffee.jpg?wid=100",
- "GET /dpr/coffee.jpg?wid=100"]
+ "GET /dpr/coffee.jpg?wid=200"]
 --- response_headers eval
-["X-Variant: webp-q85-w100-dpr1.5\nVary: $::VaryDprHdr",
- "X-Variant: webp-q85-w100-dpr3\nVary: $::VaryDprHdr",
- "X-Variant: webp-q85-w100\nVary: $::VaryDpr"]
+["X-Variant: webp-q100-w100-dpr1.5\nVary: $::VaryDprHdr",
+ "X-Variant: webp-q100-w100-dpr3\nVary: $::VaryDprHdr",
+ "X-Variant: webp-q100-w200\nVary: $::VaryDpr"]
 --- webp eval
-["150x100", "300x200", "100x67"]
+["150x100", "300x200", "200x133"]
 
 
 
@@ -277,8 +279,8 @@ Sec-CH-Width: 828
 --- request eval
 ["GET /dpr/photo.png", "GET /dpr/photo.png?wid=300", "GET /plain/photo.png?wid=300"]
 --- response_headers eval
-["X-Variant: webp-q85-pw828", "X-Variant: webp-q85-w300-dpr2",
- "X-Variant: webp-q85-w300"]
+["X-Variant: webp-q100-pw828", "X-Variant: webp-q100-w300-dpr2",
+ "X-Variant: webp-q100-w300"]
 --- webp eval
 ["828x507", "600x368", "300x184"]
 
@@ -291,8 +293,8 @@ Sec-CH-Width: 828
 --- request eval
 ["GET /dpr/coffee.jpg?wid=200", "GET /dpr/photo.png", "GET /dpr/coffee.jpg?wid=200"]
 --- response_headers eval
-["X-Variant: webp-q85-w200-dpr2", "X-Variant: webp-q85-pw828",
- "X-Variant: webp-q85-w200-dpr1.5"]
+["X-Variant: webp-q100-w200-dpr2", "X-Variant: webp-q100-pw828",
+ "X-Variant: webp-q100-w200-dpr1.5"]
 --- webp eval
 ["400x267", "828x507", "300x200"]
 
@@ -305,7 +307,7 @@ $::NoWebp
 GET /plain/coffee.jpg?wid=300
 --- response_headers
 Content-Type: image/jpeg
-X-Variant: src-q85-w300
+X-Variant: src-q100-w300
 Vary: Accept
 --- image: jpeg 300x200
 
@@ -318,7 +320,7 @@ $::NoWebp
 GET /plain/alpha.png?wid=240
 --- response_headers
 Content-Type: image/png
-X-Variant: src-q85-w240
+X-Variant: src-q100-w240
 Vary: Accept
 --- image: png 240x160 alpha
 
@@ -330,8 +332,8 @@ Vary: Accept
 --- request eval
 ["GET /dpr/coffee.jpg?wid=200", "GET /dpr/coffee.jpg?wid=300", "GET /dpr/coffee.jpg"]
 --- response_headers eval
-["Content-Type: image/jpeg\nX-Variant: src-q85-w200-dpr2\nVary: $::VaryDpr",
- "Content-Type: image/jpeg\nX-Variant: src-q85-w300-dpr2\nVary: $::VaryDpr",
+["Content-Type: image/jpeg\nX-Variant: src-q100-w200-dpr2\nVary: $::VaryDpr",
+ "Content-Type: image/jpeg\nX-Variant: src-q100-w300-dpr2\nVary: $::VaryDpr",
  "Content-Type: image/jpeg\nX-Variant: orig\nVary: $::VaryDpr"]
 --- image eval
 ["jpeg 400x267", "jpeg 600x400", "jpeg 600x400"]
@@ -340,14 +342,14 @@ Vary: Accept
 
 
 
-=== TEST 17: Save-Data: on: q70, and DPR off even with Sec-CH-DPR: 2; smaller than q85 at the same size
+=== TEST 17: Save-Data: on: q85 (ceiling) and guard 65, and DPR off even with Sec-CH-DPR: 2; smaller than on a good network at the same size
 --- more_headers eval
 ["Accept: image/webp\nSave-Data: on\nSec-CH-DPR: 2\n", "Accept: image/webp\n"]
 --- request eval
 ["GET /netdpr/coffee.jpg?wid=200", "GET /net/coffee.jpg?wid=200"]
 --- response_headers eval
-["X-Variant: webp-q70-w200\nVary: $::VaryBoth",
- "X-Variant: webp-q85-w200\nVary: $::VaryNet"]
+["X-Variant: webp-q85-w200\nVary: $::VaryBoth",
+ "X-Variant: webp-q100-w200\nVary: $::VaryNet"]
 --- webp eval
 ["200x133", "200x133"]
 --- body_sizes: 0 < 1
@@ -364,8 +366,8 @@ Vary: Accept
 ["GET /netdpr/coffee.jpg?wid=200", "GET /netdpr/coffee.jpg?wid=200",
  "GET /netdpr/coffee.jpg?wid=200", "GET /netdpr/coffee.jpg?wid=200"]
 --- response_headers eval
-["X-Variant: webp-q70-w200", "X-Variant: webp-q70-w200",
- "X-Variant: webp-q70-w200", "X-Variant: webp-q85-w200-dpr2"]
+["X-Variant: webp-q85-w200", "X-Variant: webp-q85-w200",
+ "X-Variant: webp-q85-w200", "X-Variant: webp-q100-w200-dpr2"]
 --- webp eval
 ["200x133", "200x133", "200x133", "400x267"]
 --- body_sizes: 0 = 1 = 2 < 3
@@ -380,7 +382,7 @@ Sec-CH-DPR: 2
 --- request
 GET /netdpr/coffee.jpg?wid=200&network=off
 --- response_headers eval
-"X-Variant: webp-q85-w200-dpr2\nVary: $::VaryDpr"
+"X-Variant: webp-q100-w200-dpr2\nVary: $::VaryDpr"
 --- webp: 400x267
 
 
@@ -392,7 +394,7 @@ Save-Data: on
 --- request eval
 ["GET /plain/coffee.jpg?wid=200&network=on", "GET /plain/coffee.jpg?wid=200"]
 --- response_headers eval
-["X-Variant: webp-q70-w200\nVary: $::VaryNet", "X-Variant: webp-q85-w200\nVary: Accept"]
+["X-Variant: webp-q85-w200\nVary: $::VaryNet", "X-Variant: webp-q100-w200\nVary: Accept"]
 --- webp eval
 ["200x133", "200x133"]
 --- body_sizes: 0 < 1
@@ -407,19 +409,19 @@ Save-Data: on
 ["GET /netthr/coffee.jpg?wid=200", "GET /netthr/coffee.jpg?wid=200",
  "GET /net/coffee.jpg?wid=200"]
 --- response_headers eval
-["X-Variant: webp-q85-w200", "X-Variant: webp-q70-w200", "X-Variant: webp-q70-w200"]
+["X-Variant: webp-q100-w200", "X-Variant: webp-q85-w200", "X-Variant: webp-q85-w200"]
 --- webp eval
 ["200x133", "200x133", "200x133"]
 
 
 
-=== TEST 22: no WebP on a poor network: the JPEG at q70
+=== TEST 22: no WebP on a poor network: the JPEG with the ceiling q85 and guard 65
 --- more_headers eval
 [$::NoWebp . "Save-Data: on\n", $::NoWebp]
 --- request eval
 ["GET /net/coffee.jpg?wid=200", "GET /net/coffee.jpg?wid=200"]
 --- response_headers eval
-["X-Variant: src-q70-w200\nVary: $::VaryNet", "X-Variant: src-q85-w200\nVary: $::VaryNet"]
+["X-Variant: src-q85-w200\nVary: $::VaryNet", "X-Variant: src-q100-w200\nVary: $::VaryNet"]
 --- image eval
 ["jpeg 200x133", "jpeg 200x133"]
 --- body_sizes: 0 < 1
@@ -509,18 +511,18 @@ Accept: image/webp,text/html,*/*
 
 
 
-=== TEST 29: $smart_imaging_variant: webp-q85-src, src-q85-w400, orig, off; the converted ETag ends with it
+=== TEST 29: $smart_imaging_variant: webp-q100-src, src-q100-w400, orig, off; the converted ETag ends with it
 --- more_headers eval
 ["Accept: image/webp\n", $::NoWebp, $::NoWebp, "Accept: image/webp\n"]
 --- request eval
 ["GET /plain/coffee.jpg", "GET /plain/coffee.jpg?wid=400", "GET /plain/coffee.jpg",
  "GET /plain/coffee.jpg?bfc=off"]
 --- response_headers eval
-["X-Variant: webp-q85-src", "X-Variant: src-q85-w400", "X-Variant: orig",
+["X-Variant: webp-q100-src", "X-Variant: src-q100-w400", "X-Variant: orig",
  "X-Variant: off\n!Vary"]
 --- response_headers_like eval
-['ETag: ^W/"[0-9a-f]+-[0-9a-f]+-webp-q85-src"$',
- 'ETag: ^W/"[0-9a-f]+-[0-9a-f]+-src-q85-w400"$',
+['ETag: ^W/"[0-9a-f]+-[0-9a-f]+-webp-q100-src"$',
+ 'ETag: ^W/"[0-9a-f]+-[0-9a-f]+-src-q100-w400"$',
  'ETag: ^"[0-9a-f]+-[0-9a-f]+"$',
  'ETag: ^"[0-9a-f]+-[0-9a-f]+"$']
 --- image eval
@@ -528,7 +530,7 @@ Accept: image/webp,text/html,*/*
 
 
 
-=== TEST 30: $smart_imaging_variant: webp-q70-w400 on Save-Data, webp-q85-pw828 for Sec-CH-Width: 828, README's webp-q85-w400-dpr2
+=== TEST 30: $smart_imaging_variant: webp-q85-w400 on Save-Data, webp-q100-pw828 for Sec-CH-Width: 828, README's webp-q100-w400-dpr2
 --- more_headers eval
 ["Accept: image/webp\nSave-Data: on\nSec-CH-DPR: 2\n",
  "Accept: image/webp\nSec-CH-Width: 828\n",
@@ -536,11 +538,11 @@ Accept: image/webp,text/html,*/*
 --- request eval
 ["GET /netdpr/photo.png?wid=400", "GET /dpr/photo.png", "GET /dpr/photo.png?wid=400"]
 --- response_headers eval
-["X-Variant: webp-q70-w400", "X-Variant: webp-q85-pw828", "X-Variant: webp-q85-w400-dpr2"]
+["X-Variant: webp-q85-w400", "X-Variant: webp-q100-pw828", "X-Variant: webp-q100-w400-dpr2"]
 --- response_headers_like eval
-['ETag: ^W/"[0-9a-f]+-[0-9a-f]+-webp-q70-w400"$',
- 'ETag: ^W/"[0-9a-f]+-[0-9a-f]+-webp-q85-pw828"$',
- 'ETag: ^W/"[0-9a-f]+-[0-9a-f]+-webp-q85-w400-dpr2"$']
+['ETag: ^W/"[0-9a-f]+-[0-9a-f]+-webp-q85-w400"$',
+ 'ETag: ^W/"[0-9a-f]+-[0-9a-f]+-webp-q100-pw828"$',
+ 'ETag: ^W/"[0-9a-f]+-[0-9a-f]+-webp-q100-w400-dpr2"$']
 --- webp eval
 ["400x245", "828x507", "800x490"]
 
@@ -569,7 +571,7 @@ Accept: image/webp,*/*
  "GET /netdpr/sample.jpg?wid=abc&hei=0&dpr=on,-1&network=sometimes",
  "GET /netdpr/sample.jpg"]
 --- response_headers eval
-[("X-Variant: webp-q85-src\nContent-Type: image/webp\nVary: $::VaryBoth") x 8]
+[("X-Variant: webp-q100-src\nContent-Type: image/webp\nVary: $::VaryBoth") x 8]
 --- webp eval
 [("sample.jpg") x 8]
 --- body_sizes: 0 = 7 = 1 = 2 = 3 = 4 = 5 = 6

@@ -139,7 +139,7 @@ GET /noguard/photo.png
 --- response_headers
 Content-Type: image/webp
 --- response_headers_like eval
-"X-Smart-Imaging: ^converted format=webp in=$::PhotoLen out=\\d+ saved=[\\d.]+% quality=85 encodes=1 time=\\d+ms\$"
+"X-Smart-Imaging: ^converted format=webp in=$::PhotoLen out=\\d+ saved=[\\d.]+% quality=100 encodes=1 time=\\d+ms\$"
 
 
 
@@ -340,4 +340,4 @@ Accept: image/webp
 ["GET /photo.png", "GET /noguard/photo.png"]
 --- response_headers_like eval
 ["X-Smart-Imaging: $::Converted",
- "X-Smart-Imaging: ^converted format=webp .* quality=85 encodes=1 time="]
+ "X-Smart-Imaging: ^converted format=webp .* quality=100 encodes=1 time="]

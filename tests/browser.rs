@@ -826,6 +826,16 @@ const LIMITS: Limits = Limits {
 /// the same in Chromium. Translucent areas therefore look more opaque in
 /// Chromium. Tolerated here (with a note in the output) so that the test
 /// checks the module, not this browser quirk.
+///
+/// The cause is in Debian's Chromium build, not in the files: its AVIF
+/// decoder (CrabbyAvif) reads `Dav1dSequenceHeader::color_range` with the
+/// struct layout of newer dav1d headers (a byte at offset 33) from the
+/// system libdav1d 1.0.0 (an `int` at offset 36; offset 33 is the high byte
+/// of `hbd`, always 0), so every alpha plane looks limited range to it. An
+/// LD_PRELOAD shim that copies `color_range` to byte 33 after
+/// `dav1d_get_picture` makes Chromium show these files exactly. No encoder
+/// change can fix it: limited-range alpha is against the AVIF specification
+/// and Firefox ignores the flag (see `core/src/codecs/avif.rs`).
 const CHROMIUM_AVIF_ALPHA: Limits = Limits {
     thumb_mean: 8.0,
     thumb_max: 40.0,

@@ -81,8 +81,13 @@ fn invalid_values_are_refused_by_nginx_t() {
 fn webp_quality_directive_changes_the_encoding() {
     let mut n = Nginx::prepare("dir-quality");
     let jpeg = std::fs::read(samples_dir().join("sk_astronaut.jpg")).unwrap();
-    for d in ["q20", "q85", "default", "q95"] {
+    // The same photo as a PNG: even WebP q100 is smaller than it, so the
+    // default quality (100, the highest) shows in the bytes served.
+    let orig = codecs::decode(&jpeg, &Limits::default()).unwrap();
+    let png = codecs::png::encode(&orig).unwrap();
+    for d in ["q20", "q85", "default", "q95", "q100"] {
         n.put_file(&format!("{d}/a.jpg"), &jpeg);
+        n.put_file(&format!("{d}/a.png"), &png);
     }
     let http = r#"
     server {
@@ -95,15 +100,14 @@ fn webp_quality_directive_changes_the_encoding() {
         location /q20/ { smart_imaging_webp_quality 20; }
         location /q85/ { smart_imaging_webp_quality 85; }
         location /q95/ { smart_imaging_webp_quality 95; }
+        location /q100/ { smart_imaging_webp_quality 100; }
         location /default/ { }
     }
 "#;
     n.run(&Config::with_module(http));
-    let orig = codecs::decode(&jpeg, &Limits::default()).unwrap();
     let orig = Rgba::from_raw(orig.width, orig.height, &orig.pixels);
-    let mut results = Vec::new();
-    for d in ["q20", "q85", "default", "q95"] {
-        let r = get(n.port(), &format!("/{d}/a.jpg"), &[ACCEPT_WEBP]);
+    let fetch = |path: &str| {
+        let r = get(n.port(), path, &[ACCEPT_WEBP]);
         let (size, psnr) = if r.content_type() == Some("image/webp") {
             let img = codecs::webp::decode(&r.body).unwrap();
             (
@@ -114,19 +118,32 @@ fn webp_quality_directive_changes_the_encoding() {
             (r.body.len(), f64::INFINITY)
         };
         eprintln!(
-            "{d}: {:?} {size} bytes, PSNR {psnr:.2} dB",
+            "{path}: {:?} {size} bytes, PSNR {psnr:.2} dB",
             r.content_type()
         );
-        results.push((size, psnr, r.body));
-    }
-    let (q20, q85, default, q95) = (&results[0], &results[1], &results[2], &results[3]);
+        (size, psnr, r.body)
+    };
+    let [q20, q85, q95] = ["q20", "q85", "q95"].map(|d| fetch(&format!("/{d}/a.jpg")));
     assert!(q20.0 < q85.0, "quality 20 not smaller than 85");
     assert!(q20.1 < q85.1, "quality 20 not lower PSNR than 85");
     assert!(
         q95.0 > q85.0 || q95.2 == jpeg,
         "quality 95 not larger than 85"
     );
-    assert!(default.2 == q85.2, "the default quality is not 85");
+    // The default is 100: from a PNG, a WebP at q100, larger than at q95.
+    let [default, q95, q100] = ["default", "q95", "q100"].map(|d| fetch(&format!("/{d}/a.png")));
+    assert!(
+        q100.0 < png.len() && is_webp(&q100.2),
+        "q100 WebP not smaller than the PNG"
+    );
+    assert!(q100.0 > q95.0, "quality 100 not larger than 95");
+    assert!(default.2 == q100.2, "the default quality is not 100");
+    // From the JPEG, q100 is larger than the original: the original is served.
+    let default = fetch("/default/a.jpg");
+    assert!(
+        default.2 == jpeg,
+        "the default (q100) WebP of the JPEG was served"
+    );
 }
 
 #[test]

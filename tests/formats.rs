@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use smart_imaging_core::codecs::{self, avif, webp, Image};
+use smart_imaging_core::guard;
 use smart_imaging_core::metrics::psnr;
 use smart_imaging_core::Limits;
 
@@ -52,17 +53,22 @@ fn avif_for_clients_that_list_it() {
                 );
                 assert_eq!(served.has_alpha, orig.has_alpha, "{name}: alpha");
                 let db = psnr(&orig, &served);
-                // AVIF q68 lands near WebP q85 (>= 35 dB on these samples,
-                // see tests/webp.rs); 30 dB leaves room for lossy alpha.
+                // The guard's search stops at SSIMULACRA 2 >= 80, about
+                // 35 dB or more on these samples; 30 dB leaves room for
+                // lossy alpha.
                 assert!(db >= 30.0, "{name}: {db:.1} dB");
+                // It passed the guard (the samples are under 1 MP, scored
+                // whole by the module too).
+                let score = guard::score(&orig, &served).unwrap();
+                assert!(score >= 80.0, "{name}: SSIMULACRA 2 {score:.2}");
                 assert!(r.body.len() < bytes.len());
                 assert_eq!(r.content_length(), Some(r.body.len()));
                 assert!(r
                     .header("etag")
                     .unwrap_or("")
-                    .contains("-avif+webp-q68-src"));
+                    .contains("-avif+webp-q90-src"));
                 table.push(format!(
-                    "{name:28} {:>8} -> {:>7} avif {db:5.1} dB",
+                    "{name:28} {:>8} -> {:>7} avif {db:5.1} dB, score {score:.1}",
                     bytes.len(),
                     r.body.len()
                 ));
@@ -188,26 +194,45 @@ fn legacy_formats_can_be_turned_off() {
     assert!(!r.vary_has("user-agent"), "{}", r.describe());
 }
 
-/// `smart_imaging_avif_quality` and `smart_imaging_avif_speed`: a lower
-/// quality gives a smaller AVIF of the same size; a fast speed still gives
-/// a valid AVIF.
+/// `smart_imaging_avif_quality` and `smart_imaging_avif_speed`: with the
+/// guard off, a lower quality gives a smaller AVIF of the same size; with
+/// the guard on, the quality is the search's ceiling, and one too low for
+/// any AVIF to pass sends the client to the next format; a fast speed still
+/// gives a valid AVIF.
 #[test]
 fn avif_quality_and_speed_directives() {
     let mut n = Nginx::prepare("fmt-avif-settings");
     n.link("images/samples", &samples_dir().canonicalize().unwrap());
-    let http = standard_http("")
-        .replace(
-            "location /images/ {",
-            "location /low/ {\n            alias {{HTDOCS}}/images/;\n            smart_imaging on;\n            smart_imaging_thread_pool smart_imaging;\n            smart_imaging_avif_quality 30;\n        }\n        location /fast/ {\n            alias {{HTDOCS}}/images/;\n            smart_imaging on;\n            smart_imaging_thread_pool smart_imaging;\n            smart_imaging_avif_speed 9;\n        }\n        location /images/ {",
-        );
+    let location = |name: &str, directives: &str| {
+        format!(
+            "location /{name}/ {{\n            alias {{{{HTDOCS}}}}/images/;\n            \
+             smart_imaging on;\n            smart_imaging_thread_pool smart_imaging;\n            \
+             {directives}\n        }}\n        "
+        )
+    };
+    let http = standard_http("").replace(
+        "location /images/ {",
+        &format!(
+            "{}{}{}location /images/ {{",
+            location(
+                "low",
+                "smart_imaging_avif_quality 30; smart_imaging_guard off;"
+            ),
+            location("lowguard", "smart_imaging_avif_quality 30;"),
+            location("fast", "smart_imaging_avif_speed 9;"),
+        ),
+    );
     n.run(&Config::with_module(&http));
     let (_, orig) = original("sk_astronaut.jpg");
-    let body = |prefix: &str| {
-        let r = get(
+    let get_it = |prefix: &str| {
+        get(
             n.port(),
             &format!("/{prefix}/samples/sk_astronaut.jpg"),
             &[CHROME_ACCEPT],
-        );
+        )
+    };
+    let body = |prefix: &str| {
+        let r = get_it(prefix);
         assert_eq!(
             r.content_type(),
             Some("image/avif"),
@@ -223,12 +248,22 @@ fn avif_quality_and_speed_directives() {
     let (fast_len, _) = body("fast");
     assert!(
         low_len < default_len,
-        "q30 {low_len} bytes, q68 {default_len} bytes"
+        "q30 {low_len} bytes, default (guarded, up to q90) {default_len} bytes"
     );
     assert!(low_etag.ends_with("-avif+webp-q30-src\""), "{low_etag}");
     assert!(
-        default_etag.ends_with("-avif+webp-q68-src\""),
+        default_etag.ends_with("-avif+webp-q90-src\""),
         "{default_etag}"
     );
     assert!(fast_len > 0);
+    // Guarded with a ceiling of q30, no AVIF of the photo scores 80: WebP.
+    let r = get_it("lowguard");
+    assert_eq!(r.content_type(), Some("image/webp"), "{}", r.describe());
+    assert!(
+        r.header("etag")
+            .unwrap_or("")
+            .ends_with("-avif+webp-q30-src\""),
+        "{}",
+        r.describe()
+    );
 }

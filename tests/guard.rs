@@ -386,15 +386,12 @@ fn a_poor_network_lowers_the_threshold() {
 /// A thumbnail: `wid` far below the source. What is served must be the
 /// size asked for, never the full-size original.
 ///
-/// Fails today: at sizes under ~128 px a side SSIMULACRA 2 computes fewer
-/// than its 6 scales and (as its reference implementation does) applies
-/// the weights consecutively, so they land on the wrong scales and
-/// channels and the scores are far too low (the 600x400 coffee photo at
-/// 100x67: WebP q100 scores 79.9, JPEG q100 73.5; the astronaut at 64x64:
-/// 60.6 and 56.3). No format passes, and the module serves the full
-/// 600x400 original for a 100 px thumbnail.
+/// (Under ~128 px a side SSIMULACRA 2 computes fewer than its 6 scales and
+/// applies the weights of the missing ones to the wrong scales: the
+/// 600x400 coffee photo at 100x67 scored 79.9 at WebP q100, and the module
+/// served the full-size original. The guard now scores small images as a
+/// mirrored mosaic, see guard::MIN_SCORED_SIDE.)
 #[test]
-#[ignore = "module bug: thumbnails under ~128 px fail the guard and get the full-size original"]
 fn thumbnails_are_resized_under_the_guard() {
     let (n, files) = server("guard-thumbnail");
     for (path, accept, dims) in [

@@ -22,5 +22,6 @@ mod transcode;
 
 pub use sniff::{sniff, SourceFormat};
 pub use transcode::{
-    transcode, AvifLimits, Converted, Guard, KeepReason, Limits, Outcome, Plan, Qualities, TargetFormat,
+    transcode, AvifLimits, Converted, Guard, KeepReason, Limits, Outcome, Plan, Qualities,
+    TargetFormat,
 };

@@ -4,9 +4,9 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::codecs::{self, panic_message, webp, Image};
-use crate::{classify, guard};
 use crate::sizing::{delivered_size, OutputCaps, SizeRequest};
 use crate::sniff::{sniff, SourceFormat};
+use crate::{classify, guard};
 
 /// Output formats: AVIF, WebP, or the source's own format re-encoded (after
 /// resizing). JPEG 2000 and JPEG XR come later.
@@ -391,7 +391,10 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
     // The guard compares every candidate with the (resized) original:
     // prepared once, shared by all formats tried.
     let reference = match plan.guard.threshold {
-        Some(_) => Some(guard::Reference::sampled(&image, guard::DEFAULT_MAX_PIXELS)?),
+        Some(_) => Some(guard::Reference::sampled(
+            &image,
+            guard::DEFAULT_MAX_PIXELS,
+        )?),
         None => None,
     };
     let job = Job {
@@ -416,8 +419,14 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
     // Screenshots, diagrams, icons (a PNG with few colours and flat areas):
     // near-lossless WebP often beats every lossy encoding; it competes
     // with whatever the ladder finds.
+    // (With the guard on only: without it each format is encoded once, at
+    // its quality, as configured.)
     let mut extra = None;
-    if job.from_png && plan.targets.contains(&TargetFormat::WebP) && classify::is_graphic(&image) {
+    if job.reference.is_some()
+        && job.from_png
+        && plan.targets.contains(&TargetFormat::WebP)
+        && classify::is_graphic(&image)
+    {
         match job.near_lossless_webp() {
             Ok(candidate) => {
                 encodes += candidate.encodes;
@@ -467,7 +476,9 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
         };
     }
     match extra {
-        Some(near) if near.bytes.len() < input.len() => Ok(served(near, TargetFormat::WebP, encodes)),
+        Some(near) if near.bytes.len() < input.len() => {
+            Ok(served(near, TargetFormat::WebP, encodes))
+        }
         Some(near) => Err(KeepReason::NotSmaller {
             original: input.len(),
             converted: near.bytes.len(),
@@ -630,7 +641,9 @@ impl Job<'_> {
         let bytes = webp::encode_with(self.image, &options).map_err(|reason| (reason, 1))?;
         let score = match self.reference {
             Some(reference) => {
-                let decoded = self.decode(&bytes, TargetFormat::WebP).map_err(|r| (r, 1))?;
+                let decoded = self
+                    .decode(&bytes, TargetFormat::WebP)
+                    .map_err(|r| (r, 1))?;
                 let score = reference.score(&decoded).map_err(|r| (r, 1))?;
                 let threshold = self.plan.guard.threshold.unwrap_or(0.0);
                 if score < threshold {
@@ -653,7 +666,12 @@ impl Job<'_> {
         format == TargetFormat::Avif && self.plan.avif.search_speed > self.plan.avif.speed
     }
 
-    fn encode(&self, format: TargetFormat, quality: u8, effort: Effort) -> Result<Vec<u8>, KeepReason> {
+    fn encode(
+        &self,
+        format: TargetFormat,
+        quality: u8,
+        effort: Effort,
+    ) -> Result<Vec<u8>, KeepReason> {
         let (image, plan) = (self.image, self.plan);
         match format {
             TargetFormat::Avif => {
@@ -722,7 +740,11 @@ fn polish(
 ) {
     let found = best.quality;
     let lower = found.saturating_sub(POLISH_STEP).max(floor);
-    let tries: &[u8] = if lower < found { &[lower, found] } else { &[found] };
+    let tries: &[u8] = if lower < found {
+        &[lower, found]
+    } else {
+        &[found]
+    };
     for &quality in tries {
         best.encodes += 1;
         if let Ok((bytes, score)) = probe(quality) {

@@ -361,11 +361,14 @@ fn alpha_is_judged_on_the_worse_background() {
 }
 
 #[test]
-fn refuses_what_it_cannot_score() {
+fn refuses_what_it_cannot_score_and_mirrors_small_images() {
     let a = synthetic(32, 32);
     let unsupported = |r: Result<f64, KeepReason>| matches!(r, Err(KeepReason::Unsupported(_)));
     assert!(unsupported(score(&a, &synthetic(32, 31))));
-    assert!(unsupported(score(&synthetic(7, 32), &synthetic(7, 32))));
+    // Sides under 8 (and up to guard::MIN_SCORED_SIDE) are scored as a
+    // mirrored mosaic: scoring works down to one pixel.
+    assert_eq!(score(&synthetic(7, 32), &synthetic(7, 32)).unwrap(), 100.0);
+    assert_eq!(score(&synthetic(1, 1), &synthetic(1, 1)).unwrap(), 100.0);
     let mut broken = a.clone();
     broken.pixels.pop();
     assert!(unsupported(score(&a, &broken)));

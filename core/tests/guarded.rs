@@ -137,7 +137,10 @@ fn a_lossless_source_falls_back_to_lossless_webp() {
         ..Plan::new(vec![TargetFormat::WebP])
     };
     let c = converted(&input, &plan);
-    assert_eq!((c.format, c.quality, c.score), (TargetFormat::WebP, 0, None));
+    assert_eq!(
+        (c.format, c.quality, c.score),
+        (TargetFormat::WebP, 0, None)
+    );
     assert_eq!(webp::decode(&c.bytes).unwrap().pixels, rgb);
 }
 
@@ -216,4 +219,48 @@ fn without_the_guard_one_encode_at_the_quality() {
     };
     let c = converted(&input, &plan);
     assert_eq!((c.quality, c.score, c.encodes), (70, None, 1));
+}
+
+#[test]
+fn thumbnails_are_scored_at_every_scale() {
+    // A 100x67 thumbnail of a photo (the size a `wid=100` asks for): the
+    // guard finds a passing WebP below q100; a q100 WebP of it scores well
+    // above 80 (scored as is, at its five scales, it would score 79.9).
+    use smart_imaging_core::sizing::SizeRequest;
+    let (input, _) = photo_jpeg();
+    let plan = Plan {
+        size: SizeRequest::Css {
+            width: Some(100),
+            height: None,
+            dpr: 1.0,
+        },
+        ..Plan::new(vec![TargetFormat::WebP])
+    };
+    let c = converted(&input, &plan);
+    assert_eq!((c.width, c.height), (100, 75));
+    assert!(c.quality < 100, "quality {}", c.quality);
+    let original = codecs::decode(&input, &Limits::default()).unwrap();
+    let thumb = smart_imaging_core::resize::resize(&original, 100, 75).unwrap();
+    let q100 = webp::decode(&webp::encode(&thumb, 100).unwrap()).unwrap();
+    assert!(score(&thumb, &q100).unwrap() > 85.0);
+    // Down to a few pixels: still converted (a 6 px wide PNG thumbnail).
+    let tiny_plan = Plan {
+        size: SizeRequest::Css {
+            width: Some(6),
+            height: None,
+            dpr: 1.0,
+        },
+        ..Plan::new(vec![])
+    };
+    let (w, h) = (160u32, 120u32);
+    let png_input = png(
+        w,
+        h,
+        ColorType::Rgb,
+        BitDepth::Eight,
+        &noisy_photo(160, 120),
+        |_| {},
+    );
+    let c = converted(&png_input, &tiny_plan);
+    assert_eq!((c.format, c.width, c.height), (TargetFormat::Png, 6, 5));
 }

@@ -98,6 +98,9 @@ enum Sampling {
     Full,
     /// The whole image, downscaled to this size.
     Downscaled(u32, u32),
+    /// The whole image repeated `columns` x `rows` times, every other copy
+    /// mirrored (so that no seam appears): see [`MIN_SCORED_SIDE`].
+    Mirrored { columns: u32, rows: u32 },
     /// These [`TILE`]-sized tiles (top-left corners), side by side,
     /// `columns` per row.
     Tiles {
@@ -113,6 +116,7 @@ impl Sampling {
             Sampling::Full => Cow::Borrowed(img),
             Sampling::Downscaled(w, h) => Cow::Owned(crate::resize::resize(img, *w, *h)?),
             Sampling::Tiles { corners, columns } => Cow::Owned(mosaic(img, corners, *columns)),
+            Sampling::Mirrored { columns, rows } => Cow::Owned(mirrored(img, *columns, *rows)),
         })
     }
 }
@@ -121,9 +125,9 @@ impl Sampling {
 /// resolution: 100 for identical images, ~80 "indistinguishable side by
 /// side at 1:1", lower is worse (it can go below 0 for garbage).
 ///
-/// Errors (`KeepReason::Unsupported`) when the sizes differ, when a pixel
-/// buffer does not match its size, or when a side is under 8 pixels
-/// (SSIMULACRA 2 needs an 8x8 window).
+/// Errors (`KeepReason::Unsupported`) when the sizes differ or a pixel
+/// buffer does not match its size. Images with a side under
+/// [`MIN_SCORED_SIDE`] are scored as a mirrored mosaic of themselves.
 pub fn score(reference: &Image, candidate: &Image) -> Result<f64, KeepReason> {
     Reference::new(reference)?.score(candidate)
 }
@@ -175,7 +179,15 @@ impl Reference {
 
     fn prepare(reference: &Image, sampling: Sampling) -> Result<Reference, KeepReason> {
         check_image(reference, "reference")?;
+        let sampling = match sampling {
+            Sampling::Full => mirror_grid(reference.width, reference.height).map_or(
+                Sampling::Full,
+                |(columns, rows)| Sampling::Mirrored { columns, rows },
+            ),
+            other => other,
+        };
         let image = sampling.apply(reference)?;
+        check_side(&image, "reference")?;
         let mut work = Workspace::new();
         let backgrounds: &[u8] = if reference.has_alpha { &[0, 255] } else { &[0] };
         let views = backgrounds
@@ -202,6 +214,9 @@ impl Reference {
             Sampling::Full => u64::from(self.width) * u64::from(self.height),
             Sampling::Downscaled(w, h) => u64::from(*w) * u64::from(*h),
             Sampling::Tiles { corners, .. } => corners.len() as u64 * u64::from(TILE * TILE),
+            Sampling::Mirrored { columns, rows } => {
+                u64::from(self.width * columns) * u64::from(self.height * rows)
+            }
         }
     }
 
@@ -217,6 +232,7 @@ impl Reference {
             )));
         }
         let candidate = self.sampling.apply(candidate)?;
+        check_side(&candidate, "candidate")?;
         // A panic while scoring (a bug) poisons the lock; the buffers are
         // still fine to reuse.
         let work = &mut *self.work.lock().unwrap_or_else(|e| e.into_inner());
@@ -237,11 +253,17 @@ impl Reference {
 }
 
 fn check_image(img: &Image, what: &str) -> Result<(), KeepReason> {
-    if !img.is_consistent() {
+    if !img.is_consistent() || img.width == 0 || img.height == 0 {
         return Err(KeepReason::Unsupported(format!(
             "guard: {what} pixel buffer does not match its size"
         )));
     }
+    Ok(())
+}
+
+/// What is scored must be at least 8x8 (after mirroring, only a long thin
+/// strip can be smaller).
+fn check_side(img: &Image, what: &str) -> Result<(), KeepReason> {
     if (img.width as usize) < MIN_SIDE || (img.height as usize) < MIN_SIDE {
         return Err(KeepReason::Unsupported(format!(
             "guard: {what} is {}x{}, SSIMULACRA 2 needs at least {MIN_SIDE}x{MIN_SIDE}",
@@ -249,6 +271,61 @@ fn check_image(img: &Image, what: &str) -> Result<(), KeepReason> {
         )));
     }
     Ok(())
+}
+
+/// The smallest side at which SSIMULACRA 2 computes all six of its scales
+/// (it halves the image five times and stops under 8 pixels). Below it the
+/// published algorithm, like its reference code, applies the weights of
+/// the scales that exist in order, i.e. to the *wrong* scales: a 100x67
+/// thumbnail's q100 WebP scores 79.9, a 64x64 one 60.6. Smaller images
+/// are therefore scored as a mosaic of mirrored copies of themselves at
+/// least this wide and high, where every scale exists and the artifacts
+/// are those of the image at 1:1.
+pub const MIN_SCORED_SIDE: u32 = 128;
+
+/// The most pixels a mirrored mosaic may have; a strip too long for it is
+/// scored as it is (at fewer scales).
+const MAX_MIRRORED_PIXELS: u64 = 2_000_000;
+
+/// Copies per row and per column to mirror a `width` x `height` image into
+/// so that both sides reach [`MIN_SCORED_SIDE`], or `None` if it needs
+/// none (or would be too large).
+fn mirror_grid(width: u32, height: u32) -> Option<(u32, u32)> {
+    let copies = |side: u32| MIN_SCORED_SIDE.div_ceil(side.max(1)).max(1);
+    let (columns, rows) = (copies(width), copies(height));
+    let pixels = u64::from(width * columns) * u64::from(height * rows);
+    ((columns, rows) != (1, 1) && pixels <= MAX_MIRRORED_PIXELS).then_some((columns, rows))
+}
+
+/// `img` repeated `columns` x `rows` times, odd copies flipped (left-right
+/// in odd columns, top-bottom in odd rows), so neighbouring copies meet
+/// at their own edge pixels.
+fn mirrored(img: &Image, columns: u32, rows: u32) -> Image {
+    let c = img.channels();
+    let (w, h) = (img.width as usize, img.height as usize);
+    let (width, height) = (w * columns as usize, h * rows as usize);
+    let mut pixels = Vec::with_capacity(width * height * c);
+    for y in 0..height {
+        let (ty, ly) = (y / h, y % h);
+        let sy = if ty % 2 == 1 { h - 1 - ly } else { ly };
+        let row = &img.pixels[sy * w * c..(sy + 1) * w * c];
+        for tx in 0..columns as usize {
+            if tx % 2 == 1 {
+                for px in row.chunks_exact(c).rev() {
+                    pixels.extend_from_slice(px);
+                }
+            } else {
+                pixels.extend_from_slice(row);
+            }
+        }
+    }
+    Image {
+        width: width as u32,
+        height: height as u32,
+        pixels,
+        has_alpha: img.has_alpha,
+        icc_profile: None,
+    }
 }
 
 /// The size to score a `width` x `height` image at so that it has at most
@@ -379,5 +456,39 @@ mod tests {
         let (w, h) = scaled_size(3840, 2160, 1_000_000).unwrap();
         assert!(u64::from(w) * u64::from(h) <= 1_000_000);
         assert!(w > 1300 && h > 740, "{w}x{h}");
+    }
+
+    #[test]
+    fn small_images_are_mirrored_to_every_scale() {
+        assert_eq!(mirror_grid(128, 300), None);
+        assert_eq!(mirror_grid(100, 67), Some((2, 2)));
+        assert_eq!(mirror_grid(1, 1), Some((128, 128)));
+        assert_eq!(mirror_grid(6, 1000), Some((22, 1)));
+        assert_eq!(mirror_grid(20_000, 10), None, "too long a strip");
+        // 3x2 RGB, mirrored 2x2: each copy meets its neighbour at its own
+        // edge pixels.
+        let img = Image {
+            width: 3,
+            height: 2,
+            pixels: (0..18).collect(),
+            has_alpha: false,
+            icc_profile: None,
+        };
+        let m = mirrored(&img, 2, 2);
+        assert_eq!((m.width, m.height), (6, 4));
+        let px = |x: usize, y: usize| m.pixels[(y * 6 + x) * 3];
+        let row0: Vec<u8> = (0..6).map(|x| px(x, 0)).collect();
+        assert_eq!(row0, [0, 3, 6, 6, 3, 0]);
+        let col0: Vec<u8> = (0..4).map(|y| px(0, y)).collect();
+        assert_eq!(col0, [0, 9, 9, 0]);
+        // Scoring works down to a single pixel; identical is 100.
+        let dot = Image {
+            width: 1,
+            height: 1,
+            pixels: vec![10, 20, 30],
+            has_alpha: false,
+            icc_profile: None,
+        };
+        assert!((score(&dot, &dot).unwrap() - 100.0).abs() < 1e-9);
     }
 }

@@ -665,11 +665,6 @@ const WEIGHTS: [f64; 108] = [
 
 /// The weighted sum of the pooled maps, mapped to the 0..100 scale.
 fn final_score(stats: &[ScaleStats]) -> f64 {
-    if std::env::var("DBG").is_ok() {
-        for s in stats {
-            eprintln!("ours  {:?} {:?}", s.ssim, s.edge);
-        }
-    }
     let mut sum = 0.0f64;
     // As the reference: the weight index only advances over the scales
     // that exist.

@@ -290,7 +290,11 @@ fn report(profile: &Profile, served: &[Served]) -> Vec<(String, f64)> {
                 .map_or("-".to_string(), |m| format!("{m:.1}")),
             converted,
             set.len(),
-            if kept.is_empty() { "-".to_string() } else { kept },
+            if kept.is_empty() {
+                "-".to_string()
+            } else {
+                kept
+            },
             encodes as f64 / converted.max(1) as f64,
             seconds * 1000.0 / (pixels as f64 / 1e6),
         );

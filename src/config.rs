@@ -9,7 +9,7 @@ use core::ptr;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_check_num_bounds, ngx_conf_num_bounds_t, ngx_conf_set_flag_slot,
-    ngx_conf_set_num_slot, ngx_conf_set_size_slot, ngx_conf_t, ngx_flag_t, ngx_int_t,
+    ngx_conf_set_num_slot, ngx_conf_set_size_slot, ngx_conf_t, ngx_flag_t, ngx_int_t, ngx_msec_t,
     ngx_parse_time, ngx_str_t, ngx_thread_pool_add, ngx_thread_pool_t, ngx_uint_t, NGX_CONF_1MORE,
     NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF,
     NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
@@ -24,6 +24,8 @@ pub const DEFAULT_BUFFER: usize = 10 * 1024 * 1024;
 pub const DEFAULT_MAX_PIXELS: ngx_int_t = 16_000_000;
 pub const DEFAULT_WEBP_QUALITY: ngx_int_t = 100;
 pub const DEFAULT_MAX_JOBS: ngx_int_t = 32;
+/// `smart_imaging_timeout`, in milliseconds.
+pub const DEFAULT_TIMEOUT: ngx_msec_t = 10_000;
 pub const DEFAULT_JPEG_QUALITY: ngx_int_t = 100;
 pub const DEFAULT_DPR_MAX: f32 = 3.0;
 pub const DEFAULT_NETWORK_QUALITY_STEP: ngx_int_t = 15;
@@ -34,6 +36,7 @@ pub const DEFAULT_FORMATS: [Format; 4] = Format::PREFERENCE;
 
 const UNSET: ngx_int_t = -1;
 const UNSET_SIZE: usize = usize::MAX;
+const UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
 
 /// Location configuration (`smart_imaging_*` directives). `#[repr(C)]`
 /// because nginx's generic slot setters write fields by byte offset.
@@ -63,6 +66,8 @@ pub struct LocConf {
     pub network_quality_step: ngx_int_t,
     /// `smart_imaging_debug_header on|off`
     pub debug_header: ngx_flag_t,
+    /// `smart_imaging_timeout`: milliseconds a request waits for its job.
+    pub timeout: ngx_msec_t,
 
     // The fields below are set by this module's own directive handlers
     // (`None` = not set at this level), not by nginx's slot setters.
@@ -115,6 +120,7 @@ impl Default for LocConf {
             network: UNSET,
             network_quality_step: UNSET,
             debug_header: UNSET,
+            timeout: UNSET_MSEC,
             dpr_max: None,
             dpr_header: None,
             network_thresholds: None,
@@ -223,6 +229,13 @@ impl LocConf {
             DEFAULT_WEBP_QUALITY,
         );
         merge_int(&mut self.max_jobs, prev.max_jobs, DEFAULT_MAX_JOBS);
+        if self.timeout == UNSET_MSEC {
+            self.timeout = if prev.timeout == UNSET_MSEC {
+                DEFAULT_TIMEOUT
+            } else {
+                prev.timeout
+            };
+        }
         merge_int(
             &mut self.jpeg_quality,
             prev.jpeg_quality,
@@ -300,6 +313,28 @@ unsafe extern "C" fn set_ttl(
         return c"invalid value".as_ptr().cast_mut();
     }
     conf.ttl = seconds;
+    NGX_CONF_OK
+}
+
+/// `smart_imaging_timeout <time>;` (more than zero)
+unsafe extern "C" fn set_timeout(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in `set_ttl`.
+    let conf = unsafe { &mut *conf.cast::<LocConf>() };
+    if conf.timeout != UNSET_MSEC {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    // SAFETY: args holds the directive name and exactly one value (TAKE1).
+    let value = unsafe { &mut *(*(*cf).args).elts.cast::<ngx_str_t>().add(1) };
+    // SAFETY: `value` is a valid ngx_str_t owned by the configuration.
+    let ms = unsafe { ngx_parse_time(value, 0) };
+    if ms <= 0 {
+        return c"invalid value".as_ptr().cast_mut();
+    }
+    conf.timeout = ms as ngx_msec_t;
     NGX_CONF_OK
 }
 
@@ -633,7 +668,7 @@ const fn command(
 
 /// The directive table. `smart_imaging` is also allowed in `if` blocks inside
 /// a location, like `gzip`.
-pub static mut COMMANDS: [ngx_command_t; 25] = [
+pub static mut COMMANDS: [ngx_command_t; 26] = [
     ngx_command_t {
         type_: CONTEXTS | (NGX_HTTP_LIF_CONF | NGX_CONF_FLAG) as ngx_uint_t,
         ..command(
@@ -678,6 +713,13 @@ pub static mut COMMANDS: [ngx_command_t; 25] = [
         ngx_conf_set_num_slot,
         offset_of!(LocConf, max_jobs),
         &raw mut POSITIVE as *mut c_void,
+    ),
+    command(
+        c"smart_imaging_timeout",
+        NGX_CONF_TAKE1,
+        set_timeout,
+        0,
+        ptr::null_mut(),
     ),
     command(
         c"smart_imaging_thread_pool",

@@ -11,6 +11,8 @@
 //!        │ last buffer: post the transcode to the thread pool
 //!        v
 //!   Transcoding ──(pool thread finishes, event loop resumes us)──> Ready
+//!        │ or the deadline first (smart_imaging_timeout, under send_timeout):
+//!        │ Ready with the original; the job runs on, discarded when done
 //!        v
 //!   Ready: send converted headers + body, or the original unchanged ──> Done
 //! ```
@@ -29,13 +31,15 @@ use core::ffi::c_void;
 use core::ptr;
 use core::slice;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ngx::ffi::{
-    ngx_alloc_chain_link, ngx_buf_t, ngx_chain_t, ngx_http_output_body_filter_pt,
-    ngx_http_output_header_filter_pt, ngx_http_request_t, ngx_int_t, ngx_pcalloc,
-    ngx_pool_cleanup_add, NGX_AGAIN, NGX_ERROR, NGX_HTTP_HEAD, NGX_HTTP_NOT_MODIFIED, NGX_HTTP_OK,
-    NGX_HTTP_PARTIAL_CONTENT, NGX_LOG_ALERT, NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
+    ngx_alloc_chain_link, ngx_buf_t, ngx_chain_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
+    ngx_http_output_body_filter_pt, ngx_http_output_header_filter_pt, ngx_http_request_t,
+    ngx_int_t, ngx_pcalloc, ngx_pool_cleanup_add, NGX_AGAIN, NGX_ERROR, NGX_HTTP_HEAD,
+    NGX_HTTP_NOT_MODIFIED, NGX_HTTP_OK, NGX_HTTP_PARTIAL_CONTENT, NGX_LOG_ALERT, NGX_LOG_INFO,
+    NGX_LOG_WARN, NGX_OK,
 };
 use ngx::http::Request;
 use ngx::ngx_log_debug_http;
@@ -44,7 +48,7 @@ use smart_imaging_core::policy::{decide, parse_url_args, Decision};
 use smart_imaging_core::{sniff, KeepReason, Outcome, Plan};
 
 use crate::config::{AcceptCh, LocConf};
-use crate::offload::{self, Job, PostError};
+use crate::offload::{self, Deadline, Job, PostError, Slot};
 use crate::result::{self, Kept, Report};
 use crate::{http, variables};
 
@@ -81,14 +85,17 @@ enum Phase {
 /// dropped by a cleanup of the request pool.
 struct RequestCtx {
     phase: Phase,
-    /// The original body, as received.
+    /// The original body, as received (while buffering).
     original: Vec<u8>,
+    /// The original body once complete, shared with the job (which may
+    /// outlive the request if it times out).
+    held: Option<Arc<Vec<u8>>>,
     /// Whether the original's last buffer has been seen.
     complete: bool,
     limit: usize,
     plan: Plan,
-    /// The job while a pool thread owns it (`Phase::Transcoding`).
-    job: *mut Job,
+    /// The posted job while the request waits for it (`Phase::Transcoding`).
+    slot: *mut Slot,
     outcome: Option<Outcome>,
     elapsed: Duration,
     /// Converted bytes, kept alive here while nginx sends them.
@@ -104,11 +111,12 @@ impl RequestCtx {
         RequestCtx {
             phase: Phase::Done,
             original: Vec::new(),
+            held: None,
             complete: false,
             limit: 0,
             // Never used in the Done phase.
             plan: Plan::new(Vec::new()),
-            job: ptr::null_mut(),
+            slot: ptr::null_mut(),
             outcome: None,
             elapsed: Duration::ZERO,
             converted: Vec::new(),
@@ -158,10 +166,22 @@ unsafe extern "C" fn drop_ctx(data: *mut c_void) {
     // SAFETY: `data` is the Box leaked in `create_ctx`, dropped exactly once
     // here when the request pool is destroyed.
     let ctx = unsafe { Box::from_raw(ctx) };
-    if !ctx.job.is_null() {
-        // Cannot happen: a request is not freed while its job runs. Should
-        // it ever, leaking is safe and freeing under the thread is not.
-        std::mem::forget(ctx);
+    if !ctx.slot.is_null() {
+        // Cannot happen: a request is blocked while it waits for its job.
+        // Should it ever be freed anyway, the job must not come back to it.
+        // SAFETY: the slot stays allocated until its job completes, and
+        // this request's slot pointer is cleared when it does.
+        unsafe { offload::detach(ctx.slot) };
+    }
+}
+
+impl RequestCtx {
+    /// The original body (buffered, or shared with the job).
+    fn original_bytes(&self) -> &[u8] {
+        match &self.held {
+            Some(held) => held,
+            None => &self.original,
+        }
     }
 }
 
@@ -328,10 +348,11 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
         let ctx = RequestCtx {
             phase: Phase::Buffering,
             original: Vec::with_capacity(length.clamp(0, conf.buffer as i64) as usize),
+            held: None,
             complete: false,
             limit: conf.buffer,
             plan,
-            job: ptr::null_mut(),
+            slot: ptr::null_mut(),
             outcome: None,
             elapsed: Duration::ZERO,
             converted: Vec::new(),
@@ -600,34 +621,33 @@ unsafe fn start_transcode(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> n
     unsafe {
         let conf = loc_conf(r);
         let log = (*(*r).connection).log;
+        let input = Arc::new(std::mem::take(&mut ctx.original));
+        ctx.held = Some(Arc::clone(&input));
         let job = Box::new(Job {
-            input: std::mem::take(&mut ctx.original),
+            input,
             plan: ctx.plan.clone(),
             limits: conf.limits(),
             outcome: None,
             elapsed: Duration::ZERO,
         });
-        match offload::post(r, conf.thread_pool, conf.max_jobs as usize, job) {
-            Ok(job) => {
-                ctx.job = job;
+        let deadline = Deadline::new(conf.timeout, send_timeout(r));
+        match offload::post(r, conf.thread_pool, conf.max_jobs as usize, job, deadline) {
+            Ok(slot) => {
+                ctx.slot = slot;
                 ctx.phase = Phase::Transcoding;
                 let c = (*r).connection;
                 (*c).set_buffered((*c).buffered() | SMART_IMAGING_BUFFERED);
                 NGX_AGAIN as ngx_int_t
             }
             Err((job, why)) => {
-                ctx.original = job.input;
-                let mut kept = Kept::new(result::BUSY, Some(ctx.original.len()));
+                drop(job);
+                let mut kept = Kept::new(result::BUSY, Some(ctx.original_bytes().len()));
                 let why = match why {
                     PostError::Overloaded(n) => {
                         kept.jobs = Some(n);
                         format!("{n} transcodes in progress (smart_imaging_max_jobs)")
                     }
                     PostError::QueueFull => "the thread pool queue is full".to_string(),
-                    PostError::Alloc => {
-                        kept.reason = result::INTERNAL;
-                        "could not allocate a thread task".to_string()
-                    }
                 };
                 set_report(r, ctx, Report::Kept(kept));
                 ngx_log_error!(
@@ -642,23 +662,65 @@ unsafe fn start_transcode(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> n
     }
 }
 
+/// `send_timeout` of the request's location.
+///
+/// # Safety
+/// `r` must be a valid request.
+unsafe fn send_timeout(r: *mut ngx_http_request_t) -> ngx::ffi::ngx_msec_t {
+    // SAFETY: every HTTP location has the core module's configuration.
+    unsafe {
+        let idx = ngx_http_core_module.ctx_index;
+        let clcf = (*(*r).loc_conf.add(idx)).cast::<ngx_http_core_loc_conf_t>();
+        (*clcf).send_timeout
+    }
+}
+
 /// Called on the event loop when the pool thread has finished the job.
 ///
 /// # Safety
-/// `r` must be the request the job was posted for.
-pub unsafe fn job_finished(r: *mut ngx_http_request_t) {
-    // SAFETY: the request and its context are alive (the request is blocked),
-    // and the thread no longer touches the job.
+/// `r` must be the request the job was posted for, still waiting for it.
+pub unsafe fn job_finished(r: *mut ngx_http_request_t, job: Job) {
+    // SAFETY: the request and its context are alive (the request is blocked).
     unsafe {
         let ctx = &mut *get_ctx(r);
-        let job = Box::from_raw(ctx.job);
-        ctx.job = ptr::null_mut();
-        let job = *job;
+        ctx.slot = ptr::null_mut();
         let report = Report::from_outcome(job.outcome.as_ref(), job.input.len(), job.elapsed);
         set_report(r, ctx, report);
-        ctx.original = job.input;
         ctx.outcome = job.outcome;
         ctx.elapsed = job.elapsed;
+        ctx.phase = Phase::Ready;
+        let c = (*r).connection;
+        (*c).set_buffered((*c).buffered() & !SMART_IMAGING_BUFFERED);
+    }
+}
+
+/// Called on the event loop when the request has waited `waited` for its
+/// job, past `deadline`: the original is served, the job's result will be
+/// discarded.
+///
+/// # Safety
+/// `r` must be the request the job was posted for, still waiting for it.
+pub unsafe fn job_timed_out(r: *mut ngx_http_request_t, waited: Duration, deadline: &Deadline) {
+    // SAFETY: the request and its context are alive (the request is blocked).
+    unsafe {
+        let ctx = &mut *get_ctx(r);
+        ctx.slot = ptr::null_mut();
+        let log = (*(*r).connection).log;
+        let uri = String::from_utf8_lossy((*r).uri.as_bytes());
+        ngx_log_error!(
+            NGX_LOG_WARN,
+            log,
+            "smart_imaging: \"{}\" not converted ({:.1} ms): {}, serving original",
+            uri,
+            waited.as_secs_f64() * 1000.0,
+            deadline.reason()
+        );
+        let report = Report::Kept(Kept {
+            elapsed: Some(waited),
+            ..Kept::new(result::TIMEOUT, Some(ctx.original_bytes().len()))
+        });
+        set_report(r, ctx, report);
+        ctx.outcome = None;
         ctx.phase = Phase::Ready;
         let c = (*r).connection;
         (*c).set_buffered((*c).buffered() & !SMART_IMAGING_BUFFERED);
@@ -680,7 +742,7 @@ unsafe fn send_result(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_i
                     "smart_imaging: \"{}\" converted to {}: {} -> {} bytes in {:.1} ms",
                     uri,
                     converted.format.name(),
-                    ctx.original.len(),
+                    ctx.original_bytes().len(),
                     converted.bytes.len(),
                     ms
                 );
@@ -739,10 +801,11 @@ unsafe fn send_original(
         if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
             return rc;
         }
-        if ctx.original.is_empty() && !ctx.complete {
+        let original = ctx.original_bytes();
+        if original.is_empty() && !ctx.complete {
             return next_body(r, rest);
         }
-        let body = (ctx.original.as_ptr(), ctx.original.len());
+        let body = (original.as_ptr(), original.len());
         send_bytes(r, body, ctx.complete, rest)
     }
 }

@@ -36,6 +36,9 @@ pub const HEAD: &str = "head";
 pub const FILE_BUFFER: &str = "file-buffer";
 /// The body never arrived in full (upstream error, client gone).
 pub const INCOMPLETE: &str = "incomplete";
+/// The conversion outlasted `smart_imaging_timeout` (or 90 % of
+/// `send_timeout`); it was abandoned.
+pub const TIMEOUT: &str = "timeout";
 /// A bug or an allocation failure of the nginx layer.
 pub const INTERNAL: &str = "internal";
 

@@ -471,3 +471,28 @@ qr/\[warn\] .*smart_imaging: "\/proxy\/bomb\.png" not converted \([\d.]+ ms\): i
 qr/\[info\] .*smart_imaging: "\/sample\.jpg" converted to webp: 53962 -> \d+ bytes/
 --- no_error_log eval
 [qr/\[(?:alert|crit|emerg)\]/, "exited on signal"]
+
+
+
+=== TEST 20: smart_imaging_timeout 1ms: the conversion is abandoned, the original is served whole, [warn]
+--- config
+    location / {
+        root $TEST_NGINX_HTML_DIR;
+        smart_imaging on;
+        smart_imaging_timeout 1ms;
+        smart_imaging_debug_header on;
+    }
+--- request
+GET /sample.jpg
+--- response_headers
+Content-Type: image/jpeg
+Content-Length: 53962
+Vary: Accept
+--- response_headers_like
+X-Smart-Imaging: original reason=timeout in=53962 time=\d+ms
+--- response_body eval
+$::Jpeg
+--- error_log eval
+qr/\[warn\] .*smart_imaging: "\/sample\.jpg" not converted \([\d.]+ ms\): conversion took longer than smart_imaging_timeout 1ms, serving original/
+--- no_error_log eval
+[qr/\[(?:alert|crit|emerg)\]/, "converted to webp"]

@@ -54,10 +54,15 @@ fn jpeg_bomb() -> Vec<u8> {
     j
 }
 
+// These tests expect slow conversions (20-megapixel images, queues behind
+// aborted clients) to complete on a loaded 2-core machine: a deadline far
+// over the default 10s (still capped at 90 % of `send_timeout`, 54s).
+// tests/timeout.rs tests the deadline itself.
 const HTTP: &str = r#"
     server {
         listen 127.0.0.1:{{PORT}};
         root {{HTDOCS}};
+        smart_imaging_timeout 120s;
         location /images/ {
             smart_imaging on;
             smart_imaging_thread_pool smart_imaging;

@@ -22,6 +22,10 @@ const HTTP: &str = r#"
             smart_imaging_thread_pool smart_imaging;
             smart_imaging_buffer 64m;
             smart_imaging_max_jobs 64;
+            # Every queued conversion must complete (the default 10s could
+            # expire on a loaded machine); still capped at 90% of
+            # send_timeout (54s).
+            smart_imaging_timeout 60s;
         }
         location /static/ { }
     }

@@ -32,6 +32,8 @@ our @EXPORT_OK = qw(
     gradient_png image_body_check add_image_check
     default_samples require_samples types_config static_location
     static_defaults set_defaults add_block_defaults add_webp_check
+    image_format bmp_size find_program reference_decode
+    decode_body_check add_decode_check
 );
 
 # Repository root: t/lib/SmartImaging.pm -> ../../
@@ -629,6 +631,186 @@ sub image_body_check {
 # add_response_body_check().
 sub add_image_check {
     _test_function('add_response_body_check')->(image_body_check());
+}
+
+# ---------------------------------------------------------------------------
+# Every served format: signatures, reference decoders, "--- decode:" check
+# ---------------------------------------------------------------------------
+
+# The format of $bytes from its signature: 'avif', 'webp', 'jp2', 'jxr',
+# 'jpeg', 'png', or undef.
+#   AVIF: an ISO BMFF 'ftyp' box whose major or a compatible brand is 'avif'
+#   WebP: RIFF....WEBP
+#   JP2:  the JPEG 2000 signature box (jP  \r\n\x87\n), ISO 15444-1 I.5.1
+#   JXR:  'II' 0xBC and a version byte (ITU-T T.832 A.4 / HD Photo)
+#   JPEG: FF D8 FF;  PNG: its 8-byte signature
+sub image_format {
+    my $b = shift;
+    return undef unless defined $b && length $b >= 12;
+    if (substr($b, 4, 4) eq 'ftyp') {
+        my $size = unpack 'N', substr($b, 0, 4);
+        $size = length $b if $size > length $b;
+        # major brand, minor version, compatible brands
+        my @brands = map { substr($b, $_, 4) }
+                     grep { $_ != 12 } map { 4 * $_ } 2 .. int($size / 4) - 1;
+        return grep({ $_ eq 'avif' || $_ eq 'avis' } @brands) ? 'avif'
+                                                               : undef;
+    }
+    return 'webp' if substr($b, 0, 4) eq 'RIFF' && substr($b, 8, 4) eq 'WEBP';
+    return 'jp2'  if substr($b, 0, 12) eq "\0\0\0\x0cjP  \r\n\x87\n";
+    return 'jxr'  if substr($b, 0, 3) eq "II\xbc"
+                  && ord(substr($b, 3, 1)) <= 1;
+    return 'jpeg' if substr($b, 0, 3) eq "\xff\xd8\xff";
+    return 'png'  if substr($b, 0, 8) eq "\x89PNG\r\n\x1a\n";
+    return undef;
+}
+
+# Width and height of a BMP (what JxrDecApp writes), or ().
+sub bmp_size {
+    my $b = shift;
+    return () unless defined $b && length $b >= 26 && substr($b, 0, 2) eq 'BM';
+    my ($w, $h) = unpack 'l<l<', substr($b, 18, 8);
+    return (abs $w, abs $h);
+}
+
+# Where a program is on $PATH, or undef.
+sub find_program {
+    my $name = shift;
+    for my $dir (split /:/, ($ENV{PATH} || '')) {
+        my $p = File::Spec->catfile($dir, $name);
+        return $p if -f $p && -x _;
+    }
+    return undef;
+}
+
+# The Debian reference decoder of each format (package in the comment),
+# as [program, input suffix, output suffix, sub(in, out) -> argv].
+our %Decoders = (
+    avif => ['avifdec', 'avif', 'png',                     # libavif-bin
+             sub { ('avifdec', $_[0], $_[1]) }],
+    webp => ['dwebp', 'webp', 'png',                       # webp
+             sub { ('dwebp', $_[0], '-o', $_[1]) }],
+    jp2  => ['opj_decompress', 'jp2', 'png',               # libopenjp2-tools
+             sub { ('opj_decompress', '-i', $_[0], '-o', $_[1]) }],
+    jxr  => ['JxrDecApp', 'jxr', 'bmp',                    # libjxr-tools
+             sub { ('JxrDecApp', '-i', $_[0], '-o', $_[1]) }],
+);
+
+# Decodes $bytes as $format with its reference decoder (%Decoders) in a
+# temporary directory.  Returns a hash ref: skip => reason (no decoder for
+# the format, or the program is missing), or ok => 1|0, width, height,
+# program, output => what the program printed.
+sub reference_decode {
+    my ($bytes, $format) = @_;
+    my $d = $Decoders{$format}
+        or return { skip => "no reference decoder for $format" };
+    my ($prog, $in_ext, $out_ext, $argv) = @$d;
+    find_program($prog)
+        or return { skip => "$prog not installed" };
+    require File::Temp;
+    require POSIX;
+    my $dir = File::Temp::tempdir('smart-imaging-decode-XXXXXX',
+                                  TMPDIR => 1, CLEANUP => 1);
+    my $in  = File::Spec->catfile($dir, "in.$in_ext");
+    my $out = File::Spec->catfile($dir, "out.$out_ext");
+    my $log = File::Spec->catfile($dir, 'log');
+    open my $fh, '>:raw', $in or die "cannot write $in: $!\n";
+    print {$fh} $bytes;
+    close $fh or die "cannot write $in: $!\n";
+
+    my $pid = fork;
+    die "fork: $!\n" unless defined $pid;
+    if (!$pid) {
+        # The child must not run the parent's END blocks (Test::More).
+        open STDOUT, '>', $log or POSIX::_exit(126);
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+        { no warnings 'exec'; exec { $prog } $argv->($in, $out); }
+        POSIX::_exit(127);
+    }
+    waitpid $pid, 0;
+    my $status = $?;
+    my $output = -f $log ? slurp($log) : '';
+    my %r = (program => $prog, output => $output, ok => 0);
+    return \%r unless $status == 0 && -s $out;
+    my $decoded = slurp($out);
+    my ($w, $h);
+    if ($out_ext eq 'png') {
+        my $i = png_info($decoded) or return \%r;
+        ($w, $h) = @$i{qw(width height)};
+    } else {
+        ($w, $h) = bmp_size($decoded) or return \%r;
+    }
+    @r{qw(ok width height)} = (1, $w, $h);
+    return \%r;
+}
+
+# Returns a sub for add_response_body_check() (add_decode_check() registers
+# it).  A block with a "--- decode: FORMAT DIMS" section must get a body
+# with FORMAT's signature (image_format(): avif, webp, jp2, jxr, jpeg,
+# png) that FORMAT's reference decoder (%Decoders: avifdec, dwebp,
+# opj_decompress, JxrDecApp) decodes, to an image of DIMS: "WxH", or a
+# served name of %$names / a sample name whose dimensions are expected.
+# JPEG and PNG bodies are not decoded: their header gives the dimensions.
+# "--- decode eval" may give an array: one spec (or undef: no check) per
+# request of the block.
+#
+# Tests for each checked body: "FORMAT signature", "PROGRAM decodes it" and
+# "decoded dimensions" (for JPEG/PNG: "dimensions" from the header).  The
+# last two are skipped when the program is not installed.
+sub decode_body_check {
+    my ($names) = @_;
+    $names ||= {};
+    require Test::More;
+    return sub {
+        my ($block, $body, $req_idx, $rep, $dry_run) = @_;
+        return unless $block->can('decode');
+        my $spec = $block->decode;
+        return unless defined $spec;
+        $spec = $spec->[$req_idx] if ref $spec eq 'ARRAY';
+        return unless defined $spec;
+        $spec =~ s/^\s+|\s+$//g;
+        my ($format, $dims) = split ' ', $spec;
+        die "bad decode spec '$spec'\n"
+            unless defined $dims
+                && $format =~ /^(?:avif|webp|jp2|jxr|jpeg|png)$/;
+        my $want;
+        if ($dims =~ /^\d+x\d+$/) {
+            $want = $dims;
+        } else {
+            my $src = $names->{$dims} // $dims;
+            my $orig = image_info(slurp(sample_path($src)));
+            die "cannot read the dimensions of $src\n" unless $orig;
+            $want = "$orig->{width}x$orig->{height}";
+        }
+        my $name = $block->name . " (req $req_idx, repeat $rep)";
+        $body //= '';
+
+        my $got = image_format($body) // 'unknown';
+        Test::More::is($got, $format, "$name - $format signature")
+            or Test::More::diag('    body starts with '
+                                . unpack('H32', $body));
+        if ($format eq 'jpeg' || $format eq 'png') {
+            my $i = image_info($body);
+            Test::More::is($i ? "$i->{width}x$i->{height}" : '', $want,
+                           "$name - dimensions");
+            return;
+        }
+        my $r = reference_decode($body, $format);
+        SKIP: {
+            Test::More::skip("$name - $r->{skip}", 2) if $r->{skip};
+            Test::More::ok($r->{ok}, "$name - $r->{program} decodes it")
+                or Test::More::diag("    $r->{program}: $r->{output}");
+            Test::More::is($r->{ok} ? "$r->{width}x$r->{height}" : '',
+                           $want, "$name - decoded dimensions");
+        }
+    };
+}
+
+# Implements the "--- decode: FORMAT DIMS" section with the caller's
+# add_response_body_check().
+sub add_decode_check {
+    my ($names) = @_;
+    _test_function('add_response_body_check')->(decode_body_check($names));
 }
 
 1;

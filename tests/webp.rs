@@ -785,8 +785,14 @@ fn body_arrival_variants() {
 #[test]
 fn http2_multiplexed_streams() {
     // Room for all streams at once (the default smart_imaging_max_jobs is
-    // lower: streams beyond it would get the original).
-    let (n, tmp) = h2_server("webp-h2-mux", "smart_imaging_max_jobs 64;");
+    // lower: streams beyond it would get the original), and time: dozens of
+    // guarded conversions queue on two threads, past the default 10 s
+    // smart_imaging_timeout on a loaded machine (then the original is
+    // served, correctly, but this test compares conversions).
+    let (n, tmp) = h2_server(
+        "webp-h2-mux",
+        "smart_imaging_max_jobs 64; smart_imaging_timeout 300s; send_timeout 300s;",
+    );
     let workers = n.worker_pids();
     let mut list: Vec<Case> = list_images(&samples_dir())
         .iter()
@@ -803,7 +809,7 @@ fn http2_multiplexed_streams() {
     cmd.args([
         "-sS",
         "--max-time",
-        "120",
+        "300",
         "--http2-prior-knowledge",
         "--parallel",
         "--parallel-immediate",

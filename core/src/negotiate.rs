@@ -643,7 +643,11 @@ mod tests {
             ua("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/13.1.2 Safari/605.1.15"),
         );
         assert!(uses_user_agent(&safari13, Some(Jp2)));
-        // Served the original (JP2 not enabled, or not smaller): cacheable by Accept.
+        // No User-Agent format in the plan (JP2 not enabled): cacheable by
+        // Accept. (When JP2 is planned but the original is served, not
+        // smaller or failing the guard, the response stays `Vary:
+        // User-Agent` + private: that is decided from the request, so
+        // that 200, 304 and HEAD agree.)
         assert!(!uses_user_agent(&safari13, None));
 
         let ie11_win7 = client_formats(

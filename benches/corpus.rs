@@ -24,13 +24,15 @@
 //! its own thread. `SMART_IMAGING_BENCH_PROFILES=webp,avif` runs some
 //! profiles only.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use smart_imaging_core::{codecs, transcode, Limits, Outcome, Plan, TargetFormat};
+use common::{corpus_dir, load_corpus, median, Sample};
+use smart_imaging_core::{transcode, Limits, Outcome, Plan, TargetFormat};
 
 /// A client, by the formats the module would try for it.
 struct Profile {
@@ -68,13 +70,6 @@ const PROFILES: &[Profile] = &[
     },
 ];
 
-struct Sample {
-    name: String,
-    kind: String,
-    bytes: Vec<u8>,
-    pixels: u64,
-}
-
 /// What was served for one image.
 struct Served {
     kind: String,
@@ -86,65 +81,6 @@ struct Served {
     encodes: usize,
     seconds: f64,
     pixels: u64,
-}
-
-fn corpus_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("SMART_IMAGING_CORPUS") {
-        return dir.into();
-    }
-    // This bench belongs to the core crate; the repository is one up.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let shared = root.join("../shared/corpus");
-    if shared.join("manifest.csv").exists() {
-        shared
-    } else {
-        root.join("samples")
-    }
-}
-
-fn load_corpus(dir: &Path) -> Vec<Sample> {
-    let manifest = std::fs::read_to_string(dir.join("manifest.csv")).unwrap_or_default();
-    let kinds: BTreeMap<&str, &str> = manifest
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut fields = line.split(',');
-            Some((fields.next()?, fields.next()?))
-        })
-        .collect();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("jpg" | "png")))
-        .collect();
-    files.sort();
-    let limits = Limits::default();
-    files
-        .into_iter()
-        .filter_map(|path| {
-            let bytes = std::fs::read(&path).ok()?;
-            let image = codecs::decode(&bytes, &limits).ok()?;
-            let pixels = u64::from(image.width) * u64::from(image.height);
-            if pixels > 4_000_000 {
-                return None;
-            }
-            let name = path.file_name()?.to_string_lossy().into_owned();
-            let kind = kinds.get(name.as_str()).map_or_else(
-                || match (name.ends_with(".jpg"), image.has_alpha) {
-                    (true, _) => "photo".to_string(),
-                    (false, true) => "alpha".to_string(),
-                    (false, false) => "graphic".to_string(),
-                },
-                |k| k.to_string(),
-            );
-            Some(Sample {
-                name,
-                kind,
-                bytes,
-                pixels,
-            })
-        })
-        .collect()
 }
 
 /// The module's default plan for `targets`; for tuning,
@@ -233,15 +169,6 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 /// One table row per kind; returns (kind, mean saved %) for the targets.
 fn report(profile: &Profile, served: &[Served]) -> Vec<(String, f64)> {
     let mut kinds: Vec<&str> = served.iter().map(|s| s.kind.as_str()).collect();
@@ -306,7 +233,7 @@ fn report(profile: &Profile, served: &[Served]) -> Vec<(String, f64)> {
 fn main() {
     // `cargo bench` passes `--bench`; there is nothing to filter.
     let dir = corpus_dir();
-    let samples = load_corpus(&dir);
+    let samples = load_corpus();
     let wanted = std::env::var("SMART_IMAGING_BENCH_PROFILES").ok();
     let profiles: Vec<&Profile> = PROFILES
         .iter()

@@ -39,7 +39,7 @@ use std::ptr;
 
 use openjpeg_sys as opj;
 
-use super::{panic_message, Image};
+use super::{interpolate, panic_message, Image};
 use crate::KeepReason;
 
 /// Tiles are at most this wide and high. OpenJPEG holds one tile's samples
@@ -76,17 +76,6 @@ fn target_psnr(quality: u8) -> f32 {
         (100.0, 50.0),
     ];
     interpolate(&CURVE, f32::from(quality.clamp(1, 100)))
-}
-
-/// Piecewise-linear interpolation in `curve` (sorted by x, covering x).
-fn interpolate(curve: &[(f32, f32)], x: f32) -> f32 {
-    for pair in curve.windows(2) {
-        let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
-        if x <= x1 {
-            return y0 + (x - x0) * (y1 - y0) / (x1 - x0);
-        }
-    }
-    curve[curve.len() - 1].1
 }
 
 /// Encodes `img` as a JPEG 2000 `.jp2` file at `quality` (1-100; higher is

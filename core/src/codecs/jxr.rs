@@ -30,7 +30,7 @@ use std::mem;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
-use super::{panic_message, Image};
+use super::{interpolate, panic_message, Image};
 use crate::KeepReason;
 
 #[allow(
@@ -94,17 +94,6 @@ const CHROMA_QP_OFFSET: f32 = 8.0;
 /// corpus's transparent PNGs, lossless alpha made JPEG XR files 1.8 times
 /// the PNG's size on average, index 8 0.8 times.
 const ALPHA_QP: u8 = 8;
-
-/// Piecewise-linear interpolation in `curve` (sorted by x, covering x).
-fn interpolate(curve: &[(f32, f32)], x: f32) -> f32 {
-    for pair in curve.windows(2) {
-        let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
-        if x <= x1 {
-            return y0 + (x - x0) * (y1 - y0) / (x1 - x0);
-        }
-    }
-    curve[curve.len() - 1].1
-}
 
 /// Encodes `img` as JPEG XR at `quality` (1-100, higher is better and
 /// bigger; even 100 is lossy), alpha as a separate, finely quantised plane

@@ -182,27 +182,11 @@ fn codestream(img: &Image, psnr: f32) -> Result<Vec<u8>, KeepReason> {
 
     let mut messages = Box::new(Messages::default());
     // SAFETY: creates a codec we own.
-    let codec = Codec(unsafe { opj::opj_create_compress(opj::CODEC_FORMAT::OPJ_CODEC_J2K) });
-    if codec.0.is_null() {
-        return Err(error("out of memory creating the codec"));
-    }
-    let user: *mut c_void = (&mut *messages as *mut Messages).cast();
-    // SAFETY: `messages` outlives the codec (declared before it, dropped
-    // after); the handlers only touch it.
-    unsafe {
-        opj::opj_set_error_handler(codec.0, Some(on_error), user);
-        opj::opj_set_warning_handler(codec.0, Some(on_other), user);
-        opj::opj_set_info_handler(codec.0, Some(on_other), user);
-    }
-
-    let failed = |what: &str, messages: &Messages| {
-        let detail = messages.errors.join("; ");
-        if detail.is_empty() {
-            error(what)
-        } else {
-            error(&format!("{what}: {}", detail.trim_end()))
-        }
-    };
+    let codec = unsafe { opj::opj_create_compress(opj::CODEC_FORMAT::OPJ_CODEC_J2K) };
+    // (`messages` is declared before the codec: it is dropped after it.)
+    let codec = Codec::reporting_to(codec, &mut messages)
+        .ok_or_else(|| error("out of memory creating the codec"))?;
+    let failed = |what: &str, messages: &Messages| error(&messages.describe(what));
 
     // SAFETY: valid codec, parameters and image.
     if unsafe { opj::opj_setup_encoder(codec.0, &mut params, image.0) } == 0 {
@@ -364,6 +348,18 @@ struct Messages {
     errors: Vec<String>,
 }
 
+impl Messages {
+    /// `what` failed, with OpenJPEG's error messages if it gave any.
+    fn describe(&self, what: &str) -> String {
+        let detail = self.errors.join("; ");
+        if detail.is_empty() {
+            what.to_owned()
+        } else {
+            format!("{what}: {}", detail.trim_end())
+        }
+    }
+}
+
 /// Error handler: keeps the message for the returned reason. Called by C:
 /// must not unwind.
 unsafe extern "C" fn on_error(msg: *const c_char, user: *mut c_void) {
@@ -478,6 +474,28 @@ impl Drop for OwnedImage {
 
 /// Owns an `opj_codec_t` (compressor or decompressor).
 struct Codec(*mut opj::opj_codec_t);
+
+impl Codec {
+    /// Takes ownership of `codec` (from opj_create_compress or
+    /// opj_create_decompress; `None` if that returned null) and sends its
+    /// errors, warnings and info to `messages`, which must outlive it.
+    fn reporting_to(codec: *mut opj::opj_codec_t, messages: &mut Messages) -> Option<Codec> {
+        if codec.is_null() {
+            return None;
+        }
+        let codec = Codec(codec);
+        let user: *mut c_void = (messages as *mut Messages).cast();
+        // SAFETY: a valid codec; the caller keeps `messages` alive (and in
+        // place: it is boxed) for the codec's lifetime; the handlers only
+        // touch it.
+        unsafe {
+            opj::opj_set_error_handler(codec.0, Some(on_error), user);
+            opj::opj_set_warning_handler(codec.0, Some(on_other), user);
+            opj::opj_set_info_handler(codec.0, Some(on_other), user);
+        }
+        Some(codec)
+    }
+}
 
 impl Drop for Codec {
     fn drop(&mut self) {
@@ -956,26 +974,11 @@ fn decode_codestream(file: &Jp2File<'_>, siz: &Siz) -> Result<Vec<u8>, String> {
 
     let mut messages = Box::new(Messages::default());
     // SAFETY: creates a decompressor we own.
-    let codec = Codec(unsafe { opj::opj_create_decompress(opj::CODEC_FORMAT::OPJ_CODEC_J2K) });
-    if codec.0.is_null() {
-        return Err("out of memory creating the codec".into());
-    }
-    let user: *mut c_void = (&mut *messages as *mut Messages).cast();
-    // SAFETY: `messages` outlives the codec (declared before it, dropped
-    // after); the handlers only touch it.
-    unsafe {
-        opj::opj_set_error_handler(codec.0, Some(on_error), user);
-        opj::opj_set_warning_handler(codec.0, Some(on_other), user);
-        opj::opj_set_info_handler(codec.0, Some(on_other), user);
-    }
-    let failed = |what: &str, messages: &Messages| {
-        let detail = messages.errors.join("; ");
-        if detail.is_empty() {
-            what.to_owned()
-        } else {
-            format!("{what}: {}", detail.trim_end())
-        }
-    };
+    let codec = unsafe { opj::opj_create_decompress(opj::CODEC_FORMAT::OPJ_CODEC_J2K) };
+    // (`messages` is declared before the codec: it is dropped after it.)
+    let codec =
+        Codec::reporting_to(codec, &mut messages).ok_or("out of memory creating the codec")?;
+    let failed = |what: &str, messages: &Messages| messages.describe(what);
 
     // SAFETY: opj_set_default_decoder_parameters initialises every field
     // (full resolution, all layers).

@@ -51,8 +51,7 @@ fn invalid_values_are_refused_by_nginx_t() {
         "smart_imaging off;",
         "smart_imaging_thread_pool smart_imaging;",
     ] {
-        let (pass, out) = n.test_config(&Config::with_module(&site(ok)));
-        assert!(pass, "`{ok}` should be accepted:\n{out}");
+        n.assert_config_accepted(&Config::with_module(&site(ok)), ok);
     }
     for bad in [
         "smart_imaging_webp_quality 101;",
@@ -67,13 +66,7 @@ fn invalid_values_are_refused_by_nginx_t() {
         "smart_imaging_webp_quality 80 90;",
         "smart_imaging_thread_pool no_such_pool;",
     ] {
-        let (pass, out) = n.test_config(&Config::with_module(&site(bad)));
-        assert!(!pass, "`{bad}` should be refused, nginx -t passed:\n{out}");
-        assert!(out.contains("[emerg]"), "`{bad}`: no [emerg] line:\n{out}");
-        eprintln!(
-            "`{bad}` -> {}",
-            out.lines().find(|l| l.contains("[emerg]")).unwrap_or("")
-        );
+        n.assert_config_refused(&Config::with_module(&site(bad)), bad, "");
     }
 }
 

@@ -306,8 +306,10 @@ fn timeout_directive_is_checked_by_nginx_t() {
         ("", "smart_imaging_timeout 1m;"),
         ("smart_imaging_timeout 5s;", "smart_imaging_timeout 2s;"),
     ] {
-        let (pass, out) = n.test_config(&Config::with_module(&site(http, loc)));
-        assert!(pass, "{http} / {loc}: refused\n{out}");
+        n.assert_config_accepted(
+            &Config::with_module(&site(http, loc)),
+            &format!("{http} / {loc}"),
+        );
     }
     for (loc, message) in [
         ("smart_imaging_timeout 0;", "invalid value"),
@@ -322,11 +324,10 @@ fn timeout_directive_is_checked_by_nginx_t() {
             "is duplicate",
         ),
     ] {
-        let (pass, out) = n.test_config(&Config::with_module(&site("", loc)));
-        assert!(!pass, "{loc}: accepted\n{out}");
+        let line = n.assert_config_refused(&Config::with_module(&site("", loc)), loc, message);
         assert!(
-            out.contains(message) && out.contains("smart_imaging_timeout"),
-            "{loc}: expected \"{message}\"\n{out}"
+            line.contains("smart_imaging_timeout"),
+            "{loc}: the directive is not named in:\n{line}"
         );
     }
 }

@@ -345,6 +345,30 @@ impl Nginx {
         (out.status.success(), s)
     }
 
+    /// Asserts that `nginx -t` accepts `cfg` (`what` names the case).
+    pub fn assert_config_accepted(&mut self, cfg: &Config, what: &str) {
+        let (pass, out) = self.test_config(cfg);
+        assert!(pass, "`{what}` should be accepted:\n{out}");
+    }
+
+    /// Asserts that `nginx -t` refuses `cfg` with an `[emerg]` line
+    /// containing `message`; returns that line (and prints it).
+    pub fn assert_config_refused(&mut self, cfg: &Config, what: &str, message: &str) -> String {
+        let (pass, out) = self.test_config(cfg);
+        assert!(!pass, "`{what}` should be refused, nginx -t passed:\n{out}");
+        let line = out
+            .lines()
+            .find(|l| l.contains("[emerg]"))
+            .unwrap_or_else(|| panic!("`{what}`: no [emerg] line:\n{out}"))
+            .to_owned();
+        assert!(
+            line.contains(message),
+            "`{what}`: expected {message:?} in:\n{line}"
+        );
+        eprintln!("`{what}` -> {line}");
+        line
+    }
+
     fn wait_ready(&mut self, ports: &[u16]) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

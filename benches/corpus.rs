@@ -32,41 +32,41 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use common::{corpus_dir, load_corpus, median, Sample};
-use smart_imaging_core::{transcode, Limits, Outcome, Plan, TargetFormat};
+use smart_imaging_core::{transcode, Format, Limits, Outcome, Plan};
 
 /// A client, by the formats the module would try for it.
 struct Profile {
     name: &'static str,
     /// Who gets this.
     client: &'static str,
-    targets: &'static [TargetFormat],
+    targets: &'static [Format],
 }
 
 const PROFILES: &[Profile] = &[
     Profile {
         name: "avif",
         client: "Accept with image/avif and image/webp (Chrome, Firefox, Safari 16+)",
-        targets: &[TargetFormat::Avif, TargetFormat::WebP],
+        targets: &[Format::Avif, Format::WebP],
     },
     Profile {
         name: "webp",
         client: "Accept with image/webp only (or smart_imaging_formats webp)",
-        targets: &[TargetFormat::WebP],
+        targets: &[Format::WebP],
     },
     Profile {
         name: "avif-only",
         client: "AVIF alone, no WebP fallback (the AVIF encoder's own share)",
-        targets: &[TargetFormat::Avif],
+        targets: &[Format::Avif],
     },
     Profile {
         name: "jp2",
         client: "Safari before 14 / macOS Big Sur (JPEG 2000)",
-        targets: &[TargetFormat::Jp2],
+        targets: &[Format::Jp2],
     },
     Profile {
         name: "jxr",
         client: "Internet Explorer 9-11, Edge before 18 (JPEG XR)",
-        targets: &[TargetFormat::Jxr],
+        targets: &[Format::Jxr],
     },
 ];
 
@@ -86,16 +86,16 @@ struct Served {
 /// The module's default plan for `targets`; for tuning,
 /// `SMART_IMAGING_BENCH_QUALITY=webp:95,avif:80,jpeg:90` changes the
 /// qualities and `SMART_IMAGING_BENCH_GUARD=75` (or `off`) the guard.
-fn plan(targets: &[TargetFormat]) -> Plan {
+fn plan(targets: &[Format]) -> Plan {
     let mut plan = Plan::new(targets.to_vec());
     if let Ok(spec) = std::env::var("SMART_IMAGING_BENCH_QUALITY") {
         for item in spec.split(',') {
             let (format, q) = item.split_once(':').expect("format:quality");
             let q: u8 = q.parse().expect("a quality 0-100");
             match format {
-                "webp" => plan.quality.webp = q,
-                "avif" => plan.quality.avif = q,
-                "jpeg" => plan.quality.jpeg = q,
+                "webp" => plan.quality = plan.quality.with(Format::WebP, q),
+                "avif" => plan.quality = plan.quality.with(Format::Avif, q),
+                "jpeg" => plan.quality = plan.quality.with(Format::Jpeg, q),
                 other => panic!("no quality for {other}"),
             }
         }
@@ -251,11 +251,11 @@ fn main() {
         samples.len(),
         plan.guard.threshold,
         plan.guard.max_encodes,
-        plan.quality.webp,
-        plan.quality.avif,
-        plan.avif.speed,
-        plan.avif.max_pixels,
-        plan.quality.jpeg,
+        plan.quality.get(Format::WebP),
+        plan.quality.get(Format::Avif),
+        plan.tuning.avif.speed,
+        plan.tuning.avif.max_pixels,
+        plan.quality.get(Format::Jpeg),
     );
     for p in &profiles {
         println!("- `{}`: {}", p.name, p.client);

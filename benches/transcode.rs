@@ -24,7 +24,7 @@ use std::time::Instant;
 use common::{corpus_dir, load_corpus, median, Sample};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use smart_imaging_core::resize::resize;
-use smart_imaging_core::{codecs, transcode, Limits, Outcome, Plan};
+use smart_imaging_core::{codecs, transcode, Format, Limits, Outcome, Plan};
 
 fn quality() -> u8 {
     std::env::var("SMART_IMAGING_WEBP_QUALITY")
@@ -44,7 +44,7 @@ fn report(samples: &[Sample]) {
         "\ncorpus: {} ({} images <= 4 MP), WebP quality {}",
         corpus_dir().display(),
         samples.len(),
-        plan.quality.webp
+        plan.quality.get(Format::WebP)
     );
     println!(
         "{:<8} {:>6} {:>8} {:>14} {:>16} {:>10} {:>10}",

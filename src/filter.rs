@@ -277,7 +277,7 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
 
         let settings = conf.settings();
         let facts = http::request_facts(r, settings.dpr_header.as_deref());
-        let negotiation = decide(&facts, &settings);
+        let negotiation = decide(&facts, settings);
         if !negotiation.ignored_args.is_empty() {
             ngx_log_debug_http!(
                 Request::from_ngx_http_request(r),
@@ -297,7 +297,11 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
         if !http::add_vary(r, &negotiation.vary) {
             return NGX_ERROR as ngx_int_t;
         }
-        if conf.ttl > 0 && !http::add_default_ttl(r, conf.ttl as i64) {
+        if conf
+            .location
+            .ttl
+            .is_some_and(|ttl| !http::add_default_ttl(r, ttl as i64))
+        {
             return NGX_ERROR as ngx_int_t;
         }
         // A format chosen by User-Agent (JPEG 2000, JPEG XR): no shared
@@ -330,16 +334,16 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
             return pass_header(r, Report::kept(result::NOT_MODIFIED, None));
         }
         let length = (*r).headers_out.content_length_n;
-        if length > conf.buffer as i64 {
+        if length > conf.location.buffer as i64 {
             ngx_log_error!(
                 NGX_LOG_INFO,
                 (*(*r).connection).log,
                 "smart_imaging: body of {} bytes is over smart_imaging_buffer ({}), serving original",
                 length,
-                conf.buffer
+                conf.location.buffer
             );
             let report = Report::Kept(Kept {
-                buffer: Some(conf.buffer),
+                buffer: Some(conf.location.buffer),
                 ..Kept::new(result::TOO_BIG, http::content_length(r))
             });
             return pass_header(r, report);
@@ -347,10 +351,10 @@ unsafe fn header_filter_inner(r: *mut ngx_http_request_t) -> ngx_int_t {
 
         let ctx = RequestCtx {
             phase: Phase::Buffering,
-            original: Vec::with_capacity(length.clamp(0, conf.buffer as i64) as usize),
+            original: Vec::with_capacity(length.clamp(0, conf.location.buffer as i64) as usize),
             held: None,
             complete: false,
-            limit: conf.buffer,
+            limit: conf.location.buffer,
             plan,
             slot: ptr::null_mut(),
             outcome: None,
@@ -463,7 +467,7 @@ pub unsafe fn result(r: *mut ngx_http_request_t) -> Option<Report> {
 /// location's settings use. Sent on every response of the location (it is
 /// the page's response that browsers read it from), image or not.
 unsafe fn add_accept_ch(r: *mut ngx_http_request_t, conf: &LocConf) -> bool {
-    let mode = conf.accept_ch.unwrap_or(AcceptCh::Off);
+    let mode = conf.location.accept_ch;
     let hints = conf.client_hints();
     if mode == AcceptCh::Off || hints.is_empty() {
         return true;
@@ -630,8 +634,11 @@ unsafe fn start_transcode(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> n
             outcome: None,
             elapsed: Duration::ZERO,
         });
-        let deadline = Deadline::new(conf.timeout, send_timeout(r));
-        match offload::post(r, conf.thread_pool, conf.max_jobs as usize, job, deadline) {
+        let deadline = Deadline::new(
+            conf.location.timeout_ms as ngx::ffi::ngx_msec_t,
+            send_timeout(r),
+        );
+        match offload::post(r, conf.thread_pool, conf.location.max_jobs, job, deadline) {
             Ok(slot) => {
                 ctx.slot = slot;
                 ctx.phase = Phase::Transcoding;

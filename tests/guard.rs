@@ -180,7 +180,10 @@ fn served_webp_passes_the_guard() {
         let reported: f64 = f["score"].parse().unwrap();
         let quality: u8 = f["quality"].parse().unwrap();
         assert!(reported >= THRESHOLD, "{name}: reported score {reported}");
-        assert!(quality <= Qualities::DEFAULT.webp, "{name}: q{quality}");
+        assert!(
+            quality <= Qualities::default_ceilings().get(Format::WebP),
+            "{name}: q{quality}"
+        );
 
         let original = decode(bytes);
         let served = webp::decode(&r.body).unwrap();
@@ -220,10 +223,13 @@ fn served_webp_passes_the_guard() {
 #[test]
 fn qlt_sets_the_quality_with_the_guard_off() {
     let (n, files) = server("guard-qlt-off");
-    let webp_q = |qlt| Qualities::from_qlt(qlt).webp;
+    let webp_q = |qlt| Qualities::from_qlt(qlt).get(Format::WebP);
     let default = get(n.port(), "/noguard/astronaut.png", &[ACCEPT_WEBP]);
     let low = get(n.port(), "/noguard/astronaut.png?qlt=50", &[ACCEPT_WEBP]);
-    for (r, q) in [(&default, Qualities::DEFAULT.webp), (&low, webp_q(50))] {
+    for (r, q) in [
+        (&default, Qualities::default_ceilings().get(Format::WebP)),
+        (&low, webp_q(50)),
+    ] {
         assert_eq!(r.content_type(), Some("image/webp"), "{}", r.describe());
         assert!(r.body.len() < files.astronaut_png.len());
         let (kind, f) = result(r);
@@ -267,12 +273,12 @@ fn qlt_is_the_ceiling_with_the_guard_on() {
     assert_eq!(kind, "converted");
     let quality: u8 = f["quality"].parse().unwrap();
     assert!(
-        quality <= Qualities::from_qlt(95).webp,
+        quality <= Qualities::from_qlt(95).get(Format::WebP),
         "{}",
         high.describe()
     );
     assert!(f["score"].parse::<f64>().unwrap() >= THRESHOLD);
-    let ceiling = Qualities::from_qlt(95).webp;
+    let ceiling = Qualities::from_qlt(95).get(Format::WebP);
     assert!(
         high.header("etag")
             .unwrap_or("")

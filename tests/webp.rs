@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use smart_imaging_core::codecs;
 use smart_imaging_core::guard;
-use smart_imaging_core::{KeepReason, Limits, Outcome, Plan, TargetFormat};
+use smart_imaging_core::{Format, KeepReason, Limits, Outcome, Plan};
 
 /// Minimum PSNR (dB) of a served WebP against the decoded original.
 ///
@@ -282,7 +282,7 @@ fn check_webp_response(what: &str, c: &Case, r: &Response, orig_etag: Option<&st
             // The module kept the original: the core, with the module's
             // defaults (the guard on), must agree there was no gain (or a
             // reason to keep it).
-            let plan = Plan::new(vec![TargetFormat::WebP]);
+            let plan = Plan::new(vec![Format::WebP]);
             match smart_imaging_core::transcode(&c.bytes, &plan, &Limits::default()) {
                 Outcome::Original(reason) => {
                     row.note = format!("kept: {reason}");

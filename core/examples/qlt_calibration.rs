@@ -51,7 +51,7 @@ use smart_imaging_core::codecs::{self, avif, jp2, jpeg, jxr, webp, Image};
 use smart_imaging_core::guard::Reference;
 use smart_imaging_core::quality_map;
 use smart_imaging_core::resize::resize;
-use smart_imaging_core::{Limits, TargetFormat};
+use smart_imaging_core::{Format, Limits};
 
 /// Colour photos of varied content (JPEG originals of 1.3-1.7 MP).
 const PHOTOS: [&str; 6] = [
@@ -79,12 +79,7 @@ const QLT: [u8; 13] = [10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95, 100];
 
 const AVIF_SPEED: u8 = 6;
 
-const FORMATS: [TargetFormat; 4] = [
-    TargetFormat::WebP,
-    TargetFormat::Avif,
-    TargetFormat::Jp2,
-    TargetFormat::Jxr,
-];
+const FORMATS: [Format; 4] = [Format::WebP, Format::Avif, Format::Jp2, Format::Jxr];
 
 /// The qualities each format is scored at: every 5 to 80, every 2 above.
 fn grid() -> Vec<u8> {
@@ -113,7 +108,7 @@ struct Bench {
 }
 
 impl Bench {
-    fn measure(&mut self, format: TargetFormat, quality: u8, index: usize) -> Measure {
+    fn measure(&mut self, format: Format, quality: u8, index: usize) -> Measure {
         if let Some(&m) = self.memo.get(&(format.name(), quality, index)) {
             return m;
         }
@@ -139,7 +134,7 @@ impl Bench {
 
     /// Median score and median bits per pixel over the samples selected
     /// by `pick` (all, photos, graphics).
-    fn median(&mut self, format: TargetFormat, quality: u8, pick: Pick) -> (f64, f64) {
+    fn median(&mut self, format: Format, quality: u8, pick: Pick) -> (f64, f64) {
         let (mut scores, mut bpp) = (Vec::new(), Vec::new());
         for i in 0..self.samples.len() {
             if !pick.takes(self.samples[i].photo) {
@@ -182,27 +177,25 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn encode(format: TargetFormat, img: &Image, q: u8) -> Result<Vec<u8>, impl std::fmt::Debug> {
+fn encode(format: Format, img: &Image, q: u8) -> Result<Vec<u8>, impl std::fmt::Debug> {
     match format {
-        TargetFormat::Jpeg => jpeg::encode(img, q),
-        TargetFormat::WebP => webp::encode(img, q),
-        TargetFormat::Avif => avif::encode(img, q, AVIF_SPEED),
-        TargetFormat::Jp2 => jp2::encode(img, q),
-        TargetFormat::Jxr => jxr::encode(img, q),
-        TargetFormat::Png => unreachable!("PNG is lossless"),
+        Format::Jpeg => jpeg::encode(img, q),
+        Format::WebP => webp::encode(img, q),
+        Format::Avif => avif::encode(img, q, AVIF_SPEED),
+        Format::Jp2 => jp2::encode(img, q),
+        Format::Jxr => jxr::encode(img, q),
+        Format::Png => unreachable!("PNG is lossless"),
     }
 }
 
-fn decode(format: TargetFormat, bytes: &[u8]) -> Image {
+fn decode(format: Format, bytes: &[u8]) -> Image {
     let img = match format {
-        TargetFormat::Jpeg => {
-            codecs::decode(bytes, &Limits::default()).map_err(|e| format!("{e:?}"))
-        }
-        TargetFormat::WebP => webp::decode(bytes),
-        TargetFormat::Avif => avif::decode(bytes),
-        TargetFormat::Jp2 => jp2::decode(bytes),
-        TargetFormat::Jxr => jxr::decode(bytes),
-        TargetFormat::Png => unreachable!("PNG is lossless"),
+        Format::Jpeg => codecs::decode(bytes, &Limits::default()).map_err(|e| format!("{e:?}")),
+        Format::WebP => webp::decode(bytes),
+        Format::Avif => avif::decode(bytes),
+        Format::Jp2 => jp2::decode(bytes),
+        Format::Jxr => jxr::decode(bytes),
+        Format::Png => unreachable!("PNG is lossless"),
     };
     img.unwrap_or_else(|e| panic!("decoding {}: {e}", format.name()))
 }
@@ -323,7 +316,7 @@ fn calibrate(bench: &mut Bench) {
     // The reference scale.
     let mut jpeg_curve: HashMap<u8, [(f64, f64); 3]> = HashMap::new();
     for &q in &QLT {
-        let m = picks.map(|p| bench.median(TargetFormat::Jpeg, q, p));
+        let m = picks.map(|p| bench.median(Format::Jpeg, q, p));
         jpeg_curve.insert(q, m);
     }
     eprintln!("jpeg done");
@@ -435,7 +428,7 @@ fn check(bench: &mut Bench) {
     for &qlt in &QLT {
         let n = bench.samples.len();
         let jpeg: Vec<Measure> = (0..n)
-            .map(|i| bench.measure(TargetFormat::Jpeg, qlt, i))
+            .map(|i| bench.measure(Format::Jpeg, qlt, i))
             .collect();
         let jpeg_median = median(jpeg.iter().map(|m| m.score).collect());
         print!("| {qlt} | {jpeg_median:.1} |");

@@ -4,15 +4,21 @@
 //!
 //! - [`policy`]: request (Accept, URL args) -> what to try.
 //! - [`mod@sniff`]: what the body really is, from its magic bytes.
-//! - [`codecs`]: decode JPEG/PNG to pixels, encode WebP.
+//! - [`config`]: the directives' values: parsing, defaults, inheritance.
+//! - [`codecs`]: one file per format behind one registry ([`Format`]):
+//!   decode JPEG/PNG to pixels, encode AVIF, WebP, JPEG 2000, JPEG XR,
+//!   JPEG, PNG.
 //! - [`resize`]: downscale decoded pixels (linear light, premultiplied alpha).
 //! - [`transcode()`]: bytes + plan -> new bytes, or "keep the original, because ...".
 
 pub mod classify;
 pub mod codecs;
+pub mod config;
 pub mod guard;
 pub mod metrics;
 pub mod negotiate;
+mod outcome;
+mod plan;
 pub mod policy;
 pub mod quality_map;
 pub mod resize;
@@ -20,8 +26,9 @@ pub mod sizing;
 pub mod sniff;
 mod transcode;
 
-pub use sniff::{sniff, SourceFormat};
-pub use transcode::{
-    transcode, AvifLimits, Converted, Guard, KeepReason, Limits, Outcome, Plan, Qualities,
-    TargetFormat,
-};
+pub use codecs::avif::AvifLimits;
+pub use codecs::Format;
+pub use outcome::{Converted, KeepReason, Limits, Outcome};
+pub use plan::{Guard, Plan, Qualities};
+pub use sniff::sniff;
+pub use transcode::transcode;

@@ -90,83 +90,34 @@
 //! of one URL with different `Vary` values are allowed (RFC 9111 keeps each
 //! stored response's own `Vary`).
 
-use std::fmt;
+#![forbid(unsafe_code)]
 
-/// A format the module can produce beyond the original.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Format {
-    Avif,
-    WebP,
-    /// JPEG 2000 (JP2 container).
-    Jp2,
-    /// JPEG XR.
-    Jxr,
-}
-
-impl Format {
-    /// All formats, in order of preference (best first).
-    pub const PREFERENCE: [Format; 4] = [Format::Avif, Format::WebP, Format::Jp2, Format::Jxr];
-
-    /// The `Content-Type` to serve it with. JPEG XR uses its IANA-registered
-    /// type, which is also the one IE 11 and legacy Edge list in `Accept`
-    /// (`image/vnd.ms-photo` is the older Microsoft name for it).
-    pub fn mime(self) -> &'static str {
-        match self {
-            Format::Avif => "image/avif",
-            Format::WebP => "image/webp",
-            Format::Jp2 => "image/jp2",
-            Format::Jxr => "image/jxr",
-        }
-    }
-
-    /// Short name, as used in configuration: `avif`, `webp`, `jp2`, `jxr`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Avif => "avif",
-            Format::WebP => "webp",
-            Format::Jp2 => "jp2",
-            Format::Jxr => "jxr",
-        }
-    }
-
-    /// The inverse of [`Format::name`], case-insensitive.
-    pub fn from_name(name: &str) -> Option<Format> {
-        Format::PREFERENCE
-            .into_iter()
-            .find(|f| f.name().eq_ignore_ascii_case(name.trim()))
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use crate::codecs::{Format, PerFormat};
 
 /// The formats a client may be sent (see the module documentation for the
 /// rules).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientFormats {
-    pub avif: bool,
-    pub webp: bool,
-    pub jp2: bool,
-    pub jxr: bool,
-    /// The one format above that is true only because of the `User-Agent`
-    /// (JP2 for old Apple WebKit, JXR for IE and legacy Edge), if any. A
-    /// response in that format must not reach other clients through a shared
-    /// cache; see [`uses_user_agent`].
+    accepted: PerFormat<bool>,
+    /// The one accepted format that is accepted only because of the
+    /// `User-Agent` (JP2 for old Apple WebKit, JXR for IE and legacy Edge),
+    /// if any. A response in that format must not reach other clients
+    /// through a shared cache; see [`uses_user_agent`].
     pub from_user_agent: Option<Format>,
 }
 
 impl ClientFormats {
+    /// A client that takes exactly `formats`, none of them by `User-Agent`.
+    pub fn taking(formats: &[Format]) -> ClientFormats {
+        ClientFormats {
+            accepted: PerFormat::from_fn(|f| formats.contains(&f)),
+            from_user_agent: None,
+        }
+    }
+
     /// Whether the client may be sent `format`.
     pub fn supports(&self, format: Format) -> bool {
-        match format {
-            Format::Avif => self.avif,
-            Format::WebP => self.webp,
-            Format::Jp2 => self.jp2,
-            Format::Jxr => self.jxr,
-        }
+        self.accepted.get(format)
     }
 }
 
@@ -178,36 +129,30 @@ impl ClientFormats {
 /// gives since 1.23. `user_agent` is the `User-Agent` value, `None` when
 /// absent.
 pub fn client_formats(accept: &[u8], user_agent: Option<&[u8]>) -> ClientFormats {
-    let listed = |mime: &str| media_type_quality(accept, mime).map(|q| q > 0.0);
-    let avif = listed("image/avif") == Some(true);
-    let webp = listed("image/webp") == Some(true);
-    let jp2_listed = listed("image/jp2");
-    let jxr_listed = match (listed("image/jxr"), listed("image/vnd.ms-photo")) {
-        (Some(true), _) | (_, Some(true)) => Some(true),
-        (Some(false), _) | (_, Some(false)) => Some(false),
-        (None, None) => None,
+    // A format's listing: any of its media types with q > 0 grants it;
+    // otherwise any with q = 0 refuses it; otherwise `Accept` is silent.
+    let listing = |format: Format| -> Option<bool> {
+        let qs = format
+            .codec()
+            .accept
+            .iter()
+            .filter_map(|mime| media_type_quality(accept, mime));
+        qs.fold(None, |seen, q| Some(seen == Some(true) || q > 0.0))
     };
-
+    let listings = PerFormat::from_fn(listing);
     let mut formats = ClientFormats {
-        avif,
-        webp,
-        jp2: jp2_listed == Some(true),
-        jxr: jxr_listed == Some(true),
+        accepted: PerFormat::from_fn(|f| listings.get(f) == Some(true)),
         from_user_agent: None,
     };
     // The User-Agent only adds a format the Accept says nothing about:
     // listed with q > 0, it is already granted (and needs no User-Agent);
     // listed with q = 0, the client refuses it.
-    match user_agent.and_then(|ua| user_agent_format(ua, webp)) {
-        Some(Format::Jp2) if jp2_listed.is_none() => {
-            formats.jp2 = true;
-            formats.from_user_agent = Some(Format::Jp2);
+    let accepts_webp = formats.supports(Format::WebP);
+    if let Some(format) = user_agent.and_then(|ua| user_agent_format(ua, accepts_webp)) {
+        if listings.get(format).is_none() {
+            formats.accepted.set(format, true);
+            formats.from_user_agent = Some(format);
         }
-        Some(Format::Jxr) if jxr_listed.is_none() => {
-            formats.jxr = true;
-            formats.from_user_agent = Some(Format::Jxr);
-        }
-        _ => {}
     }
     formats
 }
@@ -521,12 +466,12 @@ mod tests {
             }
             // The same reading of Accept as policy::accepts.
             assert_eq!(
-                f.webp,
+                f.supports(Format::WebP),
                 crate::policy::accepts(accept.as_bytes(), "image/webp"),
                 "{client}"
             );
             assert_eq!(
-                f.avif,
+                f.supports(Format::Avif),
                 crate::policy::accepts(accept.as_bytes(), "image/avif"),
                 "{client}"
             );
@@ -565,18 +510,18 @@ mod tests {
             let ua = format!("{safari13} {token}");
             assert_eq!(
                 client_formats(b"*/*", Some(ua.as_bytes())),
-                ClientFormats::default(),
+                ClientFormats::taking(&[]),
                 "{token}"
             );
         }
         // Lowercase tokens are not the real ones.
         let lower = safari13.replace("Version/", "version/");
-        assert!(!client_formats(b"*/*", Some(lower.as_bytes())).jp2);
+        assert!(!client_formats(b"*/*", Some(lower.as_bytes())).supports(Format::Jp2));
         // Version numbers: missing or absurd -> nothing.
         let no_version = safari13.replace("Version/13.1.2 ", "");
-        assert!(!client_formats(b"*/*", Some(no_version.as_bytes())).jp2);
+        assert!(!client_formats(b"*/*", Some(no_version.as_bytes())).supports(Format::Jp2));
         let huge = safari13.replace("Version/13.1.2", "Version/99999999999");
-        assert!(!client_formats(b"*/*", Some(huge.as_bytes())).jp2);
+        assert!(!client_formats(b"*/*", Some(huge.as_bytes())).supports(Format::Jp2));
         // Edge 12 is the first EdgeHTML; "Edge/1" is not a version of it.
         for (token, jxr) in [
             ("Edge/12.10240", true),
@@ -585,14 +530,14 @@ mod tests {
         ] {
             let ua = format!("Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/42.0.2311.135 Safari/537.36 {token}");
             assert_eq!(
-                client_formats(b"*/*", Some(ua.as_bytes())).jxr,
+                client_formats(b"*/*", Some(ua.as_bytes())).supports(Format::Jxr),
                 jxr,
                 "{token}"
             );
         }
         // Opera once posed as MSIE.
         let opera = "Mozilla/5.0 (compatible; MSIE 9.0; Windows NT 6.1; en) Opera 11.51";
-        assert!(!client_formats(b"*/*", Some(opera.as_bytes())).jxr);
+        assert!(!client_formats(b"*/*", Some(opera.as_bytes())).supports(Format::Jxr));
         // Garbage does not panic.
         for ua in [
             "Version/",
@@ -609,13 +554,7 @@ mod tests {
     #[test]
     fn preference_order_and_filter() {
         use Format::*;
-        let all = ClientFormats {
-            avif: true,
-            webp: true,
-            jp2: true,
-            jxr: true,
-            from_user_agent: None,
-        };
+        let all = ClientFormats::taking(&[Avif, WebP, Jp2, Jxr]);
         assert_eq!(
             preference(&all, &[Jxr, Jp2, WebP, Avif]),
             [Avif, WebP, Jp2, Jxr]
@@ -660,7 +599,7 @@ mod tests {
             IE11_JXR.as_bytes(),
             ua("Mozilla/5.0 (Windows NT 10.0; WOW64; Trident/7.0; rv:11.0) like Gecko"),
         );
-        assert!(ie11_win10.jxr);
+        assert!(ie11_win10.supports(Jxr));
         assert!(!uses_user_agent(&ie11_win10, Some(Jxr)));
 
         let big_sur = client_formats(

@@ -1,9 +1,14 @@
 //! Request -> what to try. Pure functions over header values and the query
 //! string, so they can be table-tested.
 
-use crate::negotiate::{self, Format};
-use crate::sizing::{OutputCaps, SizeRequest};
-use crate::{AvifLimits, Guard, Plan, Qualities, TargetFormat};
+#![forbid(unsafe_code)]
+
+use crate::negotiate;
+use crate::plan::{Guard, Plan, Qualities};
+use crate::sizing::SizeRequest;
+
+// The configuration the policy reads; defined with the directives.
+pub use crate::config::{Ect, NetworkThresholds, Settings};
 
 /// Whether `accept` (an `Accept` header value) lists `mime` with a non-zero
 /// quality. Only an explicit listing counts: `*/*` and `image/*` are sent by
@@ -63,95 +68,6 @@ pub struct UrlArgs {
 pub fn parse_url_args(args: &[u8]) -> UrlArgs {
     UrlArgs {
         bfc_off: query_arg(args, "bfc").is_some_and(|v| v.eq_ignore_ascii_case(b"off")),
-    }
-}
-
-/// Effective connection type (the `ECT` client hint), slowest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Ect {
-    Slow2g,
-    G2,
-    G3,
-    G4,
-}
-
-impl Ect {
-    pub fn parse(value: &[u8]) -> Option<Ect> {
-        match value.trim_ascii().to_ascii_lowercase().as_slice() {
-            b"slow-2g" => Some(Ect::Slow2g),
-            b"2g" => Some(Ect::G2),
-            b"3g" => Some(Ect::G3),
-            b"4g" => Some(Ect::G4),
-            _ => None,
-        }
-    }
-}
-
-/// When a network counts as poor. The defaults are the boundaries at which
-/// Chrome reports an effective connection type of `3g` or slower
-/// (RTT >= 270 ms or downlink <= 0.7 Mbit/s).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct NetworkThresholds {
-    /// Poor at or below this `ECT`.
-    pub ect: Ect,
-    /// Poor at or below this `Downlink`, in Mbit/s.
-    pub downlink_mbps: f32,
-    /// Poor at or above this `RTT`, in milliseconds.
-    pub rtt_ms: u32,
-}
-
-impl Default for NetworkThresholds {
-    fn default() -> Self {
-        NetworkThresholds {
-            ect: Ect::G3,
-            downlink_mbps: 0.7,
-            rtt_ms: 270,
-        }
-    }
-}
-
-/// The configuration of a location, as far as the policy needs it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Settings {
-    /// `smart_imaging_formats`: the formats that may be served, in any order
-    /// (the preference is fixed: AVIF, WebP, JPEG 2000, JPEG XR).
-    pub formats: Vec<Format>,
-    /// Qualities per format (the JPEG one is for resized JPEGs).
-    pub quality: Qualities,
-    pub avif: AvifLimits,
-    /// `smart_imaging_dpr`: scale by the device pixel ratio.
-    pub dpr: bool,
-    /// `smart_imaging_dpr_max`: the largest DPR honoured.
-    pub max_dpr: f32,
-    /// `smart_imaging_dpr_header`: a request header carrying the DPR (a CDN's
-    /// device header), consulted before the client hints.
-    pub dpr_header: Option<String>,
-    /// `smart_imaging_network`: lower quality and drop DPR on poor networks.
-    pub network: bool,
-    pub network_thresholds: NetworkThresholds,
-    /// How much lower the quality is on a poor network.
-    pub network_quality_step: u8,
-    /// Output caps, whatever was requested.
-    pub caps: OutputCaps,
-    /// `smart_imaging_guard`: the visual-quality guard.
-    pub guard: Guard,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            formats: Format::PREFERENCE.to_vec(),
-            quality: Qualities::DEFAULT,
-            avif: AvifLimits::DEFAULT,
-            dpr: false,
-            max_dpr: 3.0,
-            dpr_header: None,
-            network: false,
-            network_thresholds: NetworkThresholds::default(),
-            network_quality_step: 15,
-            caps: OutputCaps::default(),
-            guard: Guard::DEFAULT,
-        }
     }
 }
 
@@ -381,20 +297,10 @@ pub fn decide(req: &RequestFacts<'_>, settings: &Settings) -> Negotiation {
     };
     let accept = req.accept.join(&b", "[..]);
     let client = negotiate::client_formats(&accept, req.user_agent);
-    let preferred = negotiate::preference(&client, &settings.formats);
-    let targets: Vec<TargetFormat> = preferred
+    let targets = negotiate::preference(&client, &settings.formats);
+    let private = targets
         .iter()
-        .filter_map(|f| match f {
-            Format::Avif => Some(TargetFormat::Avif),
-            Format::WebP => Some(TargetFormat::WebP),
-            Format::Jp2 => Some(TargetFormat::Jp2),
-            Format::Jxr => Some(TargetFormat::Jxr),
-        })
-        .collect();
-    let private = preferred.iter().any(|f| {
-        targets.iter().any(|t| t.name() == f.name())
-            && negotiate::uses_user_agent(&client, Some(*f))
-    });
+        .any(|f| negotiate::uses_user_agent(&client, Some(*f)));
     // The URL's quality replaces the configured ones, mapped onto each
     // encoder's scale; a poor network lowers either, and lowers the bar
     // the guard sets by as many points.
@@ -411,7 +317,7 @@ pub fn decide(req: &RequestFacts<'_>, settings: &Settings) -> Negotiation {
         quality: quality.lowered(step),
         size,
         caps: settings.caps,
-        avif: settings.avif,
+        tuning: settings.tuning,
         guard,
     };
 
@@ -449,6 +355,8 @@ pub fn decide(req: &RequestFacts<'_>, settings: &Settings) -> Negotiation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codecs::Format;
+    use crate::sizing::OutputCaps;
 
     #[test]
     fn accept_lists() {
@@ -714,13 +622,10 @@ mod tests {
         assert!(!decide(&f, &dpr_on()).poor_network);
         // The quality never reaches 0.
         let low = Settings {
-            quality: Qualities {
-                webp: 5,
-                ..Qualities::DEFAULT
-            },
+            quality: Qualities::default_ceilings().with(Format::WebP, 5),
             ..network_on()
         };
-        assert_eq!(plan_of(&decide(&f, &low)).quality.webp, 1);
+        assert_eq!(plan_of(&decide(&f, &low)).quality.get(Format::WebP), 1);
     }
 
     #[test]
@@ -746,10 +651,7 @@ mod tests {
             ..RequestFacts::default()
         };
         let n = decide(&chrome, &Settings::default());
-        assert_eq!(
-            plan_of(&n).targets,
-            [TargetFormat::Avif, TargetFormat::WebP]
-        );
+        assert_eq!(plan_of(&n).targets, [Format::Avif, Format::WebP]);
         assert_eq!(plan_of(&n).variant(), "avif+webp-q90-src");
         assert!(!n.private);
         assert_eq!(n.vary, ["Accept"]);
@@ -770,7 +672,7 @@ mod tests {
             ..RequestFacts::default()
         };
         let n = decide(&safari13, &Settings::default());
-        assert_eq!(plan_of(&n).targets, [TargetFormat::Jp2]);
+        assert_eq!(plan_of(&n).targets, [Format::Jp2]);
         assert!(n.private);
         assert_eq!(n.vary, ["Accept", "User-Agent"]);
         // Without JPEG 2000 in the configuration: nothing to do.
@@ -783,7 +685,14 @@ mod tests {
             ..chrome.clone()
         };
         let q = plan_of(&decide(&poor, &network_on())).quality;
-        assert_eq!((q.avif, q.webp, q.jpeg), (75, 85, 85));
+        assert_eq!(
+            (
+                q.get(Format::Avif),
+                q.get(Format::WebP),
+                q.get(Format::Jpeg)
+            ),
+            (75, 85, 85)
+        );
     }
 
     #[test]
@@ -791,7 +700,7 @@ mod tests {
         let s = Settings::default();
         let q = plan_of(&decide(&facts("qlt=60", true), &s)).quality;
         assert_eq!(q, Qualities::from_qlt(60));
-        assert_eq!(q.jpeg, 60);
+        assert_eq!(q.get(Format::Jpeg), 60);
         // Dynamic Media's chroma flag, escaped or not, is accepted.
         for args in ["qlt=60,1", "qlt=60%2C0", "qlt=060"] {
             let n = decide(&facts(args, true), &s);
@@ -808,7 +717,7 @@ mod tests {
         // The URL's quality names the variant.
         assert_eq!(
             plan_of(&decide(&facts("qlt=60", true), &s)).variant(),
-            format!("webp-q{}-src", Qualities::from_qlt(60).webp)
+            format!("webp-q{}-src", Qualities::from_qlt(60).get(Format::WebP))
         );
         // A poor network lowers the qualities and the guard's bar by the
         // step; the guard stays off when it is off.

@@ -88,44 +88,26 @@
 //! its lowest quality, 0). Lossy WebP never reaches MozJPEG q100's median (92.7; WebP
 //! q100 gives 90.5), so qlt 100 is simply its best, 100.
 
-use crate::TargetFormat;
+#![forbid(unsafe_code)]
 
-/// Knots `(qlt, [WebP, AVIF, JPEG 2000, JPEG XR])`: ascending qlt, each
-/// column non-decreasing, from `examples/qlt_calibration.rs`.
-const TABLE: [(u8, [u8; 4]); 14] = [
-    (0, [0, 0, 0, 0]),
-    (10, [1, 9, 5, 0]),
-    (20, [8, 24, 20, 14]),
-    (30, [21, 34, 35, 25]),
-    (40, [34, 40, 45, 36]),
-    (50, [49, 45, 54, 47]),
-    (60, [60, 49, 62, 57]),
-    (70, [71, 53, 71, 67]),
-    (75, [77, 57, 76, 76]),
-    (80, [80, 62, 78, 79]),
-    (85, [83, 70, 80, 82]),
-    (90, [88, 79, 83, 86]),
-    (95, [93, 89, 88, 91]),
-    (100, [100, 99, 99, 99]),
-];
+use crate::codecs::Format;
 
 /// The quality to pass to `format`'s encoder for the URL's `qlt` (values
 /// above 100 count as 100): about the visual quality of a MozJPEG at
 /// quality `qlt` (see the module documentation). Monotone non-decreasing
-/// in `qlt`, always within 0..=100. JPEG and PNG: `qlt` itself.
-pub fn for_format(qlt: u8, format: TargetFormat) -> u8 {
+/// in `qlt`, always within 0..=100. Formats without a table (JPEG, PNG):
+/// `qlt` itself. The knots are each format's
+/// [`QualityScale::qlt`](crate::codecs::QualityScale::qlt).
+pub fn for_format(qlt: u8, format: Format) -> u8 {
     let qlt = qlt.min(100);
-    let column = match format {
-        TargetFormat::WebP => 0,
-        TargetFormat::Avif => 1,
-        TargetFormat::Jp2 => 2,
-        TargetFormat::Jxr => 3,
-        TargetFormat::Jpeg | TargetFormat::Png => return qlt,
-    };
-    for pair in TABLE.windows(2) {
+    let knots = format.codec().quality.qlt;
+    if knots.is_empty() {
+        return qlt;
+    }
+    for pair in knots.windows(2) {
         let ((x0, y0), (x1, y1)) = (
-            (u32::from(pair[0].0), u32::from(pair[0].1[column])),
-            (u32::from(pair[1].0), u32::from(pair[1].1[column])),
+            (u32::from(pair[0].0), u32::from(pair[0].1)),
+            (u32::from(pair[1].0), u32::from(pair[1].1)),
         );
         let x = u32::from(qlt);
         if x <= x1 {
@@ -135,19 +117,42 @@ pub fn for_format(qlt: u8, format: TargetFormat) -> u8 {
             return ((y0 * (x1 - x) + y1 * (x - x0) + span / 2) / span) as u8;
         }
     }
-    unreachable!("the table ends at qlt 100")
+    // A table that stops short of 100 (the registry's test forbids it).
+    knots[knots.len() - 1].1
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const LOSSY: [TargetFormat; 4] = [
-        TargetFormat::WebP,
-        TargetFormat::Avif,
-        TargetFormat::Jp2,
-        TargetFormat::Jxr,
+    /// The table above, as `examples/qlt_calibration.rs` printed it:
+    /// `(qlt, [WebP, AVIF, JPEG 2000, JPEG XR])`.
+    const TABLE: [(u8, [u8; 4]); 14] = [
+        (0, [0, 0, 0, 0]),
+        (10, [1, 9, 5, 0]),
+        (20, [8, 24, 20, 14]),
+        (30, [21, 34, 35, 25]),
+        (40, [34, 40, 45, 36]),
+        (50, [49, 45, 54, 47]),
+        (60, [60, 49, 62, 57]),
+        (70, [71, 53, 71, 67]),
+        (75, [77, 57, 76, 76]),
+        (80, [80, 62, 78, 79]),
+        (85, [83, 70, 80, 82]),
+        (90, [88, 79, 83, 86]),
+        (95, [93, 89, 88, 91]),
+        (100, [100, 99, 99, 99]),
     ];
+
+    #[test]
+    fn codecs_carry_the_documented_table() {
+        for (column, format) in LOSSY.into_iter().enumerate() {
+            let knots: Vec<(u8, u8)> = TABLE.iter().map(|(q, c)| (*q, c[column])).collect();
+            assert_eq!(format.codec().quality.qlt, knots.as_slice(), "{format}");
+        }
+    }
+
+    const LOSSY: [Format; 4] = [Format::WebP, Format::Avif, Format::Jp2, Format::Jxr];
 
     #[test]
     fn table_is_well_formed() {
@@ -183,10 +188,10 @@ mod tests {
         for format in LOSSY {
             assert_eq!(for_format(0, format), 0, "{format:?}");
         }
-        assert_eq!(for_format(100, TargetFormat::WebP), 100);
-        assert_eq!(for_format(100, TargetFormat::Avif), 99);
-        assert_eq!(for_format(100, TargetFormat::Jp2), 99);
-        assert_eq!(for_format(100, TargetFormat::Jxr), 99);
+        assert_eq!(for_format(100, Format::WebP), 100);
+        assert_eq!(for_format(100, Format::Avif), 99);
+        assert_eq!(for_format(100, Format::Jp2), 99);
+        assert_eq!(for_format(100, Format::Jxr), 99);
         // Above 100 counts as 100.
         for format in LOSSY {
             assert_eq!(for_format(u8::MAX, format), for_format(100, format));
@@ -196,32 +201,32 @@ mod tests {
     #[test]
     fn identity_for_jpeg_and_png() {
         for qlt in 0..=100 {
-            assert_eq!(for_format(qlt, TargetFormat::Jpeg), qlt);
-            assert_eq!(for_format(qlt, TargetFormat::Png), qlt);
+            assert_eq!(for_format(qlt, Format::Jpeg), qlt);
+            assert_eq!(for_format(qlt, Format::Png), qlt);
         }
-        assert_eq!(for_format(200, TargetFormat::Jpeg), 100);
+        assert_eq!(for_format(200, Format::Jpeg), 100);
     }
 
     #[test]
     fn table_points() {
         for &(qlt, [webp, avif, jp2, jxr]) in &TABLE {
-            assert_eq!(for_format(qlt, TargetFormat::WebP), webp, "qlt {qlt}");
-            assert_eq!(for_format(qlt, TargetFormat::Avif), avif, "qlt {qlt}");
-            assert_eq!(for_format(qlt, TargetFormat::Jp2), jp2, "qlt {qlt}");
-            assert_eq!(for_format(qlt, TargetFormat::Jxr), jxr, "qlt {qlt}");
+            assert_eq!(for_format(qlt, Format::WebP), webp, "qlt {qlt}");
+            assert_eq!(for_format(qlt, Format::Avif), avif, "qlt {qlt}");
+            assert_eq!(for_format(qlt, Format::Jp2), jp2, "qlt {qlt}");
+            assert_eq!(for_format(qlt, Format::Jxr), jxr, "qlt {qlt}");
         }
         // The default qualities' neighbourhood, spelled out.
-        assert_eq!(for_format(85, TargetFormat::WebP), 83);
-        assert_eq!(for_format(85, TargetFormat::Avif), 70);
-        assert_eq!(for_format(75, TargetFormat::Jxr), 76);
+        assert_eq!(for_format(85, Format::WebP), 83);
+        assert_eq!(for_format(85, Format::Avif), 70);
+        assert_eq!(for_format(75, Format::Jxr), 76);
     }
 
     #[test]
     fn interpolates_between_knots() {
         // AVIF between qlt 80 (62) and 85 (70), at 82: 62 + 2 * 8 / 5 =
         // 65.2 -> 65.
-        assert_eq!(for_format(82, TargetFormat::Avif), 65);
+        assert_eq!(for_format(82, Format::Avif), 65);
         // WebP between qlt 40 (34) and 50 (49): 45 -> 41.5 -> 42.
-        assert_eq!(for_format(45, TargetFormat::WebP), 42);
+        assert_eq!(for_format(45, Format::WebP), 42);
     }
 }

@@ -10,18 +10,16 @@ use png::{BitDepth, ColorType};
 use smart_imaging_core::codecs::{self, avif, jp2, jxr, webp, Image};
 use smart_imaging_core::guard::score;
 use smart_imaging_core::{
-    transcode, Converted, Guard, KeepReason, Limits, Outcome, Plan, Qualities, TargetFormat,
+    transcode, Converted, Format, Guard, KeepReason, Limits, Outcome, Plan, Qualities,
 };
 
 fn decode_served(c: &Converted) -> Image {
     match c.format {
-        TargetFormat::WebP => webp::decode(&c.bytes).unwrap(),
-        TargetFormat::Avif => avif::decode(&c.bytes).unwrap(),
-        TargetFormat::Jp2 => jp2::decode(&c.bytes).unwrap(),
-        TargetFormat::Jxr => jxr::decode(&c.bytes).unwrap(),
-        TargetFormat::Jpeg | TargetFormat::Png => {
-            codecs::decode(&c.bytes, &Limits::default()).unwrap()
-        }
+        Format::WebP => webp::decode(&c.bytes).unwrap(),
+        Format::Avif => avif::decode(&c.bytes).unwrap(),
+        Format::Jp2 => jp2::decode(&c.bytes).unwrap(),
+        Format::Jxr => jxr::decode(&c.bytes).unwrap(),
+        Format::Jpeg | Format::Png => codecs::decode(&c.bytes, &Limits::default()).unwrap(),
     }
 }
 
@@ -51,12 +49,7 @@ fn photo_jpeg() -> (Vec<u8>, Image) {
 #[test]
 fn every_format_served_passes_the_guard() {
     let (input, original) = photo_jpeg();
-    for format in [
-        TargetFormat::Avif,
-        TargetFormat::WebP,
-        TargetFormat::Jp2,
-        TargetFormat::Jxr,
-    ] {
+    for format in [Format::Avif, Format::WebP, Format::Jp2, Format::Jxr] {
         let plan = Plan::new(vec![format]);
         match transcode(&input, &plan, &Limits::default()) {
             Outcome::Converted(c) => {
@@ -69,7 +62,7 @@ fn every_format_served_passes_the_guard() {
                 assert!((c.score.unwrap() - s).abs() < 1e-6, "{format:?}");
                 // The search's budget, plus AVIF's two final encodes.
                 assert!(c.encodes <= 6 + 2, "{format:?}: {} encodes", c.encodes);
-                assert!(c.quality <= Qualities::DEFAULT.webp);
+                assert!(c.quality <= Qualities::default_ceilings().get(Format::WebP));
             }
             // A format may not beat a q90 JPEG at that fidelity (JPEG XR
             // rarely does); it must then say so, not serve worse.
@@ -87,7 +80,7 @@ fn every_format_served_passes_the_guard() {
 #[test]
 fn a_lower_threshold_serves_fewer_bytes() {
     let (input, original) = photo_jpeg();
-    let strict = converted(&input, &Plan::new(vec![TargetFormat::WebP]));
+    let strict = converted(&input, &Plan::new(vec![Format::WebP]));
     let lenient = converted(
         &input,
         &Plan {
@@ -95,7 +88,7 @@ fn a_lower_threshold_serves_fewer_bytes() {
                 threshold: Some(60.0),
                 ..Guard::DEFAULT
             },
-            ..Plan::new(vec![TargetFormat::WebP])
+            ..Plan::new(vec![Format::WebP])
         },
     );
     assert!(lenient.bytes.len() < strict.bytes.len());
@@ -111,7 +104,7 @@ fn nothing_passes_an_impossible_threshold() {
             threshold: Some(99.9),
             ..Guard::DEFAULT
         },
-        ..Plan::new(vec![TargetFormat::Avif, TargetFormat::WebP])
+        ..Plan::new(vec![Format::Avif, Format::WebP])
     };
     match transcode(&input, &plan, &Limits::default()) {
         Outcome::Original(KeepReason::NotComparable { score, threshold }) => {
@@ -134,13 +127,10 @@ fn a_lossless_source_falls_back_to_lossless_webp() {
             threshold: Some(99.9),
             ..Guard::DEFAULT
         },
-        ..Plan::new(vec![TargetFormat::WebP])
+        ..Plan::new(vec![Format::WebP])
     };
     let c = converted(&input, &plan);
-    assert_eq!(
-        (c.format, c.quality, c.score),
-        (TargetFormat::WebP, 0, None)
-    );
+    assert_eq!((c.format, c.quality, c.score), (Format::WebP, 0, None));
     assert_eq!(webp::decode(&c.bytes).unwrap().pixels, rgb);
 }
 
@@ -172,10 +162,7 @@ fn screenshots_pass_with_full_chroma_or_near_lossless() {
     let input = png(w, h, ColorType::Rgb, BitDepth::Eight, &rgb, |_| {});
     let original = codecs::decode(&input, &Limits::default()).unwrap();
     assert!(smart_imaging_core::classify::is_graphic(&original));
-    for targets in [
-        vec![TargetFormat::WebP],
-        vec![TargetFormat::Avif, TargetFormat::WebP],
-    ] {
+    for targets in [vec![Format::WebP], vec![Format::Avif, Format::WebP]] {
         let c = converted(&input, &Plan::new(targets.clone()));
         let s = score(&original, &decode_served(&c)).unwrap();
         assert!(s >= 80.0, "{targets:?}: {:?} scored {s}", c.format);
@@ -198,7 +185,7 @@ fn alpha_is_kept_and_scored_on_both_backgrounds() {
         .collect();
     let input = png(w, h, ColorType::Rgba, BitDepth::Eight, &rgba, |_| {});
     let original = codecs::decode(&input, &Limits::default()).unwrap();
-    for format in [TargetFormat::Avif, TargetFormat::WebP] {
+    for format in [Format::Avif, Format::WebP] {
         let c = converted(&input, &Plan::new(vec![format]));
         let back = decode_served(&c);
         assert!(back.has_alpha, "{format:?}");
@@ -210,12 +197,9 @@ fn alpha_is_kept_and_scored_on_both_backgrounds() {
 fn without_the_guard_one_encode_at_the_quality() {
     let (input, _) = photo_jpeg();
     let plan = Plan {
-        quality: Qualities {
-            webp: 70,
-            ..Qualities::DEFAULT
-        },
+        quality: Qualities::default_ceilings().with(Format::WebP, 70),
         guard: Guard::OFF,
-        ..Plan::new(vec![TargetFormat::WebP])
+        ..Plan::new(vec![Format::WebP])
     };
     let c = converted(&input, &plan);
     assert_eq!((c.quality, c.score, c.encodes), (70, None, 1));
@@ -234,7 +218,7 @@ fn thumbnails_are_scored_at_every_scale() {
             height: None,
             dpr: 1.0,
         },
-        ..Plan::new(vec![TargetFormat::WebP])
+        ..Plan::new(vec![Format::WebP])
     };
     let c = converted(&input, &plan);
     assert_eq!((c.width, c.height), (100, 75));
@@ -262,5 +246,5 @@ fn thumbnails_are_scored_at_every_scale() {
         |_| {},
     );
     let c = converted(&png_input, &tiny_plan);
-    assert_eq!((c.format, c.width, c.height), (TargetFormat::Png, 6, 5));
+    assert_eq!((c.format, c.width, c.height), (Format::Png, 6, 5));
 }

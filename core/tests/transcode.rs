@@ -6,7 +6,7 @@ use common::*;
 use png::{BitDepth, ColorType};
 use smart_imaging_core::codecs::{self, webp};
 use smart_imaging_core::metrics::{psnr, ssim};
-use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan, TargetFormat};
+use smart_imaging_core::{transcode, Format, KeepReason, Limits, Outcome, Plan};
 
 static PLAN: std::sync::LazyLock<Plan> = std::sync::LazyLock::new(|| Plan::webp(85));
 
@@ -30,7 +30,7 @@ fn png_graphic_is_converted() {
     let Outcome::Converted(c) = outcome else {
         panic!("not converted: {outcome:?}")
     };
-    assert_eq!((c.format, c.width, c.height), (TargetFormat::WebP, w, h));
+    assert_eq!((c.format, c.width, c.height), (Format::WebP, w, h));
     assert!(c.bytes.len() < input.len());
     let original = codecs::decode(&input, &Limits::default()).unwrap();
     let back = webp::decode(&c.bytes).unwrap();

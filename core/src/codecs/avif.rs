@@ -81,8 +81,89 @@ use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
+use super::registry::{candidate_error, Codec, Effort, Encoding, Format, QualityScale};
 use super::{panic_message, Image};
 use crate::KeepReason;
+
+/// AVIF in the registry: for clients whose `Accept` lists `image/avif`.
+pub static CODEC: Codec = Codec {
+    format: Format::Avif,
+    name: "avif",
+    mime: "image/avif",
+    accept: &["image/avif"],
+    quality: QualityScale {
+        lossless: false,
+        floor: 20,
+        // Above q90 (AV1 quantizer 6) files only grow.
+        default_ceiling: 90,
+        configured_by: Format::Avif,
+        qlt: &[
+            (0, 0),
+            (10, 9),
+            (20, 24),
+            (30, 34),
+            (40, 40),
+            (50, 45),
+            (60, 49),
+            (70, 53),
+            (75, 57),
+            (80, 62),
+            (85, 70),
+            (90, 79),
+            (95, 89),
+            (100, 99),
+        ],
+    },
+    encode: encode_for,
+    decode: |bytes, _| decode(bytes).map_err(|e| candidate_error(Format::Avif, e)),
+    max_pixels: |tuning| Some(tuning.avif.max_pixels),
+    cheaper_search: |tuning| tuning.avif.search_speed > tuning.avif.speed,
+};
+
+/// AVIF encoding is slow: bounded separately (`smart_imaging_avif_speed`,
+/// `smart_imaging_avif_max_pixels`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AvifLimits {
+    /// libaom speed (0 slowest .. 10 fastest) of the AVIF served.
+    pub speed: u8,
+    /// libaom speed of the guard's quality search. When faster than
+    /// `speed`, the search runs at this speed and only the quality it finds
+    /// is encoded at `speed` (and scored again): most of the search's
+    /// encodes cost a fraction of a slow one.
+    pub search_speed: u8,
+    /// Larger images are not tried in AVIF (the next format is).
+    pub max_pixels: u64,
+}
+
+impl AvifLimits {
+    pub const DEFAULT: AvifLimits = AvifLimits {
+        speed: 6,
+        search_speed: 9,
+        max_pixels: 4_000_000,
+    };
+}
+
+/// The registry's encode: the search probes at the search speed, the
+/// served encode at the configured one.
+fn encode_for(image: &Image, encoding: &Encoding) -> Result<Vec<u8>, KeepReason> {
+    let limits = encoding.tuning.avif;
+    let speed = match encoding.effort {
+        Effort::Search => limits.search_speed.max(limits.speed),
+        Effort::Final => limits.speed,
+    };
+    let options = Options {
+        // Full-resolution chroma for PNG sources: 4:2:0 smears the thin
+        // coloured lines of graphics, and no lossy 4:2:0 encoding passes
+        // the guard on some of them.
+        chroma: if encoding.from_png {
+            Chroma::Yuv444
+        } else {
+            Chroma::Yuv420
+        },
+        ..Options::new(encoding.quality, speed)
+    };
+    encode_with(image, &options)
+}
 
 #[allow(
     dead_code,

@@ -39,8 +39,46 @@ use std::ptr;
 
 use openjpeg_sys as opj;
 
+use super::registry::{self, candidate_error, same_effort, unbounded, Format, QualityScale};
 use super::{interpolate, panic_message, Image};
 use crate::KeepReason;
+
+/// JPEG 2000 in the registry: for Safari before WebP, granted by
+/// `User-Agent` (see [`crate::negotiate`]) or an explicit `image/jp2`.
+pub static CODEC: registry::Codec = registry::Codec {
+    format: Format::Jp2,
+    name: "jp2",
+    mime: "image/jp2",
+    accept: &["image/jp2"],
+    quality: QualityScale {
+        lossless: false,
+        floor: 40,
+        default_ceiling: 100,
+        // Its quality curve is calibrated to WebP's scale (see
+        // `target_psnr`), so `smart_imaging_webp_quality` sets it.
+        configured_by: Format::WebP,
+        qlt: &[
+            (0, 0),
+            (10, 5),
+            (20, 20),
+            (30, 35),
+            (40, 45),
+            (50, 54),
+            (60, 62),
+            (70, 71),
+            (75, 76),
+            (80, 78),
+            (85, 80),
+            (90, 83),
+            (95, 88),
+            (100, 99),
+        ],
+    },
+    encode: |image, encoding| encode(image, encoding.quality),
+    decode: |bytes, _| decode(bytes).map_err(|e| candidate_error(Format::Jp2, e)),
+    max_pixels: unbounded,
+    cheaper_search: same_effort,
+};
 
 /// Tiles are at most this wide and high. OpenJPEG holds one tile's samples
 /// as 32-bit integers (plus code-block state) while encoding it: with 1024

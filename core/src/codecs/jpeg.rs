@@ -11,8 +11,30 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use mozjpeg::{ColorSpace, Compress, Decompress, Marker};
 use mozjpeg_sys::{jpeg_common_struct, jpeg_error_mgr, jpeg_std_error, JWRN_JPEG_EOF};
 
+use super::registry::{same_effort, unbounded, Codec, Format, QualityScale};
 use super::{check_dimensions, exif, icc, panic_message, Image};
 use crate::{KeepReason, Limits};
+
+/// JPEG in the registry: a source, and re-encoded (MozJPEG) after resizing
+/// for clients that take no better format.
+pub static CODEC: Codec = Codec {
+    format: Format::Jpeg,
+    name: "jpeg",
+    mime: "image/jpeg",
+    accept: &[],
+    quality: QualityScale {
+        lossless: false,
+        floor: 40,
+        default_ceiling: 100,
+        configured_by: Format::Jpeg,
+        // `qlt` is a JPEG quality to begin with.
+        qlt: &[],
+    },
+    encode: |image, encoding| encode(image, encoding.quality),
+    decode,
+    max_pixels: unbounded,
+    cheaper_search: same_effort,
+};
 
 /// More scans than any real encoder writes (progressive JPEGs have about 10;
 /// MozJPEG's optimised scripts under 20). Each scan of a progressive JPEG

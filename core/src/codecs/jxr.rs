@@ -30,8 +30,48 @@ use std::mem;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
+use super::registry::{candidate_error, same_effort, unbounded, Codec, Format, QualityScale};
 use super::{interpolate, panic_message, Image};
 use crate::KeepReason;
+
+/// JPEG XR in the registry: for Internet Explorer 9+ and legacy Edge
+/// (by `User-Agent`, see [`crate::negotiate`]) and clients listing it.
+/// Its IANA-registered type is also what IE 11 and legacy Edge list in
+/// `Accept` (`image/vnd.ms-photo` is the older Microsoft name).
+pub static CODEC: Codec = Codec {
+    format: Format::Jxr,
+    name: "jxr",
+    mime: "image/jxr",
+    accept: &["image/jxr", "image/vnd.ms-photo"],
+    quality: QualityScale {
+        lossless: false,
+        floor: 40,
+        default_ceiling: 100,
+        // Its quantiser curve is calibrated to WebP's scale, so
+        // `smart_imaging_webp_quality` sets it.
+        configured_by: Format::WebP,
+        qlt: &[
+            (0, 0),
+            (10, 0),
+            (20, 14),
+            (30, 25),
+            (40, 36),
+            (50, 47),
+            (60, 57),
+            (70, 67),
+            (75, 76),
+            (80, 79),
+            (85, 82),
+            (90, 86),
+            (95, 91),
+            (100, 99),
+        ],
+    },
+    encode: |image, encoding| encode(image, encoding.quality),
+    decode: |bytes, _| decode(bytes).map_err(|e| candidate_error(Format::Jxr, e)),
+    max_pixels: unbounded,
+    cheaper_search: same_effort,
+};
 
 #[allow(
     non_camel_case_types,

@@ -1,5 +1,8 @@
-//! Decode JPEG/PNG bodies to pixels; encode pixels as WebP, or (after
-//! resizing, for clients without WebP) as JPEG or PNG again.
+//! Decode JPEG/PNG bodies to pixels; encode pixels as AVIF, WebP, JPEG
+//! 2000 or JPEG XR, or (after resizing, for clients without those) as JPEG
+//! or PNG again. One file per format, each with its [`Codec`] description,
+//! all listed in one registry ([`Format::codec`]); see `README.md` here for
+//! what a format must provide.
 //!
 //! Decoding aims at the pixels a browser would show for the original:
 //! EXIF orientation is applied, colour profiles travel along, and anything
@@ -18,12 +21,15 @@ pub mod jp2;
 pub mod jpeg;
 pub mod jxr;
 pub mod png;
+mod registry;
 pub mod webp;
 
 use std::any::Any;
 
-use crate::sniff::{sniff, SourceFormat};
-use crate::{KeepReason, Limits};
+pub use registry::{Codec, Effort, Encoding, Format, PerFormat, QualityScale, Tuning};
+
+use crate::outcome::{KeepReason, Limits};
+use crate::sniff::sniff;
 
 /// Decoded pixels, 8 bits per sample, rows top to bottom without padding.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,8 +74,7 @@ pub const WEBP_MAX_SIDE: u32 = 16383;
 /// must still be prepared for a panic (as [`crate::transcode()`] is).
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> {
     match sniff(bytes) {
-        Some(SourceFormat::Jpeg) => jpeg::decode(bytes, limits),
-        Some(SourceFormat::Png) => png::decode(bytes, limits),
+        Some(format) => (format.codec().decode)(bytes, limits),
         None => Err(KeepReason::NotAnImage),
     }
 }

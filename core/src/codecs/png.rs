@@ -8,8 +8,29 @@ use png::{
     Transformations,
 };
 
+use super::registry::{same_effort, unbounded, Codec, Format, QualityScale};
 use super::{check_dimensions, drop_opaque_alpha, icc, Image};
 use crate::{KeepReason, Limits};
+
+/// PNG in the registry: a source, and re-encoded (lossless) after resizing
+/// for clients that take no better format.
+pub static CODEC: Codec = Codec {
+    format: Format::Png,
+    name: "png",
+    mime: "image/png",
+    accept: &[],
+    quality: QualityScale {
+        lossless: true,
+        floor: 0,
+        default_ceiling: 100,
+        configured_by: Format::Png,
+        qlt: &[],
+    },
+    encode: |image, _| encode(image),
+    decode,
+    max_pixels: unbounded,
+    cheaper_search: same_effort,
+};
 
 /// gAMA values (scaled by 100000) that count as the usual 1/2.2, which is
 /// what browsers assume for untagged images anyway.

@@ -1,0 +1,125 @@
+//! What a conversion ends in: the converted image, or the reason to keep
+//! the original; and the resource bounds checked on the way.
+
+use std::fmt;
+
+use crate::codecs::Format;
+
+/// Resource bounds, checked before any large allocation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// Largest decoded image accepted, in pixels (width * height).
+    pub max_pixels: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_pixels: 16_000_000,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Converted {
+    pub bytes: Vec<u8>,
+    pub format: Format,
+    pub width: u32,
+    pub height: u32,
+    /// The encoder quality it was made at (its own 0-100 scale; 0 for
+    /// lossless PNG).
+    pub quality: u8,
+    /// Its SSIMULACRA 2 score against the decoded original, when the guard
+    /// checked it.
+    pub score: Option<f64>,
+    /// Encoder runs it took, over all formats tried.
+    pub encodes: usize,
+}
+
+/// Why the original response is served unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeepReason {
+    NotAnImage,
+    Unsupported(String),
+    TooManyPixels {
+        width: u32,
+        height: u32,
+        max_pixels: u64,
+    },
+    Decode(String),
+    Encode(String),
+    NotSmaller {
+        original: usize,
+        converted: usize,
+    },
+    /// No encoding small enough passed the visual-quality guard.
+    NotComparable {
+        /// The best score seen (at the highest quality allowed).
+        score: f64,
+        threshold: f64,
+    },
+    Panic(String),
+    /// Neither the format nor the size would change.
+    NothingToDo,
+}
+
+impl KeepReason {
+    /// True when the reason is a fault worth an `error_log` line at level
+    /// `error`/`warn` (as opposed to an expected outcome like "not smaller").
+    pub fn is_failure(&self) -> bool {
+        !matches!(
+            self,
+            KeepReason::NotSmaller { .. }
+                | KeepReason::NotComparable { .. }
+                | KeepReason::NotAnImage
+                | KeepReason::NothingToDo
+        )
+    }
+
+    /// A short, stable token for logs and variables (`not-smaller`,
+    /// `guard`, `decode`...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            KeepReason::NotAnImage => "not-image",
+            KeepReason::Unsupported(_) => "unsupported",
+            KeepReason::TooManyPixels { .. } => "too-many-pixels",
+            KeepReason::Decode(_) => "decode",
+            KeepReason::Encode(_) => "encode",
+            KeepReason::NotSmaller { .. } => "not-smaller",
+            KeepReason::NotComparable { .. } => "guard",
+            KeepReason::Panic(_) => "internal",
+            KeepReason::NothingToDo => "nothing-to-do",
+        }
+    }
+}
+
+impl fmt::Display for KeepReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeepReason::NotAnImage => write!(f, "body is not a JPEG or PNG"),
+            KeepReason::Unsupported(s) => write!(f, "unsupported image: {s}"),
+            KeepReason::TooManyPixels { width, height, max_pixels } => write!(
+                f,
+                "image is {width}x{height}, over the limit of {max_pixels} pixels"
+            ),
+            KeepReason::Decode(s) => write!(f, "decode failed: {s}"),
+            KeepReason::Encode(s) => write!(f, "encode failed: {s}"),
+            KeepReason::NotSmaller { original, converted } => write!(
+                f,
+                "converted image ({converted} bytes) is not smaller than the original ({original} bytes)"
+            ),
+            KeepReason::NotComparable { score, threshold } => write!(
+                f,
+                "no encoding passed the visual-quality guard (best SSIMULACRA 2 score {score:.1}, threshold {threshold})"
+            ),
+            KeepReason::Panic(s) => write!(f, "internal error: {s}"),
+            KeepReason::NothingToDo => write!(f, "neither format nor size would change"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Converted(Converted),
+    Original(KeepReason),
+}

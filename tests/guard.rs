@@ -17,7 +17,7 @@ use std::process::Command;
 use common::*;
 use smart_imaging_core::codecs::{self, webp, Image};
 use smart_imaging_core::guard;
-use smart_imaging_core::{Limits, Qualities};
+use smart_imaging_core::{Format, Limits, Qualities};
 
 /// `X-Smart-Imaging` (`smart_imaging_debug_header on`) everywhere, so each
 /// response says what the module did.

@@ -13,8 +13,6 @@
 //! entries, the guard's in [`Guard::DEFAULT`], the pixel bound in
 //! [`Limits::default`].
 
-#![forbid(unsafe_code)]
-
 use std::fmt;
 
 use crate::codecs::{avif::AvifLimits, Format, Tuning};

@@ -90,8 +90,6 @@
 //! of one URL with different `Vary` values are allowed (RFC 9111 keeps each
 //! stored response's own `Vary`).
 
-#![forbid(unsafe_code)]
-
 use crate::codecs::{Format, PerFormat};
 
 /// The formats a client may be sent (see the module documentation for the

@@ -1,8 +1,6 @@
 //! Request -> what to try. Pure functions over header values and the query
 //! string, so they can be table-tested.
 
-#![forbid(unsafe_code)]
-
 use crate::negotiate;
 use crate::plan::{Guard, Plan, Qualities};
 use crate::sizing::SizeRequest;

@@ -88,8 +88,6 @@
 //! its lowest quality, 0). Lossy WebP never reaches MozJPEG q100's median (92.7; WebP
 //! q100 gives 90.5), so qlt 100 is simply its best, 100.
 
-#![forbid(unsafe_code)]
-
 use crate::codecs::Format;
 
 /// The quality to pass to `format`'s encoder for the URL's `qlt` (values

@@ -39,6 +39,7 @@ use std::ptr;
 
 use openjpeg_sys as opj;
 
+use super::bytes::{be_u16, be_u32, range, u64_at, Endian};
 use super::{interpolate, panic_message, Image};
 use crate::KeepReason;
 
@@ -609,8 +610,7 @@ fn next_box<'a>(data: &mut &'a [u8]) -> Result<Option<JpBox<'a>>, String> {
         0 => (8, all.len()),
         // 64-bit length after the type.
         1 => {
-            let xl = all.get(8..16).ok_or("truncated box header")?;
-            let len = u64::from_be_bytes(xl.try_into().map_err(|_| "truncated box header")?);
+            let len = u64_at(all, 8, Endian::Big).ok_or("truncated box header")?;
             (16, usize::try_from(len).unwrap_or(usize::MAX))
         }
         len => (8, len as usize),
@@ -624,14 +624,6 @@ fn next_box<'a>(data: &mut &'a [u8]) -> Result<Option<JpBox<'a>>, String> {
     }
     *data = &all[len..];
     Ok(Some((kind, &all[header_len..len])))
-}
-
-fn be_u16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
-fn be_u32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
 /// Parses the JP2 boxes: signature, `ftyp` (compatible with "jp2 "), then
@@ -770,11 +762,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let out = self
-            .pos
-            .checked_add(n)
-            .and_then(|end| self.data.get(self.pos..end))
-            .ok_or("truncated codestream")?;
+        let out = range(self.data, self.pos, n).ok_or("truncated codestream")?;
         self.pos += n;
         Ok(out)
     }

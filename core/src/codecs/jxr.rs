@@ -30,6 +30,7 @@ use std::mem;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
+use super::bytes::{be_u16, be_u32, le_u16, le_u32};
 use super::{interpolate, panic_message, Image};
 use crate::KeepReason;
 
@@ -560,14 +561,6 @@ struct Container<'a> {
     icc_profile: Option<Vec<u8>>,
 }
 
-fn le_u16(b: &[u8]) -> u16 {
-    u16::from_le_bytes([b[0], b[1]])
-}
-
-fn le_u32(b: &[u8]) -> u32 {
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-}
-
 /// The 16 bytes of a pixel format GUID as the container stores it
 /// (Data1-3 little-endian, then Data4).
 fn guid_bytes(guid: &ffi::GUID) -> [u8; 16] {
@@ -587,9 +580,7 @@ fn parse_container(bytes: &[u8]) -> Result<Container<'_>, String> {
         return Err("not a JPEG XR file".into());
     }
     let range = |offset: u32, len: u32| -> Result<&[u8], String> {
-        (offset as usize)
-            .checked_add(len as usize)
-            .and_then(|end| bytes.get(offset as usize..end))
+        super::bytes::range(bytes, offset as usize, len as usize)
             .ok_or_else(|| "container points past the end of the file".to_owned())
     };
     let directory = le_u32(&bytes[4..]);
@@ -713,14 +704,10 @@ fn parse_plane_header(plane: &[u8], colour: u8) -> Result<PlaneHeader, String> {
     // Width and height minus 1, big-endian, 16 or 32 bits each.
     let (width, height) = if short_header {
         let b = plane.get(12..16).ok_or("truncated image header")?;
-        (
-            u32::from(u16::from_be_bytes([b[0], b[1]])) + 1,
-            u32::from(u16::from_be_bytes([b[2], b[3]])) + 1,
-        )
+        (u32::from(be_u16(b)) + 1, u32::from(be_u16(&b[2..])) + 1)
     } else {
         let b = plane.get(12..20).ok_or("truncated image header")?;
-        let field =
-            |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]).checked_add(1);
+        let field = |i: usize| be_u32(&b[i..]).checked_add(1);
         match (field(0), field(4)) {
             (Some(w), Some(h)) => (w, h),
             _ => return Err("image too large".into()),

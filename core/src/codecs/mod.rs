@@ -12,6 +12,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod avif;
+mod bytes;
 mod exif;
 mod icc;
 pub mod jp2;

@@ -2,6 +2,7 @@
 //! displays them (browsers honour the tag for JPEG; the WebP we write
 //! carries no EXIF, so the rotation has to be baked into the pixels).
 
+use super::bytes::{self, Endian};
 use super::Image;
 
 /// TIFF tag number of Orientation in IFD0.
@@ -12,27 +13,13 @@ const ORIENTATION_TAG: u16 = 0x0112;
 /// valid orientation (the browser then shows the image as stored).
 pub(super) fn orientation(app1: &[u8]) -> Option<u8> {
     let tiff = app1.strip_prefix(b"Exif\0\0")?;
-    let big_endian = match tiff.get(0..4)? {
-        b"II*\0" => false,
-        b"MM\0*" => true,
+    let endian = match tiff.get(0..4)? {
+        b"II*\0" => Endian::Little,
+        b"MM\0*" => Endian::Big,
         _ => return None,
     };
-    let u16_at = |at: usize| -> Option<u16> {
-        let b: [u8; 2] = tiff.get(at..at.checked_add(2)?)?.try_into().ok()?;
-        Some(if big_endian {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        })
-    };
-    let u32_at = |at: usize| -> Option<u32> {
-        let b: [u8; 4] = tiff.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        Some(if big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    };
+    let u16_at = |at: usize| bytes::u16_at(tiff, at, endian);
+    let u32_at = |at: usize| bytes::u32_at(tiff, at, endian);
 
     let ifd0 = u32_at(4)? as usize;
     let entries = u16_at(ifd0)? as usize;

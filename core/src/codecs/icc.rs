@@ -1,6 +1,7 @@
 //! Just enough ICC profile parsing to decide what to do with a source's
 //! profile: carry it into the output, drop it, or refuse the image.
 
+use super::bytes::{self, Endian};
 use crate::KeepReason;
 
 /// Size of the fixed ICC header; the tag count follows it.
@@ -34,10 +35,7 @@ pub(super) fn classify(profile: Vec<u8>) -> Result<Option<Vec<u8>>, KeepReason> 
 /// Validates the header and tag table; returns the raw bytes of the 'desc'
 /// tag (empty if there is none), or `None` if the profile is malformed.
 fn parse(profile: &[u8]) -> Option<&[u8]> {
-    let be32 = |at: usize| -> Option<usize> {
-        let bytes = profile.get(at..at + 4)?;
-        Some(u32::from_be_bytes(bytes.try_into().ok()?) as usize)
-    };
+    let be32 = |at: usize| bytes::u32_at(profile, at, Endian::Big).map(|v| v as usize);
     let declared_len = be32(0)?;
     if declared_len < HEADER_LEN + 4 || declared_len > profile.len() || &profile[36..40] != b"acsp"
     {

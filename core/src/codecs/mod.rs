@@ -1,6 +1,6 @@
 //! Decode JPEG/PNG bodies to pixels; encode pixels as AVIF, WebP, JPEG
 //! 2000 or JPEG XR, or (after resizing, for clients without those) as JPEG
-//! or PNG again. One file per format, each with its [`Codec`] description,
+//! or PNG again. One file (or folder) per format, each with its [`Codec`] description,
 //! all listed in one registry ([`Format::codec`]); see `README.md` here for
 //! what a format must provide.
 //!
@@ -18,6 +18,7 @@
 #![allow(unsafe_code)]
 
 pub mod avif;
+mod bytes;
 mod exif;
 mod icc;
 pub mod jp2;

@@ -11,7 +11,8 @@
 //! - `SMART_IMAGING_MODULE`: the module `.so` (default: next to the test
 //!   executable's `deps/` directory, i.e. `target/<profile>/`).
 //! - `SMART_IMAGING_CORPUS`: the image corpus (default `../shared/corpus`
-//!   relative to the repository root).
+//!   relative to the repository root). Without it, tests use `samples/`
+//!   only, except under `CI=true`, where a missing corpus fails them.
 //! - `SMART_IMAGING_KEEP=1`: keep every nginx prefix (they are otherwise
 //!   removed when the test passes and kept when it fails).
 #![allow(dead_code)]
@@ -63,7 +64,14 @@ pub fn samples_dir() -> PathBuf {
     repo_root().join("samples")
 }
 
+/// True under `CI=true` (or `CI=1`): what is optional on a developer's
+/// machine, the corpus, is required there.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
 /// The shared corpus, or `None` (with a note on stderr) when it is absent.
+/// Under `CI=true` an absent corpus is a failure, not a skip: it panics.
 pub fn corpus_dir() -> Option<PathBuf> {
     let dir = match std::env::var_os("SMART_IMAGING_CORPUS") {
         Some(p) => PathBuf::from(p),
@@ -71,6 +79,12 @@ pub fn corpus_dir() -> Option<PathBuf> {
     };
     if dir.join("manifest.csv").is_file() || has_images(&dir) {
         Some(dir)
+    } else if in_ci() {
+        panic!(
+            "image corpus not found at {} (set SMART_IMAGING_CORPUS): under CI=true \
+             the tests that use it must not be skipped",
+            dir.display()
+        );
     } else {
         eprintln!(
             "note: image corpus not found at {} (set SMART_IMAGING_CORPUS); \
@@ -1436,11 +1450,16 @@ pub fn png_rgb(width: u32, height: u32, rgb: &[u8]) -> Vec<u8> {
 
 /// A large image, slow to convert: `corpus_name` from the corpus when it is
 /// there, else a generated photo-like PNG of `fallback` (width, height,
-/// seed). Returns the name to serve it under (`big.jpg` or `big.png`) and
-/// its bytes.
+/// seed). Under `CI=true` the corpus and that image in it are required.
+/// Returns the name to serve it under (`big.jpg` or `big.png`) and its bytes.
 pub fn big_image(corpus_name: &str, fallback: (u32, u32, u64)) -> (String, Vec<u8>) {
-    let big = corpus_dir()
-        .map(|c| c.join(corpus_name))
+    let path = corpus_dir().map(|c| c.join(corpus_name));
+    if let Some(p) = path.as_ref().filter(|p| !p.is_file()) {
+        // Under CI=true the corpus is required: so is the image asked for.
+        assert!(!in_ci(), "{} is not in the corpus (CI=true)", p.display());
+        eprintln!("note: {} not found; using a generated image", p.display());
+    }
+    let big = path
         .filter(|p| p.is_file())
         .map(|p| std::fs::read(p).unwrap())
         .unwrap_or_else(|| synthetic_photo_png(fallback.0, fallback.1, fallback.2));

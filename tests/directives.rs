@@ -53,20 +53,64 @@ fn invalid_values_are_refused_by_nginx_t() {
     ] {
         n.assert_config_accepted(&Config::with_module(&site(ok)), ok);
     }
-    for bad in [
-        "smart_imaging_webp_quality 101;",
-        "smart_imaging_webp_quality -1;",
-        "smart_imaging_webp_quality high;",
-        "smart_imaging_ttl forever;",
-        "smart_imaging_buffer lots;",
-        "smart_imaging_max_pixels 0;",
-        "smart_imaging_max_pixels many;",
-        "smart_imaging_max_jobs 0;",
-        "smart_imaging maybe;",
-        "smart_imaging_webp_quality 80 90;",
-        "smart_imaging_thread_pool no_such_pool;",
+    // Then each bad one is refused with nginx's own message for it (as
+    // t/004-directives.t checks): the text between "[emerg] " and
+    // " in <file>:<line>".
+    for (bad, message) in [
+        (
+            "smart_imaging_webp_quality 101;",
+            "value must be between 0 and 100",
+        ),
+        (
+            "smart_imaging_webp_quality -1;",
+            r#""smart_imaging_webp_quality" directive invalid number"#,
+        ),
+        (
+            "smart_imaging_webp_quality high;",
+            r#""smart_imaging_webp_quality" directive invalid number"#,
+        ),
+        (
+            "smart_imaging_ttl forever;",
+            r#""smart_imaging_ttl" directive invalid value"#,
+        ),
+        (
+            "smart_imaging_buffer lots;",
+            r#""smart_imaging_buffer" directive invalid value"#,
+        ),
+        (
+            "smart_imaging_max_pixels 0;",
+            "value must be equal to or greater than 1",
+        ),
+        (
+            "smart_imaging_max_pixels many;",
+            r#""smart_imaging_max_pixels" directive invalid number"#,
+        ),
+        (
+            "smart_imaging_max_jobs 0;",
+            "value must be equal to or greater than 1",
+        ),
+        (
+            "smart_imaging maybe;",
+            r#"invalid value "maybe" in "smart_imaging" directive, it must be "on" or "off""#,
+        ),
+        (
+            "smart_imaging_webp_quality 80 90;",
+            r#"invalid number of arguments in "smart_imaging_webp_quality" directive"#,
+        ),
+        (
+            "smart_imaging_thread_pool no_such_pool;",
+            r#"unknown thread pool "no_such_pool""#,
+        ),
     ] {
-        n.assert_config_refused(&Config::with_module(&site(bad)), bad, "");
+        let line = n.assert_config_refused_exactly(&Config::with_module(&site(bad)), bad, message);
+        // ... at the line of the bad directive.
+        let (_, file, number) = emerg_message(&line).unwrap();
+        let conf = std::fs::read_to_string(file).unwrap();
+        assert_eq!(
+            conf.lines().nth(number as usize - 1).map(str::trim),
+            Some(bad),
+            "`{bad}`: nginx names another line:\n{line}"
+        );
     }
 }
 

@@ -109,10 +109,17 @@ const HTTP: &str = r#"
     }
 "#;
 
+/// The module's message when a conversion ran and gave up on `url`:
+/// `"<url>" not converted (<ms> ms): <why>, serving original`.
+fn not_converted(url: &str, why: &str) -> String {
+    format!("\"{url}\" not converted (… ms): {why}, serving original")
+}
+
 /// Requests `url` with a WebP Accept header and checks that the original
-/// comes back, no worker died and the error log has a `smart_imaging` line
-/// containing one of `reasons` (case-insensitive).
-fn expect_original_with_log(n: &Nginx, url: &str, original: &[u8], reasons: &[&str]) {
+/// comes back, no worker died, and the error log has the module's line for
+/// it: `smart_imaging: <message>` at `level`, and no other `smart_imaging`
+/// line (see [`Nginx::wait_module_log`] for how `message` matches).
+fn expect_original_with_log(n: &Nginx, url: &str, original: &[u8], level: &str, message: &str) {
     let workers = n.worker_pids();
     let mark = n.error_log_mark();
     let r = request(n.port(), "GET", url, &[ACCEPT_WEBP])
@@ -145,16 +152,23 @@ fn expect_original_with_log(n: &Nginx, url: &str, original: &[u8], reasons: &[&s
         r.describe()
     );
     n.assert_workers_survived(&workers);
-    let found = reasons
-        .iter()
-        .find_map(|reason| n.wait_log_line(mark, &["smart_imaging", reason]));
-    match found {
-        Some(line) => eprintln!("{url}: {line}"),
-        None => panic!(
-            "GET {url}: no error_log line with \"smart_imaging\" and one of {reasons:?}; log since the request:\n{}",
+    let line = n.wait_module_log(mark, level, message).unwrap_or_else(|| {
+        panic!(
+            "GET {url}: no error_log line \"[{level}] ... smart_imaging: {message}\"; log since the request:\n{}",
             n.error_log_since(mark)
-        ),
-    }
+        )
+    });
+    eprintln!("{url}: {line}");
+    let since = n.error_log_since(mark);
+    let others: Vec<&str> = since
+        .lines()
+        .filter(|l| l.contains("smart_imaging") && *l != line && !l.contains(" [debug] "))
+        .collect();
+    assert!(
+        others.is_empty(),
+        "GET {url}: more than the one line saying why:\n{line}\n{}",
+        others.join("\n")
+    );
 }
 
 fn server(name: &str) -> Nginx {
@@ -183,29 +197,26 @@ fn corrupt_jpeg_serves_original() {
     let n = server("fail-corrupt");
     let b = read(&n, "images/corrupt.jpg");
     for url in ["/images/corrupt.jpg", "/shop/corrupt.jpg"] {
-        expect_original_with_log(&n, url, &b, &["decode", "corrupt", "invalid", "error"]);
+        // The decoder (MozJPEG) finds no JPEG data after the header.
+        let why = not_converted(url, "decode failed: JPEG: Input file read error");
+        expect_original_with_log(&n, url, &b, "warn", &why);
     }
 }
 
 #[test]
 fn truncated_jpeg_and_png_serve_original() {
     let n = server("fail-truncated");
-    for rel in ["truncated.jpg", "truncated.png"] {
+    for (rel, why) in [
+        ("truncated.jpg", "decode failed: JPEG: file is truncated"),
+        (
+            "truncated.png",
+            "decode failed: PNG: unexpected end of file",
+        ),
+    ] {
         let b = read(&n, &format!("images/{rel}"));
         for prefix in ["/images/", "/shop/"] {
-            expect_original_with_log(
-                &n,
-                &format!("{prefix}{rel}"),
-                &b,
-                &[
-                    "truncat",
-                    "premature",
-                    "end of",
-                    "eof",
-                    "decode",
-                    "incomplete",
-                ],
-            );
+            let url = format!("{prefix}{rel}");
+            expect_original_with_log(&n, &url, &b, "warn", &not_converted(&url, why));
         }
     }
 }
@@ -214,18 +225,13 @@ fn truncated_jpeg_and_png_serve_original() {
 fn zero_byte_files_serve_original() {
     let n = server("fail-empty");
     for url in ["/images/empty.jpg", "/images/empty.png", "/shop/empty.jpg"] {
+        // Found while buffering, before any conversion is started.
         expect_original_with_log(
             &n,
             url,
             b"",
-            &[
-                "empty",
-                "zero",
-                "no body",
-                "not a jpeg",
-                "0 bytes",
-                "not an image",
-            ],
+            "warn",
+            "body is not a JPEG or PNG (Content-Type says image), serving original",
         );
     }
 }
@@ -233,15 +239,13 @@ fn zero_byte_files_serve_original() {
 #[test]
 fn pixel_bombs_serve_original() {
     let n = server("fail-bomb");
-    for rel in ["bomb.png", "bomb.jpg"] {
+    for (rel, size) in [("bomb.png", "50000x50000"), ("bomb.jpg", "60000x60000")] {
         let b = read(&n, &format!("images/{rel}"));
+        // Refused from the header, before any pixel is decoded.
+        let why = format!("image is {size}, over the limit of 16000000 pixels");
         for prefix in ["/images/", "/shop/"] {
-            expect_original_with_log(
-                &n,
-                &format!("{prefix}{rel}"),
-                &b,
-                &["pixels", "too large", "limit"],
-            );
+            let url = format!("{prefix}{rel}");
+            expect_original_with_log(&n, &url, &b, "warn", &not_converted(&url, &why));
         }
     }
 }
@@ -251,7 +255,9 @@ fn max_pixels_directive() {
     let n = server("fail-maxpixels");
     // 512x512 = 262144 pixels > 100000.
     let b = astronaut();
-    expect_original_with_log(&n, "/few-pixels/ok.jpg", &b, &["pixels", "limit"]);
+    let url = "/few-pixels/ok.jpg";
+    let why = "image is 512x512, over the limit of 100000 pixels";
+    expect_original_with_log(&n, url, &b, "warn", &not_converted(url, why));
     // The same file converts where the default limit applies.
     let r = get(n.port(), "/images/ok.jpg", &[ACCEPT_WEBP]);
     assert_eq!(r.content_type(), Some("image/webp"), "{}", r.describe());
@@ -262,8 +268,14 @@ fn body_over_buffer_serves_original() {
     let n = server("fail-buffer");
     let b = astronaut();
     assert!(b.len() > 50_000);
+    // Known from Content-Length (static and proxied alike): the header
+    // filter says so, at `info`, before any of the body is buffered.
+    let why = format!(
+        "body of {} bytes is over smart_imaging_buffer (1024), serving original",
+        b.len()
+    );
     for url in ["/small-buffer/ok.jpg", "/small-buffer-shop/ok.jpg"] {
-        expect_original_with_log(&n, url, &b, &["buffer", "too large", "larger", "exceeds"]);
+        expect_original_with_log(&n, url, &b, "info", &why);
     }
 }
 
@@ -276,6 +288,7 @@ fn scrambled_jpeg_data_never_breaks_the_response() {
     let workers = n.worker_pids();
     let b = read(&n, "images/scrambled.jpg");
     for url in ["/images/scrambled.jpg", "/shop/scrambled.jpg"] {
+        let mark = n.error_log_mark();
         let r = get(n.port(), url, &[ACCEPT_WEBP]);
         assert_eq!(r.status, 200);
         match r.content_type() {
@@ -286,7 +299,19 @@ fn scrambled_jpeg_data_never_breaks_the_response() {
             }
             _ => {
                 assert!(r.body == b, "{url}: neither WebP nor the original");
-                eprintln!("{url}: original served");
+                // The decoder gave up: what it said depends on where.
+                let prefix = format!("\"{url}\" not converted (… ms): decode failed: JPEG: ");
+                let logged = n.error_log_since(mark);
+                let line = logged.lines().find(|l| {
+                    module_log_message(l, "warn").is_some_and(|m| {
+                        m.starts_with(&prefix) && m.ends_with(", serving original")
+                    })
+                });
+                assert!(
+                    line.is_some(),
+                    "{url}: original served without \"[warn] ... smart_imaging: {prefix}...\":\n{logged}"
+                );
+                eprintln!("{url}: original served: {}", line.unwrap());
             }
         }
     }
@@ -309,6 +334,7 @@ fn max_jobs_overflow_serves_original() {
     );
     n.run(&Config::with_module(&http));
     let workers = n.worker_pids();
+    let mark = n.error_log_mark();
     let url = format!("/one-job/{name}");
     let port = n.port();
     let responses: Vec<Response> = std::thread::scope(|s| {
@@ -349,6 +375,36 @@ fn max_jobs_overflow_serves_original() {
     assert!(
         originals >= 1,
         "max_jobs 1 with 4 concurrent requests: all were converted"
+    );
+    // Each request turned away says so, at `warn`; at least one was. An
+    // original can also come from a conversion that ran and was not kept
+    // (a corpus JPEG may be: "not smaller"), which says so in its own line.
+    let busy = "1 transcodes in progress (smart_imaging_max_jobs), serving original";
+    let ran = format!("\"{url}\" not converted (… ms): ");
+    let logged = n.error_log_since(mark);
+    let count = |levels: &[&str], matches: &dyn Fn(&str) -> bool| {
+        logged
+            .lines()
+            .filter(|l| {
+                levels
+                    .iter()
+                    .any(|level| module_log_message(l, level).is_some_and(|m| matches(&m)))
+            })
+            .count()
+    };
+    let turned_away = count(&["warn"], &|m| m == busy);
+    // `info` for "not smaller" and the guard, `warn` for a failure.
+    let kept = count(&["info", "warn"], &|m| {
+        m.starts_with(&ran) && m.ends_with(", serving original")
+    });
+    assert!(
+        turned_away >= 1,
+        "max_jobs 1 with 4 concurrent requests: no \"[warn] ... smart_imaging: {busy}\":\n{logged}"
+    );
+    assert_eq!(
+        turned_away + kept,
+        originals,
+        "originals served vs lines saying why:\n{logged}"
     );
     n.assert_workers_survived(&workers);
 }
@@ -399,7 +455,9 @@ fn default_max_pixels_is_16_million() {
         n.error_log_since(mark)
     );
     // ... and refuses one over it.
-    expect_original_with_log(&n, "/images/over.png", &over, &["pixels", "limit"]);
+    let url = "/images/over.png";
+    let why = "image is 5000x4000, over the limit of 16000000 pixels";
+    expect_original_with_log(&n, url, &over, "warn", &not_converted(url, why));
 }
 
 /// Clients that hang up while their image is being converted: nothing
@@ -454,6 +512,7 @@ fn pipelined_keepalive_requests() {
     n.run(&Config::with_module(HTTP));
     let workers = n.worker_pids();
     for prefix in ["/images/", "/shop/"] {
+        let mark = n.error_log_mark();
         let mut ka = KeepAlive::connect(n.port());
         let seq: [(&str, bool); 6] = [
             ("a.jpg", true),
@@ -489,6 +548,13 @@ fn pipelined_keepalive_requests() {
                 _ => unreachable!(),
             }
         }
+        let url = format!("{prefix}corrupt.jpg");
+        let why = not_converted(&url, "decode failed: JPEG: Input file read error");
+        assert!(
+            n.wait_module_log(mark, "warn", &why).is_some(),
+            "{url} (pipelined): no \"[warn] ... smart_imaging: {why}\":\n{}",
+            n.error_log_since(mark)
+        );
     }
     n.assert_workers_survived(&workers);
 }

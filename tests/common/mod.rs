@@ -11,7 +11,8 @@
 //! - `SMART_IMAGING_MODULE`: the module `.so` (default: next to the test
 //!   executable's `deps/` directory, i.e. `target/<profile>/`).
 //! - `SMART_IMAGING_CORPUS`: the image corpus (default `../shared/corpus`
-//!   relative to the repository root).
+//!   relative to the repository root). Without it, tests use `samples/`
+//!   only, except under `CI=true`, where a missing corpus fails them.
 //! - `SMART_IMAGING_KEEP=1`: keep every nginx prefix (they are otherwise
 //!   removed when the test passes and kept when it fails).
 #![allow(dead_code)]
@@ -63,7 +64,14 @@ pub fn samples_dir() -> PathBuf {
     repo_root().join("samples")
 }
 
+/// True under `CI=true` (or `CI=1`): what is optional on a developer's
+/// machine, the corpus, is required there.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
 /// The shared corpus, or `None` (with a note on stderr) when it is absent.
+/// Under `CI=true` an absent corpus is a failure, not a skip: it panics.
 pub fn corpus_dir() -> Option<PathBuf> {
     let dir = match std::env::var_os("SMART_IMAGING_CORPUS") {
         Some(p) => PathBuf::from(p),
@@ -71,6 +79,12 @@ pub fn corpus_dir() -> Option<PathBuf> {
     };
     if dir.join("manifest.csv").is_file() || has_images(&dir) {
         Some(dir)
+    } else if in_ci() {
+        panic!(
+            "image corpus not found at {} (set SMART_IMAGING_CORPUS): under CI=true \
+             the tests that use it must not be skipped",
+            dir.display()
+        );
     } else {
         eprintln!(
             "note: image corpus not found at {} (set SMART_IMAGING_CORPUS); \
@@ -79,6 +93,64 @@ pub fn corpus_dir() -> Option<PathBuf> {
         );
         None
     }
+}
+
+/// Splits an `[emerg]` line of nginx into its message, file and line:
+/// `nginx: [emerg] <message> in <file>:<line>` (stderr) or
+/// `<date> [emerg] <pid>#<tid>: <message> in <file>:<line>` (error log).
+/// The message itself may contain " in " (`invalid value "x" in "y"
+/// directive, ...`): the file is what follows the last one.
+pub fn emerg_message(line: &str) -> Option<(&str, &str, u32)> {
+    let rest = &line[line.find("[emerg] ")? + "[emerg] ".len()..];
+    // The error log's "<pid>#<tid>: " prefix.
+    let rest = match rest.split_once(": ") {
+        Some((pid, msg))
+            if pid.split_once('#').is_some_and(|(p, t)| {
+                !p.is_empty()
+                    && !t.is_empty()
+                    && p.bytes().all(|b| b.is_ascii_digit())
+                    && t.bytes().all(|b| b.is_ascii_digit())
+            }) =>
+        {
+            msg
+        }
+        _ => rest,
+    };
+    let (message, at) = rest.rsplit_once(" in ")?;
+    let (file, number) = at.trim_end().rsplit_once(':')?;
+    Some((message, file, number.parse().ok()?))
+}
+
+/// The message of an `error_log` line written by this module at `level`:
+/// the text after `smart_imaging: ` up to nginx's ` while <context>` (or the
+/// end of the line), with every `(<number> ms)` replaced by `(… ms)`. `None`
+/// for other levels and other modules' lines.
+pub fn module_log_message(line: &str, level: &str) -> Option<String> {
+    let rest = &line[line.find(&format!(" [{level}] "))?..];
+    // "<pid>#<tid>: *<connection> smart_imaging: <message>"
+    let start = rest.find(" smart_imaging: ")? + " smart_imaging: ".len();
+    let message = &rest[start..];
+    let message = message.split_once(" while ").map_or(message, |(m, _)| m);
+    Some(mask_durations(message))
+}
+
+/// `... (0.3 ms): ...` -> `... (… ms): ...`
+fn mask_durations(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('(') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits > 0 && rest[digits..].starts_with(" ms)") {
+            out.push('…');
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn has_images(dir: &Path) -> bool {
@@ -351,9 +423,15 @@ impl Nginx {
         assert!(pass, "`{what}` should be accepted:\n{out}");
     }
 
-    /// Asserts that `nginx -t` refuses `cfg` with an `[emerg]` line
-    /// containing `message`; returns that line (and prints it).
+    /// Asserts that `nginx -t` refuses `cfg` with an `[emerg]` line whose
+    /// message (see [`emerg_message`]) contains `message`, which must not be
+    /// empty, and which names this configuration file and a line in it;
+    /// returns that line (and prints it).
     pub fn assert_config_refused(&mut self, cfg: &Config, what: &str, message: &str) -> String {
+        assert!(
+            !message.is_empty(),
+            "`{what}`: say which refusal message nginx must print"
+        );
         let (pass, out) = self.test_config(cfg);
         assert!(!pass, "`{what}` should be refused, nginx -t passed:\n{out}");
         let line = out
@@ -361,11 +439,33 @@ impl Nginx {
             .find(|l| l.contains("[emerg]"))
             .unwrap_or_else(|| panic!("`{what}`: no [emerg] line:\n{out}"))
             .to_owned();
+        let (said, file, _) = emerg_message(&line)
+            .unwrap_or_else(|| panic!("`{what}`: no \"<message> in <file>:<line>\" in:\n{line}"));
         assert!(
-            line.contains(message),
-            "`{what}`: expected {message:?} in:\n{line}"
+            said.contains(message),
+            "`{what}`: expected {message:?} in nginx's message {said:?}:\n{line}"
+        );
+        let conf = self.prefix.join("nginx-t.conf");
+        assert_eq!(
+            Path::new(file),
+            conf,
+            "`{what}`: the refusal does not name the configuration file:\n{line}"
         );
         eprintln!("`{what}` -> {line}");
+        line
+    }
+
+    /// As [`Nginx::assert_config_refused`], and nginx's message must be
+    /// exactly `message` (the text between `[emerg] ` and ` in <file>:<line>`).
+    pub fn assert_config_refused_exactly(
+        &mut self,
+        cfg: &Config,
+        what: &str,
+        message: &str,
+    ) -> String {
+        let line = self.assert_config_refused(cfg, what, message);
+        let (said, _, _) = emerg_message(&line).expect("checked above");
+        assert_eq!(said, message, "`{what}`: nginx's refusal message:\n{line}");
         line
     }
 
@@ -435,6 +535,29 @@ impl Nginx {
                 let ll = l.to_ascii_lowercase();
                 needles.iter().all(|n| ll.contains(&n.to_ascii_lowercase()))
             }) {
+                return Some(l.to_string());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (up to 2 s) for the `error_log` line, written since `mark`, in
+    /// which this module says `message` at `level` (`"warn"`, `"info"`,
+    /// `"alert"`): `<date> [<level>] <pid>#<tid>: *<conn> smart_imaging:
+    /// <message> while <context>...`. `message` is the module's text after
+    /// `smart_imaging: `, exact, except that a duration `(12.3 ms)` in the
+    /// line matches `(… ms)` in `message`. Returns the line as written.
+    pub fn wait_module_log(&self, mark: usize, level: &str, message: &str) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let since = self.error_log_since(mark);
+            if let Some(l) = since
+                .lines()
+                .find(|l| module_log_message(l, level).is_some_and(|m| m == message))
+            {
                 return Some(l.to_string());
             }
             if Instant::now() > deadline {
@@ -1327,11 +1450,16 @@ pub fn png_rgb(width: u32, height: u32, rgb: &[u8]) -> Vec<u8> {
 
 /// A large image, slow to convert: `corpus_name` from the corpus when it is
 /// there, else a generated photo-like PNG of `fallback` (width, height,
-/// seed). Returns the name to serve it under (`big.jpg` or `big.png`) and
-/// its bytes.
+/// seed). Under `CI=true` the corpus and that image in it are required.
+/// Returns the name to serve it under (`big.jpg` or `big.png`) and its bytes.
 pub fn big_image(corpus_name: &str, fallback: (u32, u32, u64)) -> (String, Vec<u8>) {
-    let big = corpus_dir()
-        .map(|c| c.join(corpus_name))
+    let path = corpus_dir().map(|c| c.join(corpus_name));
+    if let Some(p) = path.as_ref().filter(|p| !p.is_file()) {
+        // Under CI=true the corpus is required: so is the image asked for.
+        assert!(!in_ci(), "{} is not in the corpus (CI=true)", p.display());
+        eprintln!("note: {} not found; using a generated image", p.display());
+    }
+    let big = path
         .filter(|p| p.is_file())
         .map(|p| std::fs::read(p).unwrap())
         .unwrap_or_else(|| synthetic_photo_png(fallback.0, fallback.1, fallback.2));

@@ -285,14 +285,26 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-/// The shared test corpus: `$SMART_IMAGING_CORPUS`, else `shared/corpus`
-/// next to the repository. `None` if neither exists.
+/// The shared test corpus: `$SMART_IMAGING_CORPUS` when set, else
+/// `shared/corpus` next to the repository. `None` (the caller skips) if it
+/// does not exist, except under `CI=true` (or `CI=1`), where the corpus is
+/// required: a missing one panics, so CI cannot pass by skipping it.
 pub fn corpus_dir() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("SMART_IMAGING_CORPUS").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")),
-    ];
-    candidates.into_iter().flatten().find(|dir| dir.is_dir())
+    let dir = match std::env::var_os("SMART_IMAGING_CORPUS") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"),
+    };
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    assert!(
+        !ci,
+        "image corpus not found at {} (set SMART_IMAGING_CORPUS): under CI=true \
+         the tests that use it must not be skipped",
+        dir.display()
+    );
+    None
 }
 
 /// A non-sRGB RGB ICC profile (desc "Wide Test RGB"), `padding` bytes

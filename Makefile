@@ -8,7 +8,7 @@
 #   make system-nginx   build the module for Debian's /usr/sbin/nginx
 #   make bench  criterion benchmarks (decode + encode per megapixel)
 #   make bench-corpus  bytes saved, scores and speed per client and kind of
-#               image on ../shared/corpus (the numbers in README)
+#               image on ../shared/corpus (the numbers in docs/benchmarks.md)
 #
 # Everything is built once, in cargo's dev profile (codecs are compiled with
 # opt-level 3 there, see Cargo.toml), and shared by run and test.

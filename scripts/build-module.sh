@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the module against an nginx source tree: the recipe the Dockerfile
-# uses, and the one to follow for any nginx you run (see README, "Building
+# uses, and the one to follow for any nginx you run (see docs/building.md, "Building
 # against an existing nginx").
 #
 #   scripts/build-module.sh NGINX_SOURCE_DIR [CARGO_TARGET_DIR]

@@ -1,6 +1,6 @@
 # smart-imaging: bodies the module cannot or must not convert.  Whatever
 # goes wrong, a WebP-capable client gets status 200 and the original bytes,
-# and error_log gets one smart_imaging line saying why (README.md, "Failures
+# and error_log gets one smart_imaging line saying why (docs/failures.md, "Failures
 # degrade to the original"): [warn] for failures, [info] for "not smaller"
 # and for bodies over smart_imaging_buffer.  Needs the module:
 #

@@ -1,4 +1,4 @@
-# smart-imaging: response headers (README.md, "What it does" and
+# smart-imaging: response headers (docs/responses.md, "What it does" and
 # smart_imaging_ttl): Vary: Accept on every candidate response (also when
 # the original is served, and on 304), the converted response's own weak
 # ETag, no byte ranges of a converted response, Cache-Control from

@@ -1,4 +1,4 @@
-# smart-imaging: the directives (README.md, "Directives").  Bad values are
+# smart-imaging: the directives (docs/directives.md).  Bad values are
 # refused at startup with nginx's usual messages; good ones are inherited
 # http -> server -> location and do what they say.  Needs the module:
 #

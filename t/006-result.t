@@ -1,4 +1,4 @@
-# smart-imaging: what the module did with a response (README.md,
+# smart-imaging: what the module did with a response (docs/logging.md,
 # "$smart_imaging_result", smart_imaging_debug_header, smart_imaging_guard):
 # the X-Smart-Imaging header with smart_imaging_debug_header on (and none
 # by default), $smart_imaging_result in the access log, and the directives'

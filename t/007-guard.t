@@ -1,4 +1,4 @@
-# smart-imaging: the visual-quality guard (README.md, "Quality: the
+# smart-imaging: the visual-quality guard (docs/quality.md, "Quality: the
 # visual-quality guard and qlt", smart_imaging_guard): what is converted
 # passed SSIMULACRA 2 >= 80 (X-Smart-Imaging says so); a threshold nothing
 # lossy passes keeps a JPEG original (reason=guard, an info line, not a

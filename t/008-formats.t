@@ -1,5 +1,5 @@
 # smart-imaging: every format and every fallback through a real nginx
-# (README.md, "What it does", smart_imaging_formats, "Caches and
+# (docs/responses.md, "What it does", smart_imaging_formats, "Caches and
 # User-Agent", smart_imaging_avif_max_pixels / _avif_quality / _guard;
 # the UA / Accept table is core/src/negotiate.rs): AVIF to Chrome, Firefox
 # and Safari 17, WebP to image/webp, JPEG 2000 to Safari 13 and iOS 13 (by

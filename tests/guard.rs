@@ -1,4 +1,4 @@
-//! The visual-quality guard through a real nginx (README, "Quality: the
+//! The visual-quality guard through a real nginx (docs/quality.md, "Quality: the
 //! visual-quality guard and `qlt`"; `smart_imaging_guard`,
 //! `smart_imaging_guard_encodes`): what is served passes SSIMULACRA 2 >= 80
 //! against the original, scored here, independently of the module, on the

@@ -1,4 +1,4 @@
-//! Size, device pixel ratio and network (README.md, "Size, device pixel
+//! Size, device pixel ratio and network (docs/sizing.md, "Size, device pixel
 //! ratio and network", "Caches: `$smart_imaging_variant`" and the
 //! directives smart_imaging_dpr, _dpr_max, _dpr_header, _network,
 //! _network_quality_step, _network_thresholds, _max_output_size,

@@ -245,7 +245,7 @@ pub struct Location {
 }
 
 impl Default for Location {
-    /// The defaults of the nginx layer's directives (README, "Directives").
+    /// The defaults of the nginx layer's directives (docs/directives.md).
     fn default() -> Self {
         Location {
             enabled: false,

@@ -2,23 +2,46 @@
 //! smallest format the client can decode, converting them in nginx's body
 //! filter on a thread pool.
 //!
-//! This crate is the thin nginx layer: directives ([`config`]), the header
-//! and body filters ([`filter`]), running work off the event loop
+//! This crate is the thin nginx layer: directives ([`config`]), the
+//! request as this layer sees it ([`http`], [`headers`]), the per-request
+//! context ([`ctx`]), the filters ([`header_filter`], [`body_filter`],
+//! passing on through [`send`]), running work off the event loop
 //! ([`offload`]), variables ([`variables`]) and the outcome they report
 //! ([`result`]). Every image decision and byte of image work is in the
 //! `smart-imaging-core` crate, which knows nothing of nginx.
 //!
+//! Layers: a module uses only modules of lower layers (and the core
+//! crate), never one of its own layer or above; `lib.rs` wires them into
+//! nginx.
+//!
+//! ```text
+//! 5  header_filter  body_filter   the filters nginx calls
+//! 4  send  variables              passing on down the chain; $smart_imaging_*
+//! 3  ctx                          per-request context, Location (the conf)
+//! 2  headers  offload             header rewriting (methods of Req); jobs
+//! 1  http                         Req and Chain: the request's FFI
+//! 0  config  result               directives; what was done (Report)
+//! ```
+//!
+//! `offload` reports back through the function it is given; `LocConf` is
+//! read in `ctx` only (`http` finds it in the request).
+//!
 //! Rules for this layer: every function nginx calls catches panics (none may
-//! unwind into C), and every `unsafe` block says why it is sound.
+//! unwind into C), every failure after a header was held serves the
+//! original, and every `unsafe` block says why it is sound.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(non_upper_case_globals)]
 
+mod body_filter;
 mod config;
-mod filter;
+mod ctx;
+mod header_filter;
+mod headers;
 mod http;
 mod offload;
 mod result;
+mod send;
 mod variables;
 
 use core::ffi::{c_char, c_void};
@@ -114,12 +137,14 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         return NGX_ERROR as ngx_int_t;
     }
     // SAFETY: postconfiguration runs once per configuration load on the
-    // single configuration thread; chaining filters is what C modules do.
+    // single configuration thread, after nginx assigned the module's
+    // ctx_index; chaining filters is what C modules do.
     unsafe {
-        filter::NEXT_HEADER_FILTER = ngx_http_top_header_filter;
-        ngx_http_top_header_filter = Some(filter::header_filter);
-        filter::NEXT_BODY_FILTER = ngx_http_top_body_filter;
-        ngx_http_top_body_filter = Some(filter::body_filter);
+        http::set_module_index(ngx_http_smart_imaging_module.ctx_index);
+        send::NEXT_HEADER_FILTER = ngx_http_top_header_filter;
+        ngx_http_top_header_filter = Some(header_filter::header_filter);
+        send::NEXT_BODY_FILTER = ngx_http_top_body_filter;
+        ngx_http_top_body_filter = Some(body_filter::body_filter);
     }
     NGX_OK as ngx_int_t
 }

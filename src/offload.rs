@@ -16,6 +16,10 @@
 //! alone when the slot says it was abandoned. Only the event loop thread
 //! reads or writes the slot's `r` (post, deadline, completion, request
 //! cleanup); the pool thread touches only the [`Job`].
+//!
+//! This module knows nothing of the filters: whoever posts a job passes the
+//! function ([`OnDone`]) that gets its [`Completion`] on the event loop,
+//! just before the request is resumed.
 
 use core::ffi::c_void;
 use core::ptr;
@@ -32,7 +36,7 @@ use ngx::ffi::{
 use ngx::ngx_log_error;
 use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan};
 
-use crate::filter;
+use crate::http::Req;
 
 /// Transcodes this worker has queued or running, abandoned ones included
 /// (they still hold a thread or a queue place, and memory). Only the event
@@ -116,13 +120,30 @@ pub fn format_msec(ms: ngx_msec_t) -> String {
     }
 }
 
+/// How a job ended for the request that waited for it.
+pub enum Completion {
+    /// The pool thread finished the job.
+    Finished(Job),
+    /// The request waited `waited`, past `deadline`: it stops waiting and
+    /// serves the original; the job runs on, its result will be discarded.
+    TimedOut {
+        waited: Duration,
+        deadline: Deadline,
+    },
+}
+
+/// Called on the event loop with the request a job was posted for (still
+/// waiting for it) and how the job ended; the request is resumed right
+/// after. A panic here is caught: the request is then ended with an error.
+pub type OnDone = for<'r> fn(Req<'r>, Completion);
+
 /// A posted job and what the event loop needs to finish it. Allocated with
 /// the global allocator (not in the request pool: it may outlive the
 /// request), freed by `job_done`. `#[repr(C)]` with the task first: nginx's
 /// debug logging of the deadline timer reads `ev->data` as a connection
 /// (its `fd`), which must stay inside this allocation.
 #[repr(C)]
-pub struct Slot {
+struct Slot {
     task: ngx_thread_task_t,
     deadline: ngx_event_t,
     /// The waiting request; null once it stopped waiting. Event loop only.
@@ -131,7 +152,13 @@ pub struct Slot {
     job: *mut Job,
     posted: Instant,
     limit: Deadline,
+    on_done: OnDone,
 }
+
+/// A posted job, as the request waiting for it holds it: what it needs to
+/// stop waiting should it be freed first ([`Posted::detach`]).
+#[derive(Debug)]
+pub struct Posted(*mut Slot);
 
 /// Why a job could not be posted; the original is served instead.
 #[derive(Debug)]
@@ -140,18 +167,21 @@ pub enum PostError {
     QueueFull,
 }
 
-/// Posts `job` for request `r`. On success the request is paused until
-/// `job_done` or the deadline resumes it; on failure the job is handed back.
+/// Posts `job` for request `req`. On success the request is paused until
+/// the job completes or the deadline passes, then `on_done` is called and
+/// the request resumed; on failure the job is handed back.
 ///
 /// # Safety
-/// `r` must be a valid main request; `pool` a thread pool from configuration.
+/// `req` must be a main request; `pool` a thread pool from configuration.
 pub unsafe fn post(
-    r: *mut ngx_http_request_t,
+    req: Req<'_>,
     pool: *mut ngx_thread_pool_t,
     max_jobs: usize,
     job: Box<Job>,
     limit: Deadline,
-) -> Result<*mut Slot, (Box<Job>, PostError)> {
+    on_done: OnDone,
+) -> Result<Posted, (Box<Job>, PostError)> {
+    let r = req.as_ptr();
     let in_flight = jobs_in_flight();
     if in_flight >= max_jobs {
         return Err((job, PostError::Overloaded(in_flight)));
@@ -167,6 +197,7 @@ pub unsafe fn post(
         job,
         posted: Instant::now(),
         limit,
+        on_done,
     }));
     // SAFETY: `slot` is ours until posted. The pool thread gets `job` as its
     // `ctx`; the completion event and the timer get the slot.
@@ -200,22 +231,25 @@ pub unsafe fn post(
         (*main).set_blocked((*main).blocked() + 1);
         (*r).set_aio(1);
     }
-    Ok(slot)
+    Ok(Posted(slot))
 }
 
-/// The request of `slot` no longer waits (it is being freed): whatever
-/// happens to the job, leave the request alone.
-///
-/// # Safety
-/// On the event loop thread, with a slot returned by `post` whose job has
-/// not completed yet.
-pub unsafe fn detach(slot: *mut Slot) {
-    // SAFETY: the slot is alive until `job_done`, which has not run; only
-    // the event loop touches `r` and the timer.
-    unsafe {
-        (*slot).r = ptr::null_mut();
-        if (*slot).deadline.timer_set() != 0 {
-            ngx_del_timer(ptr::addr_of_mut!((*slot).deadline));
+impl Posted {
+    /// The request no longer waits (it is being freed): whatever happens to
+    /// the job, leave the request alone.
+    ///
+    /// # Safety
+    /// On the event loop thread, before the job's completion (`on_done`) or
+    /// deadline has reached the request.
+    pub unsafe fn detach(&self) {
+        let slot = self.0;
+        // SAFETY: the slot is alive until `job_done`, which has not run; only
+        // the event loop touches `r` and the timer.
+        unsafe {
+            (*slot).r = ptr::null_mut();
+            if (*slot).deadline.timer_set() != 0 {
+                ngx_del_timer(ptr::addr_of_mut!((*slot).deadline));
+            }
         }
     }
 }
@@ -255,6 +289,7 @@ unsafe extern "C" fn job_done(ev: *mut ngx_event_t) {
     }
     let r = slot.r;
     let waited = slot.posted.elapsed();
+    let on_done = slot.on_done;
     drop(slot);
     if r.is_null() {
         // SAFETY: the cycle's log is valid in a worker.
@@ -269,9 +304,11 @@ unsafe extern "C" fn job_done(ev: *mut ngx_event_t) {
         }
         return;
     }
+    // SAFETY: the request is alive (blocked) and waiting for this job; we
+    // are on the event loop.
+    let req = unsafe { Req::new(r) };
     let finished = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: the request is alive (blocked) and waiting for this job.
-        unsafe { filter::job_finished(r, *job) }
+        on_done(req, Completion::Finished(*job))
     }));
     // SAFETY: as above.
     unsafe { resume(r, finished.is_ok()) };
@@ -285,17 +322,19 @@ unsafe extern "C" fn job_deadline(ev: *mut ngx_event_t) {
     // SAFETY: the timer is deleted before the slot is freed (`job_done`) and
     // when the request goes (`detach`), so both are alive here; only the
     // event loop touches these fields.
-    let (r, waited, limit) = unsafe {
+    let (r, waited, deadline, on_done) = unsafe {
         let r = (*slot).r;
         (*slot).r = ptr::null_mut();
-        (r, (*slot).posted.elapsed(), (*slot).limit)
+        (r, (*slot).posted.elapsed(), (*slot).limit, (*slot).on_done)
     };
     if r.is_null() {
         return;
     }
+    // SAFETY: the request is alive (still blocked by us); we are on the
+    // event loop.
+    let req = unsafe { Req::new(r) };
     let stopped = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: the request is alive (still blocked by us).
-        unsafe { filter::job_timed_out(r, waited, &limit) }
+        on_done(req, Completion::TimedOut { waited, deadline })
     }));
     // SAFETY: as above.
     unsafe { resume(r, stopped.is_ok()) };

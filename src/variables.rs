@@ -5,7 +5,9 @@
 //! nothing would change, `off` for `bfc=off`, empty where the module is
 //! off). Two requests with the same value get the same bytes, so it belongs
 //! in `proxy_cache_key` (with the URI) when a cache sits in front of or
-//! behind the module and stores converted responses.
+//! behind the module and stores converted responses. It reads the
+//! negotiation of the request's context, which it makes (for the header
+//! filter to reuse) when evaluated before the response exists.
 //!
 //! `$smart_imaging_result` says what the module did with the response
 //! (`converted format=webp in=... out=...`, `original reason=...`, see
@@ -21,9 +23,11 @@ use ngx::ffi::{
     ngx_http_variable_value_t, ngx_int_t, ngx_pnalloc, ngx_str_t, NGX_ERROR,
     NGX_HTTP_VAR_NOCACHEABLE, NGX_OK,
 };
-use smart_imaging_core::policy::{decide, Decision};
+use smart_imaging_core::policy::Decision;
 
-use crate::{filter, http};
+use crate::ctx::{self, Location, Phase};
+use crate::http::Req;
+use crate::result::{self, Report};
 
 type Getter = unsafe extern "C" fn(
     *mut ngx_http_request_t,
@@ -86,13 +90,11 @@ pub unsafe fn index_result(cf: *mut ngx_conf_t) -> ngx_int_t {
 }
 
 /// Drops the value of `$smart_imaging_result` nginx may have cached for
-/// `r` (a `map` or `add_header` evaluated it early): `log_format` reads
-/// cached values, and the outcome has changed since.
-///
-/// # Safety
-/// `r` must be a valid request.
-pub unsafe fn forget_result(r: *mut ngx_http_request_t) {
+/// the request (a `map` or `add_header` evaluated it early): `log_format`
+/// reads cached values, and the outcome has changed since.
+pub fn forget_result(req: Req<'_>) {
     let index = RESULT_INDEX.load(Ordering::Relaxed);
+    let r = req.as_ptr();
     // SAFETY: `r` is valid; its main_conf and variables belong to the
     // configuration it runs under, where `variables` has one value per
     // indexed variable of cmcf->variables. The index is only used after
@@ -152,8 +154,10 @@ unsafe extern "C" fn variant_variable(
     v: *mut ngx_http_variable_value_t,
     _data: usize,
 ) -> ngx_int_t {
-    // SAFETY: nginx passes a valid request and value to fill in.
-    let value = catch_unwind(AssertUnwindSafe(|| unsafe { variant(r) }));
+    // SAFETY: nginx passes a valid request (on the event loop, for the
+    // duration of the call) and a value to fill in.
+    let req = unsafe { Req::new(r) };
+    let value = catch_unwind(AssertUnwindSafe(|| variant(req)));
     // SAFETY: as above.
     unsafe { set_value(r, v, value.ok().flatten()) }
 }
@@ -163,31 +167,60 @@ unsafe extern "C" fn result_variable(
     v: *mut ngx_http_variable_value_t,
     _data: usize,
 ) -> ngx_int_t {
-    // SAFETY: nginx passes a valid request and value to fill in.
-    let value = catch_unwind(AssertUnwindSafe(|| unsafe {
-        filter::result(r).map(|report| report.to_string())
+    // SAFETY: as in `variant_variable`.
+    let req = unsafe { Req::new(r) };
+    let value = catch_unwind(AssertUnwindSafe(|| {
+        result(req).map(|report| report.to_string())
     }));
     // SAFETY: as above.
     unsafe { set_value(r, v, value.ok().flatten()) }
 }
 
-/// The variant for `r`, or None where the module is off.
-///
-/// # Safety
-/// `r` must be a valid request whose headers have been read.
-unsafe fn variant(r: *mut ngx_http_request_t) -> Option<String> {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        let conf = filter::loc_conf(r);
-        if !conf.enabled() {
-            return None;
-        }
-        let settings = conf.settings();
-        let facts = http::request_facts(r, settings.dpr_header.as_deref());
-        Some(match decide(&facts, &settings).decision {
-            Decision::Off => "off".to_string(),
-            Decision::Original => "orig".to_string(),
-            Decision::Transcode(plan) => plan.variant(),
-        })
+/// The variant for the request, or None where the module is off.
+fn variant(req: Req<'_>) -> Option<String> {
+    if !Location::of(req).enabled() {
+        return None;
     }
+    let mut ctx = ctx::of(req)?.borrow_mut();
+    if ctx.bfc_off {
+        return Some("off".to_string());
+    }
+    Some(match &ctx.negotiation(req).decision {
+        Decision::Off => "off".to_string(),
+        Decision::Original => "orig".to_string(),
+        Decision::Transcode(plan) => plan.variant(),
+    })
+}
+
+/// What the module did with the response, for `$smart_imaging_result`:
+/// the context's report, or worked out from the request where the module
+/// passed the response over. None where it did not look at it (module off,
+/// subrequests, nothing sent yet).
+fn result(req: Req<'_>) -> Option<Report> {
+    if !req.is_main() {
+        return None;
+    }
+    if let Some(ctx) = ctx::get(req) {
+        match &ctx.borrow().phase {
+            Phase::Untouched => {}
+            Phase::Ready { report, .. } | Phase::Done { report, .. } => {
+                return Some(report.clone())
+            }
+            // Still buffering when the request ended: the upstream
+            // failed or the client went away.
+            Phase::Buffering { .. } | Phase::Transcoding { .. } => {
+                return Some(Report::kept(result::INCOMPLETE, req.content_length()))
+            }
+        }
+    }
+    if !Location::of(req).enabled() {
+        return None;
+    }
+    if ctx::of(req)?.borrow().bfc_off {
+        return Some(Report::kept(result::OFF, req.content_length()));
+    }
+    if !req.header_sent() {
+        return None;
+    }
+    Some(Report::kept(result::NOT_CANDIDATE, req.content_length()))
 }

@@ -1,0 +1,376 @@
+//! The body filter: collects the body of a response whose header is held,
+//! has it converted on the thread pool ([`crate::offload`]), then sends the
+//! result (see [`crate::ctx`] for the phases).
+//!
+//! Whatever goes wrong after the header was held, the original headers and
+//! bytes are sent: a client never sees a failure caused by this module.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ngx::ffi::{
+    ngx_chain_t, ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_INFO,
+    NGX_LOG_WARN, NGX_OK,
+};
+use smart_imaging_core::{sniff, KeepReason, Outcome};
+
+use crate::ctx::{self, Phase, RequestCtx};
+use crate::http::{Chain, Req};
+use crate::offload::{self, Completion, Deadline, Job, PostError};
+use crate::result::{self, Kept, Report};
+use crate::send::{self, next_body, next_header};
+use crate::variables;
+
+/// Our bit in `c->buffered` while a transcode is pending: tells
+/// `ngx_http_finalize_request` that the response is not complete yet
+/// (the same value `ngx_http_image_filter_module` uses).
+const SMART_IMAGING_BUFFERED: u32 = 0x08;
+
+/// What the body filter does once the context is up to date (it is not
+/// borrowed while nginx's next filters run).
+enum Output<'a> {
+    /// Returns this code.
+    Return(ngx_int_t),
+    /// Passes the chain on as it came.
+    Pass(Chain<'a>),
+    /// Passes the held header on, then `body` (the last of the response if
+    /// `last`) followed by `rest`. The context's `Done` phase holds `body`
+    /// too, until the request is freed.
+    Respond {
+        body: Arc<Vec<u8>>,
+        last: bool,
+        rest: Chain<'a>,
+    },
+}
+
+/// The body filter nginx calls.
+pub unsafe extern "C" fn body_filter(
+    r: *mut ngx_http_request_t,
+    chain: *mut ngx_chain_t,
+) -> ngx_int_t {
+    // SAFETY: nginx calls body filters with a valid request and a valid
+    // chain (or NULL), on the event loop, for the duration of the call.
+    let (req, chain) = unsafe { (Req::new(r), Chain::new(chain)) };
+    match catch_unwind(AssertUnwindSafe(|| filter_body(req, chain))) {
+        Ok(rc) => rc,
+        Err(_) => {
+            req.log(
+                NGX_LOG_ALERT,
+                format_args!("smart_imaging: panic in body filter"),
+            );
+            NGX_ERROR as ngx_int_t
+        }
+    }
+}
+
+fn filter_body(req: Req<'_>, chain: Chain<'_>) -> ngx_int_t {
+    let Some(ctx) = ctx::get(req) else {
+        return next_body(req, chain);
+    };
+    let output = step(req, &mut ctx.borrow_mut(), chain);
+    match output {
+        Output::Return(rc) => rc,
+        Output::Pass(chain) => next_body(req, chain),
+        Output::Respond { body, last, rest } => respond(req, &body, last, rest),
+    }
+}
+
+fn step<'a>(req: Req<'a>, ctx: &mut RequestCtx, chain: Chain<'a>) -> Output<'a> {
+    match &mut ctx.phase {
+        Phase::Untouched | Phase::Done { .. } => Output::Pass(chain),
+        Phase::Buffering { body, limit, .. } => match collect(req, body, *limit, chain) {
+            Collected::More => Output::Return(NGX_OK as ngx_int_t),
+            Collected::All => start_transcode(req, ctx),
+            Collected::Stop {
+                report,
+                complete,
+                rest,
+            } => {
+                let Phase::Buffering { body, .. } = ctx.phase.take() else {
+                    unreachable!("matched above")
+                };
+                variables::forget_result(req);
+                send_response(req, ctx, report, Arc::new(body), complete, rest)
+            }
+        },
+        Phase::Transcoding { .. } => {
+            chain.consume();
+            Output::Return(NGX_AGAIN as ngx_int_t)
+        }
+        Phase::Ready { .. } => send_result(req, ctx),
+    }
+}
+
+/// Where collecting the body got to.
+enum Collected<'a> {
+    /// Not all of it yet.
+    More,
+    /// All of it, and it looks like an image.
+    All,
+    /// The original is to be sent (`report` says why): what was collected
+    /// (the whole body if `complete`), then `rest`.
+    Stop {
+        report: Report,
+        complete: bool,
+        rest: Chain<'a>,
+    },
+}
+
+/// Adds the bytes of `chain` to `body`, marking them sent.
+fn collect<'a>(req: Req<'a>, body: &mut Vec<u8>, limit: usize, chain: Chain<'a>) -> Collected<'a> {
+    let mut complete = false;
+    for link in chain.links() {
+        if link.has_file_data() {
+            req.log(
+                NGX_LOG_WARN,
+                format_args!("smart_imaging: body arrived in a file buffer, serving original"),
+            );
+            let report = Report::kept(result::FILE_BUFFER, req.content_length());
+            return Collected::Stop {
+                report,
+                complete,
+                rest: link.rest(),
+            };
+        }
+        let bytes = link.bytes();
+        if body.len() + bytes.len() > limit {
+            req.log(
+                NGX_LOG_INFO,
+                format_args!(
+                    "smart_imaging: body is over smart_imaging_buffer ({limit} bytes), serving original"
+                ),
+            );
+            let report = Report::Kept(Kept {
+                buffer: Some(limit),
+                ..Kept::new(result::TOO_BIG, req.content_length())
+            });
+            return Collected::Stop {
+                report,
+                complete,
+                rest: link.rest(),
+            };
+        }
+        if !bytes.is_empty() {
+            body.extend_from_slice(bytes);
+            link.consume();
+        }
+        if link.is_last() {
+            complete = true;
+        }
+    }
+
+    // Don't hold a large body that is not an image at all.
+    let decided = body.len() >= 8 || complete;
+    if decided && sniff(body).is_none() {
+        req.log(
+            NGX_LOG_WARN,
+            format_args!(
+                "smart_imaging: {} (Content-Type says image), serving original",
+                KeepReason::NotAnImage
+            ),
+        );
+        let input = if complete {
+            Some(body.len())
+        } else {
+            req.content_length()
+        };
+        return Collected::Stop {
+            report: Report::kept(KeepReason::NotAnImage.code(), input),
+            complete,
+            rest: Chain::empty(),
+        };
+    }
+    if complete {
+        Collected::All
+    } else {
+        Collected::More
+    }
+}
+
+/// The whole body is in: posts its conversion, or sends the original.
+fn start_transcode<'a>(req: Req<'a>, ctx: &mut RequestCtx) -> Output<'a> {
+    let Phase::Buffering { body, plan, .. } = ctx.phase.take() else {
+        unreachable!("called while buffering")
+    };
+    let loc = ctx.loc;
+    let held = Arc::new(body);
+    let job = Box::new(Job {
+        input: Arc::clone(&held),
+        plan: plan.clone(),
+        limits: loc.limits(),
+        outcome: None,
+        elapsed: Duration::ZERO,
+    });
+    let deadline = Deadline::new(loc.timeout(), req.send_timeout());
+    // SAFETY: only main requests are held; the pool is the location's
+    // (named, or the default one registered when the module is enabled).
+    let posted = unsafe {
+        offload::post(
+            req,
+            loc.thread_pool(),
+            loc.max_jobs(),
+            job,
+            deadline,
+            on_job_done,
+        )
+    };
+    match posted {
+        Ok(job) => {
+            ctx.phase = Phase::Transcoding { held, job, plan };
+            req.set_buffered(SMART_IMAGING_BUFFERED, true);
+            Output::Return(NGX_AGAIN as ngx_int_t)
+        }
+        Err((job, why)) => {
+            drop(job);
+            let mut kept = Kept::new(result::BUSY, Some(held.len()));
+            let why = match why {
+                PostError::Overloaded(n) => {
+                    kept.jobs = Some(n);
+                    format!("{n} transcodes in progress (smart_imaging_max_jobs)")
+                }
+                PostError::QueueFull => "the thread pool queue is full".to_string(),
+            };
+            variables::forget_result(req);
+            req.log(
+                NGX_LOG_WARN,
+                format_args!("smart_imaging: {why}, serving original"),
+            );
+            send_response(req, ctx, Report::Kept(kept), held, true, Chain::empty())
+        }
+    }
+}
+
+/// The job's completion ([`offload::OnDone`]), on the event loop: keeps its
+/// outcome (or, past the deadline, that the original is to be sent) for
+/// the body filter, which nginx runs next.
+fn on_job_done(req: Req<'_>, completion: Completion) {
+    let ctx = ctx::get(req).expect("a request waiting for its job has a context");
+    let ctx = &mut *ctx.borrow_mut();
+    // First leave Transcoding: the job no longer belongs to the request.
+    let Phase::Transcoding { held, plan, .. } = ctx.phase.take() else {
+        panic!("job completed for a request that is not waiting for one")
+    };
+    let (finished, report) = match completion {
+        Completion::Finished(job) => {
+            let report = Report::from_outcome(job.outcome.as_ref(), job.input.len(), job.elapsed);
+            (job.outcome.map(|outcome| (outcome, job.elapsed)), report)
+        }
+        Completion::TimedOut { waited, deadline } => {
+            req.log(
+                NGX_LOG_WARN,
+                format_args!(
+                    "smart_imaging: \"{}\" not converted ({:.1} ms): {}, serving original",
+                    String::from_utf8_lossy(req.uri()),
+                    waited.as_secs_f64() * 1000.0,
+                    deadline.reason()
+                ),
+            );
+            let report = Report::Kept(Kept {
+                elapsed: Some(waited),
+                ..Kept::new(result::TIMEOUT, Some(held.len()))
+            });
+            (None, report)
+        }
+    };
+    ctx.phase = Phase::Ready {
+        held,
+        plan,
+        finished,
+        report,
+    };
+    variables::forget_result(req);
+    req.set_buffered(SMART_IMAGING_BUFFERED, false);
+}
+
+/// Sends what the job made, or the original.
+fn send_result<'a>(req: Req<'a>, ctx: &mut RequestCtx) -> Output<'a> {
+    let Phase::Ready {
+        held,
+        plan,
+        finished,
+        report,
+    } = ctx.phase.take()
+    else {
+        unreachable!("called when ready")
+    };
+    let uri = String::from_utf8_lossy(req.uri());
+    match finished {
+        Some((Outcome::Converted(converted), elapsed)) => {
+            req.log(
+                NGX_LOG_INFO,
+                format_args!(
+                    "smart_imaging: \"{}\" converted to {}: {} -> {} bytes in {:.1} ms",
+                    uri,
+                    converted.format.name(),
+                    held.len(),
+                    converted.bytes.len(),
+                    elapsed.as_secs_f64() * 1000.0
+                ),
+            );
+            req.set_content_type(converted.format.mime());
+            req.set_content_length(converted.bytes.len());
+            req.set_variant_etag(&plan.variant());
+            send_response(
+                req,
+                ctx,
+                report,
+                Arc::new(converted.bytes),
+                true,
+                Chain::empty(),
+            )
+        }
+        Some((Outcome::Original(reason), elapsed)) => {
+            let level = match reason {
+                // Expected outcomes, not failures (KeepReason::is_failure).
+                KeepReason::NotSmaller { .. } | KeepReason::NotComparable { .. } => NGX_LOG_INFO,
+                KeepReason::Panic(_) => NGX_LOG_ALERT,
+                _ => NGX_LOG_WARN,
+            };
+            req.log(
+                level,
+                format_args!(
+                    "smart_imaging: \"{}\" not converted ({:.1} ms): {}, serving original",
+                    uri,
+                    elapsed.as_secs_f64() * 1000.0,
+                    reason
+                ),
+            );
+            send_response(req, ctx, report, held, true, Chain::empty())
+        }
+        None => send_response(req, ctx, report, held, true, Chain::empty()),
+    }
+}
+
+/// Ends the context with `report` (in `X-Smart-Imaging` if asked for): the
+/// held header (as it now is) and `body` go out next, `body` kept alive in
+/// the `Done` phase.
+fn send_response<'a>(
+    req: Req<'a>,
+    ctx: &mut RequestCtx,
+    report: Report,
+    body: Arc<Vec<u8>>,
+    last: bool,
+    rest: Chain<'a>,
+) -> Output<'a> {
+    send::add_debug_header(req, ctx.loc, &report);
+    ctx.phase = Phase::Done {
+        report,
+        sending: Some(Arc::clone(&body)),
+    };
+    Output::Respond { body, last, rest }
+}
+
+/// Passes the held header on, then `body` and `rest`.
+fn respond(req: Req<'_>, body: &[u8], last: bool, rest: Chain<'_>) -> ngx_int_t {
+    let rc = next_header(req);
+    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || req.header_only() {
+        return rc;
+    }
+    if body.is_empty() && !last {
+        return next_body(req, rest);
+    }
+    // SAFETY: the context's Done phase holds `body` until the request is
+    // freed (`Output::Respond`).
+    unsafe { send::send_bytes(req, body, last, rest) }
+}

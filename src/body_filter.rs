@@ -76,6 +76,7 @@ fn filter_body(req: Req<'_>, chain: Chain<'_>) -> ngx_int_t {
     }
 }
 
+/// Moves the context on with `chain`, and says what to pass on.
 fn step<'a>(req: Req<'a>, ctx: &mut RequestCtx, chain: Chain<'a>) -> Output<'a> {
     match &mut ctx.phase {
         Phase::Untouched | Phase::Done { .. } => Output::Pass(chain),

@@ -501,51 +501,83 @@ pub mod parse {
         usize::try_from(atoi(digits)?).ok()?.checked_mul(scale)
     }
 
-    /// A time as nginx reads one (`ngx_parse_time`): space-separated parts
-    /// `<n><unit>` in decreasing units (`y M w d h m s`, and `ms` unless
-    /// `seconds`), a part without a unit counting as seconds. In seconds
-    /// (`seconds`) or milliseconds; None when invalid or over 2^31 - 1.
+    /// A time as nginx reads one (`ngx_parse_time`): a number before
+    /// each unit, units in decreasing order (`y M w d h m s`, and `ms`
+    /// unless `seconds`; years and months only when counting in seconds),
+    /// spaces allowed between parts (`1h30m`, `1h 30m`), and a last number
+    /// without a unit counting as seconds. In seconds (`seconds`) or
+    /// milliseconds; None when invalid or beyond a 64-bit count.
     pub fn time_value(v: &[u8], seconds: bool) -> Option<u64> {
-        const MAX: u64 = 2_147_483_647;
-        // nginx's steps: y 1, M 2, w 3, d 4, h 5, m 6, s 7, ms 8, a bare
-        // number 9; each part's unit must come after the previous one's,
-        // and counting in milliseconds starts after months.
-        let mut step = if seconds { 0 } else { 2 };
-        let mut total = 0u64;
-        let mut parts = v.split(|&b| b == b' ').filter(|p| !p.is_empty()).peekable();
-        parts.peek()?;
-        for part in parts {
-            // (digits, step, seconds per unit, largest count)
-            let (digits, rank, unit, max) = match part {
-                [d @ .., b'm', b's'] => (d, 8, 0, MAX),
-                [d @ .., b'y'] => (d, 1, 365 * 86_400, 68),
-                [d @ .., b'M'] => (d, 2, 30 * 86_400, 828),
-                [d @ .., b'w'] => (d, 3, 7 * 86_400, 3_550),
-                [d @ .., b'd'] => (d, 4, 86_400, 24_855),
-                [d @ .., b'h'] => (d, 5, 3_600, 596_523),
-                [d @ .., b'm'] => (d, 6, 60, 35_791_394),
-                [d @ .., b's'] => (d, 7, 1, MAX),
-                d => (d, 9, 1, MAX),
+        // nginx's steps, in the order units must come.
+        const START: u8 = 0;
+        const YEAR: u8 = 1;
+        const MONTH: u8 = 2;
+        const WEEK: u8 = 3;
+        const DAY: u8 = 4;
+        const HOUR: u8 = 5;
+        const MIN: u8 = 6;
+        const SEC: u8 = 7;
+        const MSEC: u8 = 8;
+        const LAST: u8 = 9;
+        const MAX: i64 = i64::MAX;
+        let mut step = if seconds { START } else { MONTH };
+        let (mut value, mut total, mut valid) = (0i64, 0i64, false);
+        let mut i = 0;
+        while i < v.len() {
+            let c = v[i];
+            i += 1;
+            if c.is_ascii_digit() {
+                value = value.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
+                valid = true;
+                continue;
+            }
+            // (the step this unit is, the step it must come after, seconds)
+            let (next, after, unit) = match c {
+                b'y' => (YEAR, START, 365 * 86_400),
+                b'M' => (MONTH, YEAR, 30 * 86_400),
+                b'w' => (WEEK, MONTH, 7 * 86_400),
+                b'd' => (DAY, WEEK, 86_400),
+                b'h' => (HOUR, DAY, 3_600),
+                b'm' if v.get(i) == Some(&b's') => {
+                    if seconds {
+                        return None;
+                    }
+                    i += 1;
+                    (MSEC, SEC, 0)
+                }
+                b'm' => (MIN, HOUR, 60),
+                b's' => (SEC, MIN, 1),
+                // A number followed by a space: seconds, and the end.
+                b' ' => (LAST, MIN, 1),
+                _ => return None,
             };
-            if rank < 9 && (step >= rank || (rank == 8 && seconds)) {
+            if step > after {
                 return None;
             }
-            step = rank;
-            let value = u64::try_from(atoi(digits)?).ok()?;
-            let (scale, max) = match (rank, seconds) {
-                (8, _) => (1, max),
-                (_, true) => (unit, max),
-                (_, false) => (unit * 1000, max / 1000),
+            step = next;
+            let (scale, max) = match (next, seconds) {
+                (MSEC, _) => (1, MAX),
+                (_, true) => (unit, MAX / unit),
+                (_, false) => (unit * 1000, MAX / unit / 1000),
             };
             if value > max {
                 return None;
             }
-            total += value * scale;
-            if total > MAX {
-                return None;
+            total = total.checked_add(value * scale)?;
+            value = 0;
+            while v.get(i) == Some(&b' ') {
+                i += 1;
             }
         }
-        Some(total)
+        if !valid {
+            return None;
+        }
+        let last = if seconds {
+            value
+        } else {
+            value.checked_mul(1000)?
+        };
+        u64::try_from(total.checked_add(last)?).ok()
     }
 
     /// `smart_imaging_ttl <time> | off`, in seconds.
@@ -794,8 +826,13 @@ mod tests {
     #[test]
     fn times_as_nginx_reads_them() {
         // (text, in seconds, in milliseconds)
-        let table: [(&str, Option<u64>, Option<u64>); 16] = [
-            ("30d", Some(30 * 86_400), None),
+        let table: [(&str, Option<u64>, Option<u64>); 21] = [
+            ("30d", Some(30 * 86_400), Some(30 * 86_400_000)),
+            ("1h30m", Some(5_400), Some(5_400_000)),
+            ("1d 12h", Some(129_600), Some(129_600_000)),
+            ("1h 30", Some(3_630), Some(3_630_000)),
+            ("10 5s", None, None),
+            (" 10", Some(10), Some(10_000)),
             ("1h", Some(3_600), Some(3_600_000)),
             ("10s", Some(10), Some(10_000)),
             ("10", Some(10), Some(10_000)),
@@ -805,12 +842,12 @@ mod tests {
             ("1y", Some(365 * 86_400), None),
             ("2M", Some(60 * 86_400), None),
             ("1s 1m", None, None),
-            ("1m1s", None, None),
+            ("1m1s", Some(61), Some(61_000)),
             ("forever", None, None),
             ("", None, None),
             ("s", None, None),
-            ("69y", None, None),
-            ("25d", Some(25 * 86_400), None),
+            ("1w1w", None, None),
+            ("25d", Some(25 * 86_400), Some(25 * 86_400_000)),
         ];
         for (text, secs, ms) in table {
             assert_eq!(

@@ -13,8 +13,6 @@
 //! entries, the guard's in [`Guard::DEFAULT`], the pixel bound in
 //! [`Limits::default`].
 
-use std::fmt;
-
 use crate::codecs::{avif::AvifLimits, Format, Tuning};
 use crate::outcome::Limits;
 use crate::plan::{Guard, Qualities};
@@ -406,12 +404,6 @@ impl Refusal {
     pub const DUPLICATE: Refusal = Refusal::Directive("is duplicate");
 }
 
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text("<directive>"))
-    }
-}
-
 /// The directives' value parsers: the values (without the directive's
 /// name; nginx has checked their count) -> the value, or why not.
 pub mod parse {
@@ -765,7 +757,7 @@ mod tests {
     use super::parse::*;
     use super::*;
 
-    fn refusal<T: fmt::Debug>(directive: &str, r: Result<T, Refusal>) -> String {
+    fn refusal<T: std::fmt::Debug>(directive: &str, r: Result<T, Refusal>) -> String {
         r.expect_err("refused").text(directive)
     }
 

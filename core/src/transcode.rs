@@ -54,11 +54,25 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
         )?),
         None => None,
     };
+    // The search runs on a small sample of the image when it is large
+    // enough to have one: see `Job::sampled_search`.
+    let sample = match plan.guard.threshold {
+        Some(_) if pixels >= SEARCH_SAMPLE_MIN_PIXELS => {
+            guard::sample(&image, search_sample_pixels(pixels))
+                .map(|image| -> Result<Sample, KeepReason> {
+                    let reference = guard::Reference::new(&image)?;
+                    Ok(Sample { image, reference })
+                })
+                .transpose()?
+        }
+        _ => None,
+    };
     let job = Job {
         image: &image,
         plan,
         limits,
         reference: reference.as_ref(),
+        sample: sample.as_ref(),
         from_png: source_format == Format::Png,
     };
     let mut encodes = 0;
@@ -169,6 +183,52 @@ fn quality_ceiling(format: Format, plan: &Plan) -> u8 {
 /// corpus photos, which is worth about three quality steps.
 const POLISH_STEP: u8 = 3;
 
+/// The sample the quality search runs on: a tenth of the image's pixels
+/// in 256x256 tiles (at least one, at most two), so that a probe costs a
+/// tenth of an encode of the whole image or less. Images under
+/// [`SEARCH_SAMPLE_MIN_PIXELS`] are searched whole.
+fn search_sample_pixels(pixels: u64) -> u64 {
+    const TILE: u64 = guard::TILE as u64 * guard::TILE as u64;
+    (pixels / 10 / TILE).clamp(1, 2) * TILE
+}
+
+/// Below this, a tile would be too large a share of the image for the
+/// sample to save anything.
+pub const SEARCH_SAMPLE_MIN_PIXELS: u64 = 400_000;
+
+/// Probes of the search on the sample, at most: its answer only needs to
+/// be within a few steps, since the whole image is checked after it.
+const SAMPLE_PROBES: usize = 4;
+
+/// How the whole image is encoded after a sampled search (measured with
+/// `core/examples/guard_study.rs` on the corpus photos, WebP, every score
+/// checked against the reference implementation on the whole image):
+/// first [`WHOLE_START_STEP`] above the sample's answer; on a failed
+/// check, [`WHOLE_RETRY_STEP`] higher again, [`WHOLE_TRIES`] encodes at
+/// most; after a first pass with more than [`DESCEND_HEADROOM`] points to
+/// spare, once [`DESCEND_STEP`] lower. The sample misjudges the whole by
+/// a few steps either way; this lands within 1.5 points of the savings of
+/// a search on the whole image in 1.7 encodes of it, where that search
+/// takes 5-6.
+const WHOLE_START_STEP: u8 = 1;
+const WHOLE_RETRY_STEP: u8 = 2;
+const WHOLE_TRIES: usize = 3;
+const DESCEND_HEADROOM: f64 = 1.5;
+const DESCEND_STEP: u8 = 3;
+
+/// Points over the threshold the whole image's check must reach: the
+/// check scores up to 1 MP of tiles ([`guard::DEFAULT_MAX_PIXELS`]),
+/// which scores a little higher than the whole image, and the reference
+/// implementation of SSIMULACRA 2 (whose blur runs in `f32`) a little
+/// lower than this project's exact one (0.1-0.35 on the corpus photos).
+const VERIFY_MARGIN: f64 = 0.5;
+
+/// The search's sample: its pixels and its prepared reference.
+struct Sample {
+    image: Image,
+    reference: guard::Reference,
+}
+
 /// Encodes one image, already at its delivered size, in the formats a
 /// plan asks for.
 struct Job<'a> {
@@ -177,6 +237,9 @@ struct Job<'a> {
     limits: &'a Limits,
     /// The guard's prepared reference; `None` when the guard is off.
     reference: Option<&'a guard::Reference>,
+    /// What the quality search runs on, when it does not run on the whole
+    /// image.
+    sample: Option<&'a Sample>,
     /// The source is a PNG: graphics more often than photos, and lossless
     /// to begin with.
     from_png: bool,
@@ -199,6 +262,9 @@ impl Job<'_> {
         };
         let threshold = self.plan.guard.threshold.unwrap_or(0.0);
         let range = (format.codec().quality.floor.min(ceiling), ceiling);
+        if let Some(sample) = self.sample {
+            return self.sampled_search(format, sample, reference, threshold, range);
+        }
         let mut tried = 0;
         let mut best_score = f64::NEG_INFINITY;
         let mut probe = |quality: u8, effort: Effort| -> Result<(Vec<u8>, f64), KeepReason> {
@@ -227,28 +293,120 @@ impl Job<'_> {
                 }
                 Ok(best)
             }
-            Ok(None) if format == Format::WebP && self.from_png => {
-                // Nothing lossy passes (fine lines, text): lossless WebP
-                // always does, and needs no score.
-                let options = webp::Options::lossless_level(6);
-                webp::encode_with(self.image, &options)
-                    .map(|bytes| Candidate {
-                        bytes,
-                        quality: 0,
-                        score: None,
-                        encodes: tried + 1,
-                    })
-                    .map_err(|reason| (reason, tried + 1))
-            }
-            Ok(None) => Err((
-                KeepReason::NotComparable {
-                    score: best_score,
-                    threshold,
-                },
-                tried,
-            )),
+            Ok(None) => self.nothing_passed(format, best_score, tried),
             Err(reason) => Err((reason, tried)),
         }
+    }
+
+    /// The quality search on the sample, then the whole image encoded at
+    /// the quality found and checked; if the check fails, encoded again a
+    /// few steps higher ([`WHOLE_TRIES`] times at most). On the corpus
+    /// photos this costs about 1.5 encodes of the whole image where a
+    /// search on the whole image costs 5-6.
+    fn sampled_search(
+        &self,
+        format: Format,
+        sample: &Sample,
+        reference: &guard::Reference,
+        threshold: f64,
+        range: (u8, u8),
+    ) -> Result<Candidate, Failed> {
+        let mut tried = 0;
+        let mut best_score = f64::NEG_INFINITY;
+        let found = guard::search(
+            |quality| {
+                tried += 1;
+                let bytes = self.encode_image(&sample.image, format, quality, Effort::Final)?;
+                let score = sample.reference.score(&self.decode(&bytes, format)?)?;
+                best_score = best_score.max(score);
+                Ok((bytes, score))
+            },
+            threshold,
+            range,
+            self.plan.guard.max_encodes.clamp(1, SAMPLE_PROBES),
+        );
+        let found = match found {
+            Ok(Some(found)) => found,
+            Ok(None) => return self.nothing_passed(format, best_score, tried),
+            Err(reason) => return Err((reason, tried)),
+        };
+        let pass = threshold + VERIFY_MARGIN;
+        let mut whole = |quality: u8| -> Result<Candidate, Failed> {
+            tried += 1;
+            let checked = self
+                .encode(format, quality, Effort::Final)
+                .and_then(|bytes| {
+                    let score = reference.score(&self.decode(&bytes, format)?)?;
+                    Ok((bytes, score))
+                });
+            let (bytes, score) = checked.map_err(|reason| (reason, tried))?;
+            best_score = best_score.max(score);
+            Ok(Candidate {
+                bytes,
+                quality,
+                score: Some(score),
+                encodes: tried,
+            })
+        };
+        let mut quality = found.quality.saturating_add(WHOLE_START_STEP).min(range.1);
+        for attempt in 0..WHOLE_TRIES {
+            let candidate = whole(quality)?;
+            let score = candidate.score.unwrap_or(f64::NEG_INFINITY);
+            if score >= pass {
+                let lower = quality.saturating_sub(DESCEND_STEP);
+                if attempt == 0 && score > pass + DESCEND_HEADROOM && lower >= range.0 {
+                    // An error here costs the lower try, not the pass.
+                    if let Ok(low) = whole(lower) {
+                        if low.score.is_some_and(|s| s >= pass)
+                            && low.bytes.len() < candidate.bytes.len()
+                        {
+                            return Ok(Candidate {
+                                encodes: tried,
+                                ..low
+                            });
+                        }
+                    }
+                }
+                return Ok(Candidate {
+                    encodes: tried,
+                    ..candidate
+                });
+            }
+            if quality >= range.1 {
+                break;
+            }
+            quality = quality.saturating_add(WHOLE_RETRY_STEP).min(range.1);
+        }
+        self.nothing_passed(format, best_score, tried)
+    }
+
+    /// What is served when no lossy encoding in `format` passed: lossless
+    /// WebP for a PNG (fine lines, text: it always passes, and needs no
+    /// score), else the original (`best_score` was the best seen).
+    fn nothing_passed(
+        &self,
+        format: Format,
+        best_score: f64,
+        tried: usize,
+    ) -> Result<Candidate, Failed> {
+        if format == Format::WebP && self.from_png {
+            let options = webp::Options::lossless_level(6);
+            return webp::encode_with(self.image, &options)
+                .map(|bytes| Candidate {
+                    bytes,
+                    quality: 0,
+                    score: None,
+                    encodes: tried + 1,
+                })
+                .map_err(|reason| (reason, tried + 1));
+        }
+        Err((
+            KeepReason::NotComparable {
+                score: best_score,
+                threshold: self.plan.guard.threshold.unwrap_or(0.0),
+            },
+            tried,
+        ))
     }
 
     /// One encode at `quality`, served as it is (guard off, or lossless).
@@ -299,6 +457,16 @@ impl Job<'_> {
     }
 
     fn encode(&self, format: Format, quality: u8, effort: Effort) -> Result<Vec<u8>, KeepReason> {
+        self.encode_image(self.image, format, quality, effort)
+    }
+
+    fn encode_image(
+        &self,
+        image: &Image,
+        format: Format,
+        quality: u8,
+        effort: Effort,
+    ) -> Result<Vec<u8>, KeepReason> {
         let encoding = Encoding {
             quality,
             effort,
@@ -306,7 +474,7 @@ impl Job<'_> {
             guarded: self.reference.is_some(),
             tuning: self.plan.tuning,
         };
-        (format.codec().encode)(self.image, &encoding)
+        (format.codec().encode)(image, &encoding)
     }
 
     /// Decodes a candidate for the guard.

@@ -379,6 +379,20 @@ fn tile_grid(width: u32, height: u32, max_pixels: u64) -> Option<(Vec<(u32, u32)
     Some((corners, columns))
 }
 
+/// A sample of `img` for the quality search: about `max_pixels` of
+/// [`TILE`]-sized tiles spread evenly over it, side by side in one image
+/// (the same tiles [`Reference::sampled`] scores); `None` if `img` is
+/// small enough to be used whole.
+///
+/// Encoding the sample instead of the whole image costs its share of the
+/// pixels; the tiles are aligned to every codec's block grid (256 is a
+/// multiple of WebP's 16 and AVIF's 128), so each block the encoder sees
+/// is one the whole image has.
+pub fn sample(img: &Image, max_pixels: u64) -> Option<Image> {
+    tile_grid(img.width, img.height, max_pixels)
+        .map(|(corners, columns)| mosaic(img, &corners, columns))
+}
+
 /// The [`TILE`]-sized tiles of `img` at `corners`, side by side,
 /// `columns` per row.
 fn mosaic(img: &Image, corners: &[(u32, u32)], columns: u32) -> Image {

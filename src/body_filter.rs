@@ -7,7 +7,6 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Duration;
 
 use ngx::ffi::{
     ngx_chain_t, ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_INFO,
@@ -196,13 +195,12 @@ fn start_transcode<'a>(req: Req<'a>, ctx: &mut RequestCtx) -> Output<'a> {
     };
     let loc = ctx.loc;
     let held = Arc::new(body);
-    let job = Box::new(Job {
-        input: Arc::clone(&held),
-        plan: plan.clone(),
-        limits: loc.limits(),
-        outcome: None,
-        elapsed: Duration::ZERO,
-    });
+    let job = Box::new(Job::new(
+        Arc::clone(&held),
+        plan.clone(),
+        loc.limits(),
+        loc.stash(),
+    ));
     let deadline = Deadline::new(loc.timeout(), req.send_timeout());
     // SAFETY: only main requests are held; the pool is the location's
     // (named, or the default one registered when the module is enabled).
@@ -210,7 +208,7 @@ fn start_transcode<'a>(req: Req<'a>, ctx: &mut RequestCtx) -> Output<'a> {
         offload::post(
             req,
             loc.thread_pool(),
-            loc.max_jobs(),
+            loc.bounds(),
             job,
             deadline,
             on_job_done,
@@ -231,6 +229,7 @@ fn start_transcode<'a>(req: Req<'a>, ctx: &mut RequestCtx) -> Output<'a> {
                     format!("{n} transcodes in progress (smart_imaging_max_jobs)")
                 }
                 PostError::QueueFull => "the thread pool queue is full".to_string(),
+                PostError::NoMemory => "no memory to queue the conversion".to_string(),
             };
             variables::forget_result(req);
             req.log(
@@ -252,10 +251,24 @@ fn on_job_done(req: Req<'_>, completion: Completion) {
     let Phase::Transcoding { held, plan, .. } = ctx.phase.take() else {
         panic!("job completed for a request that is not waiting for one")
     };
-    let (finished, report) = match completion {
+    variables::forget_result(req);
+    req.set_buffered(SMART_IMAGING_BUFFERED, false);
+    let (finished, report, from_stash) = match completion {
         Completion::Finished(job) => {
-            let report = Report::from_outcome(job.outcome.as_ref(), job.input.len(), job.elapsed);
-            (job.outcome.map(|outcome| (outcome, job.elapsed)), report)
+            let job = *job;
+            if let Some(why) = &job.stash_error {
+                req.log(NGX_LOG_WARN, format_args!("smart_imaging: {why}"));
+            }
+            let mut report =
+                Report::from_outcome(job.outcome.as_ref(), job.input.len(), job.elapsed);
+            if let Report::Converted { stashed, .. } = &mut report {
+                *stashed = job.from_stash;
+            }
+            (
+                job.outcome.map(|outcome| (outcome, job.elapsed)),
+                report,
+                job.from_stash,
+            )
         }
         Completion::TimedOut { waited, deadline } => {
             req.log(
@@ -271,17 +284,35 @@ fn on_job_done(req: Req<'_>, completion: Completion) {
                 elapsed: Some(waited),
                 ..Kept::new(result::TIMEOUT, Some(held.len()))
             });
-            (None, report)
+            (None, report, false)
+        }
+        Completion::Refused => {
+            req.log(
+                NGX_LOG_WARN,
+                format_args!("smart_imaging: the thread pool queue is full, serving original"),
+            );
+            (None, Report::kept(result::BUSY, Some(held.len())), false)
+        }
+        Completion::Dropped { waited } => {
+            // nginx is ending the request: nothing more is sent.
+            let report = Report::Kept(Kept {
+                elapsed: Some(waited),
+                ..Kept::new(result::DROPPED, Some(held.len()))
+            });
+            ctx.phase = Phase::Done {
+                report,
+                sending: None,
+            };
+            return;
         }
     };
     ctx.phase = Phase::Ready {
         held,
         plan,
         finished,
+        from_stash,
         report,
     };
-    variables::forget_result(req);
-    req.set_buffered(SMART_IMAGING_BUFFERED, false);
 }
 
 /// Sends what the job made, or the original.
@@ -290,6 +321,7 @@ fn send_result<'a>(req: Req<'a>, ctx: &mut RequestCtx) -> Output<'a> {
         held,
         plan,
         finished,
+        from_stash,
         report,
     } = ctx.phase.take()
     else {
@@ -301,12 +333,13 @@ fn send_result<'a>(req: Req<'a>, ctx: &mut RequestCtx) -> Output<'a> {
             req.log(
                 NGX_LOG_INFO,
                 format_args!(
-                    "smart_imaging: \"{}\" converted to {}: {} -> {} bytes in {:.1} ms",
+                    "smart_imaging: \"{}\" converted to {}: {} -> {} bytes in {:.1} ms{}",
                     uri,
                     converted.format.name(),
                     held.len(),
                     converted.bytes.len(),
-                    elapsed.as_secs_f64() * 1000.0
+                    elapsed.as_secs_f64() * 1000.0,
+                    if from_stash { ", from the stash" } else { "" }
                 ),
             );
             req.set_content_type(converted.format.mime());

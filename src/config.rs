@@ -2,24 +2,33 @@
 //! naming its parser and its field in the core's [`config`] module, which
 //! holds every directive's value parsing (with nginx's exact refusal
 //! messages), its default and its inheritance. What is left here is what
-//! only nginx can do: the thread pool, and storing values in the
-//! location's configuration.
+//! only nginx can do: the thread pool, the stash directory (a path nginx
+//! creates at startup, owned by the workers' user), and storing values in
+//! the location's configuration.
 //!
 //! [`config`]: smart_imaging_core::config
 
 use core::ffi::{c_char, c_void, CStr};
 use core::ptr;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_t, ngx_str_t, ngx_thread_pool_add, ngx_thread_pool_t, ngx_uint_t,
-    NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LIF_CONF,
+    ngx_add_path, ngx_command_t, ngx_conf_full_name, ngx_conf_t, ngx_path_t, ngx_pcalloc,
+    ngx_pnalloc, ngx_str_t, ngx_thread_pool_add, ngx_thread_pool_t, ngx_uint_t, NGX_CONF_1MORE,
+    NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE123, NGX_CONF_TAKE2, NGX_HTTP_LIF_CONF,
     NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF,
-    NGX_LOG_EMERG,
+    NGX_LOG_EMERG, NGX_OK,
 };
 pub use smart_imaging_core::config::AcceptCh;
-use smart_imaging_core::config::{parse, Directives, Field, Location, Refusal};
+use smart_imaging_core::config::{
+    parse, Directives, Field, Location, MaxRunning, Refusal, StashPath,
+};
 use smart_imaging_core::policy::Settings;
 use smart_imaging_core::Limits;
 
@@ -29,6 +38,9 @@ pub struct LocConf {
     pub directives: Directives,
     /// `smart_imaging_thread_pool`: resolved at configuration time.
     pub thread_pool: *mut ngx_thread_pool_t,
+    /// `smart_imaging_stash_path`, registered with nginx (which creates
+    /// the directory); None when off or the module is off here.
+    pub stash: Option<StashDir>,
     /// The configuration requests of this location read: resolved once,
     /// when nginx merges the levels.
     pub location: Location,
@@ -39,6 +51,7 @@ impl Default for LocConf {
         LocConf {
             directives: Directives::default(),
             thread_pool: ptr::null_mut(),
+            stash: None,
             location: Location::default(),
         }
     }
@@ -61,6 +74,14 @@ impl LocConf {
     /// `smart_imaging_debug_header on`
     pub fn debug_header(&self) -> bool {
         self.location.debug_header
+    }
+
+    /// `smart_imaging_max_running`, `auto` resolved to the online CPUs.
+    pub fn max_running(&self) -> usize {
+        match self.location.max_running {
+            MaxRunning::Count(n) => n,
+            MaxRunning::Auto => online_cpus(),
+        }
     }
 
     /// The client hints this location's settings can use (for `Accept-CH`).
@@ -89,7 +110,76 @@ impl LocConf {
                 return Err(());
             }
         }
+        if let (true, Some(stash)) = (self.enabled(), &self.location.stash) {
+            // SAFETY: `cf` is valid during merge.
+            self.stash = Some(unsafe { add_stash_path(cf, stash) }?);
+        }
         Ok(())
+    }
+}
+
+/// `smart_imaging_stash_path`, as the stash reads it.
+#[derive(Clone, Debug)]
+pub struct StashDir {
+    /// The directory, absolute (nginx's prefix applied).
+    pub dir: PathBuf,
+    pub max_size: u64,
+    pub ttl: Duration,
+}
+
+/// The machine's online CPUs (`sysconf(_SC_NPROCESSORS_ONLN)`, through
+/// the standard library, which also honours the process's CPU affinity),
+/// worked out once per process.
+pub fn online_cpus() -> usize {
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// What `ngx_path_t.data` of the stash directory points to.
+static STASH_PATH_OWNER: u8 = 0;
+
+/// Registers the stash directory with nginx the way `ngx_conf_merge_path_value`
+/// registers a `*_temp_path`: made absolute against nginx's prefix and added
+/// to the cycle's paths (`ngx_add_path`), which nginx creates at startup,
+/// owned by the workers' `user`.
+///
+/// # Safety
+/// `cf` must be the configuration being merged.
+unsafe fn add_stash_path(cf: *mut ngx_conf_t, stash: &StashPath) -> Result<StashDir, ()> {
+    let bytes = stash.path.as_bytes();
+    // SAFETY: `cf` is valid; both allocations come from its pool, which
+    // lives as long as the cycle (as the paths nginx keeps in it must).
+    unsafe {
+        let data = ngx_pnalloc((*cf).pool, bytes.len() + 1).cast::<u8>();
+        let path = ngx_pcalloc((*cf).pool, core::mem::size_of::<ngx_path_t>()).cast::<ngx_path_t>();
+        if data.is_null() || path.is_null() {
+            return Err(());
+        }
+        ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+        *data.add(bytes.len()) = 0;
+        (*path).name = ngx_str_t {
+            len: bytes.len(),
+            data,
+        };
+        // Prefix-relative, as nginx's own paths (and NUL-terminated: nginx
+        // passes the name to mkdir()).
+        if ngx_conf_full_name((*cf).cycle, &mut (*path).name, 0) != NGX_OK as isize {
+            return Err(());
+        }
+        // Marks the path as this module's: nginx refuses the same directory
+        // for another module's path (whose files the stash's sweep would
+        // otherwise remove).
+        (*path).data = ptr::addr_of!(STASH_PATH_OWNER).cast_mut().cast();
+        let mut slot = path;
+        if ngx_add_path(cf, &mut slot) != NGX_OK as isize {
+            return Err(());
+        }
+        let name = (*slot).name.as_bytes();
+        Ok(StashDir {
+            dir: PathBuf::from(OsStr::from_bytes(name)),
+            max_size: stash.max_size,
+            ttl: Duration::from_millis(stash.ttl_ms),
+        })
     }
 }
 
@@ -211,7 +301,7 @@ macro_rules! directive {
 }
 
 /// The directive table.
-pub static mut COMMANDS: [ngx_command_t; 26] = [
+pub static mut COMMANDS: [ngx_command_t; 28] = [
     directive!(c"smart_imaging", NGX_CONF_FLAG | IN_IF, enable, flag),
     directive!(c"smart_imaging_ttl", NGX_CONF_TAKE1, ttl, ttl),
     directive!(c"smart_imaging_buffer", NGX_CONF_TAKE1, buffer, size),
@@ -234,6 +324,18 @@ pub static mut COMMANDS: [ngx_command_t; 26] = [
         positive_count
     ),
     directive!(c"smart_imaging_timeout", NGX_CONF_TAKE1, timeout, timeout),
+    directive!(
+        c"smart_imaging_max_running",
+        NGX_CONF_TAKE1,
+        max_running,
+        max_running
+    ),
+    directive!(
+        c"smart_imaging_stash_path",
+        NGX_CONF_TAKE123,
+        stash_path,
+        stash_path
+    ),
     command(
         c"smart_imaging_thread_pool",
         NGX_CONF_TAKE1,

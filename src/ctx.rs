@@ -26,9 +26,11 @@
 //!        │ last buffer: the transcode is posted to the thread pool
 //!        v
 //!   Transcoding: the request waits
+//!        │ queued in the worker (smart_imaging_max_running), then run;
 //!        │ the pool thread finishes, or the deadline passes first
-//!        │ (smart_imaging_timeout, under send_timeout: the job runs on,
-//!        │ discarded when done)
+//!        │ (smart_imaging_timeout, under send_timeout: a queued job never
+//!        │ runs, a running one runs on, its result stashed when done);
+//!        │ the client leaving while queued drops the job ──> Done
 //!        v
 //!   Ready ── body filter, resumed: converted headers + body, or the
 //!            original unchanged ──> Done
@@ -51,9 +53,9 @@ use ngx::ffi::{ngx_msec_t, ngx_thread_pool_t};
 use smart_imaging_core::policy::{decide, parse_url_args, Negotiation, Settings};
 use smart_imaging_core::{Limits, Outcome, Plan};
 
-use crate::config::{AcceptCh, LocConf};
+use crate::config::{AcceptCh, LocConf, StashDir};
 use crate::http::Req;
-use crate::offload::Posted;
+use crate::offload::{Bounds, Posted};
 use crate::result::Report;
 
 /// What this layer reads of a location's `smart_imaging_*` configuration.
@@ -120,9 +122,17 @@ impl Location {
         self.0.thread_pool
     }
 
-    /// `smart_imaging_max_jobs`
-    pub fn max_jobs(self) -> usize {
-        self.0.location.max_jobs
+    /// `smart_imaging_max_jobs` and `smart_imaging_max_running`
+    pub fn bounds(self) -> Bounds {
+        Bounds {
+            max_jobs: self.0.location.max_jobs,
+            max_running: self.0.max_running(),
+        }
+    }
+
+    /// `smart_imaging_stash_path` (None: off)
+    pub fn stash(self) -> Option<StashDir> {
+        self.0.stash.clone()
     }
 
     fn settings(self) -> &'static Settings {
@@ -164,6 +174,8 @@ pub enum Phase {
         /// The job's outcome and how long it ran; None when the request
         /// stopped waiting (the original is sent).
         finished: Option<(Outcome, Duration)>,
+        /// The outcome came from the stash (an abandoned conversion's).
+        from_stash: bool,
         report: Report,
     },
     /// The header has been passed on, changed or not.

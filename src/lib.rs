@@ -19,7 +19,8 @@
 //! 4  send  variables              passing on down the chain; $smart_imaging_*
 //! 3  ctx                          per-request context, Location (the conf)
 //! 2  headers  offload             header rewriting (methods of Req); jobs
-//! 1  http                         Req and Chain: the request's FFI
+//! 1  http  stash                  Req and Chain: the request's FFI; the stash
+//!                                 (files of abandoned results, pool threads)
 //! 0  config  result               directives; what was done (Report)
 //! ```
 //!
@@ -42,6 +43,7 @@ mod http;
 mod offload;
 mod result;
 mod send;
+mod stash;
 mod variables;
 
 use core::ffi::{c_char, c_void};

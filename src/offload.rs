@@ -6,10 +6,24 @@
 //! completion event, run back on the event loop, undoes both and resumes the
 //! request through its write handler.
 //!
-//! A job that outlasts its deadline (`smart_imaging_timeout`, capped below
-//! `send_timeout`) is *abandoned*: the deadline timer resumes the request,
-//! which serves the original, while the job, which cannot be cancelled,
-//! keeps running on its pool thread. So that it may outlive the request,
+//! **The queue.** At most `smart_imaging_max_running` jobs of a worker are
+//! on the thread pool at once (its CPUs, by default): more would only make
+//! each one slower, so that most outlast their deadline and are wasted.
+//! The others wait in this worker's FIFO, here, on the event loop (no lock:
+//! only the event loop thread touches it), and are posted as running ones
+//! complete. `smart_imaging_max_jobs` bounds queued + running. A queued job
+//! whose request gives up (its deadline passes, or the request ends: the
+//! client closed the connection) leaves the queue and never runs: the
+//! request's cleanup ([`Waiter`]) tells us.
+//!
+//! **Abandoned jobs.** A running job that outlasts its deadline
+//! (`smart_imaging_timeout`, capped below `send_timeout`, counted from when
+//! the request started waiting, queue included) is *abandoned*: the
+//! deadline timer resumes the request, which serves the original, while the
+//! job, which cannot be cancelled, keeps running on its pool thread. Its
+//! result is not thrown away: it goes to the stash ([`crate::stash`]),
+//! written by a pool thread, where the next job for the same image and
+//! variant finds it before converting. So that it may outlive the request,
 //! nothing the job or its completion touch lives in the request pool: the
 //! [`Slot`] (thread task, deadline timer, job) is allocated with the global
 //! allocator, and freed by the completion handler, which leaves the request
@@ -17,35 +31,64 @@
 //! reads or writes the slot's `r` (post, deadline, completion, request
 //! cleanup); the pool thread touches only the [`Job`].
 //!
+//! After each job the pool thread hands freed memory back to the system
+//! (glibc's `malloc_trim`): a conversion's pixel buffers are large, and
+//! glibc would otherwise keep them in the thread's arena.
+//!
 //! This module knows nothing of the filters: whoever posts a job passes the
 //! function ([`OnDone`]) that gets its [`Completion`] on the event loop,
 //! just before the request is resumed.
 
+use core::cell::{Cell, RefCell};
 use core::ffi::c_void;
 use core::ptr;
+use std::collections::VecDeque;
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_cycle, ngx_del_timer, ngx_event_t, ngx_http_request_t,
+    ngx_add_timer, ngx_cycle, ngx_del_timer, ngx_event_t, ngx_http_cleanup_add, ngx_http_request_t,
     ngx_http_run_posted_requests, ngx_log_t, ngx_msec_t, ngx_thread_pool_t, ngx_thread_task_post,
-    ngx_thread_task_t, NGX_LOG_INFO, NGX_OK,
+    ngx_thread_task_t, NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::ngx_log_error;
-use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan};
+use smart_imaging_core::{transcode, Converted, KeepReason, Limits, Outcome, Plan};
 
+use crate::config::StashDir;
 use crate::http::Req;
+use crate::stash::{self, Stored};
 
-/// Transcodes this worker has queued or running, abandoned ones included
-/// (they still hold a thread or a queue place, and memory). Only the event
-/// loop thread changes it (on post and on completion), so it is a plain
-/// per-process count.
-static JOBS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Jobs of this worker on the thread pool, abandoned ones included
+    /// (they still hold a thread and memory). Event loop thread only.
+    static RUNNING: Cell<usize> = const { Cell::new(0) };
+    /// Jobs waiting for a place under `smart_imaging_max_running`, first
+    /// come first. Event loop thread only.
+    static QUEUE: RefCell<VecDeque<*mut Slot>> = const { RefCell::new(VecDeque::new()) };
+}
 
-pub fn jobs_in_flight() -> usize {
-    JOBS_IN_FLIGHT.load(Ordering::Relaxed)
+fn running() -> usize {
+    RUNNING.with(Cell::get)
+}
+
+fn queued() -> usize {
+    QUEUE.with(|q| q.borrow().len())
+}
+
+/// Removes `slot` from the queue; whether it was there.
+fn unqueue(slot: *mut Slot) -> bool {
+    QUEUE.with(|q| {
+        let mut q = q.borrow_mut();
+        match q.iter().position(|&s| s == slot) {
+            Some(i) => {
+                q.remove(i);
+                true
+            }
+            None => false,
+        }
+    })
 }
 
 /// One transcode. Owned by the pool thread between post and completion,
@@ -56,12 +99,37 @@ pub struct Job {
     pub input: Arc<Vec<u8>>,
     pub plan: Plan,
     pub limits: Limits,
+    /// `smart_imaging_stash_path` (None: off).
+    pub stash: Option<StashDir>,
     pub outcome: Option<Outcome>,
+    /// How long the job ran on its pool thread.
     pub elapsed: Duration,
+    /// The outcome came from the stash: nothing was converted.
+    pub from_stash: bool,
+    /// A failed stash lookup, for the error log.
+    pub stash_error: Option<String>,
+    /// The stash key (worked out on the pool thread when the stash is on).
+    key: Option<stash::Key>,
+}
+
+impl Job {
+    pub fn new(input: Arc<Vec<u8>>, plan: Plan, limits: Limits, stash: Option<StashDir>) -> Job {
+        Job {
+            input,
+            plan,
+            limits,
+            stash,
+            outcome: None,
+            elapsed: Duration::ZERO,
+            from_stash: false,
+            stash_error: None,
+            key: None,
+        }
+    }
 }
 
 /// How long a request waits for its job, counted from the post (so time in
-/// the pool's queue counts).
+/// the module's queue and the pool's counts).
 #[derive(Clone, Copy, Debug)]
 pub struct Deadline {
     /// The wait, in milliseconds.
@@ -94,20 +162,23 @@ impl Deadline {
         }
     }
 
-    /// Why the request stopped waiting, for the error log.
-    pub fn reason(&self) -> String {
+    /// The bound, for the error log: `smart_imaging_timeout 10s`, or
+    /// `900ms (90% of send_timeout 1s, under smart_imaging_timeout 10s)`.
+    pub fn bound(&self) -> String {
         match self.send_timeout {
-            None => format!(
-                "conversion took longer than smart_imaging_timeout {}",
-                format_msec(self.configured)
-            ),
+            None => format!("smart_imaging_timeout {}", format_msec(self.configured)),
             Some(st) => format!(
-                "conversion took longer than {} (90% of send_timeout {}, under smart_imaging_timeout {})",
+                "{} (90% of send_timeout {}, under smart_imaging_timeout {})",
                 format_msec(self.ms),
                 format_msec(st),
                 format_msec(self.configured)
             ),
         }
+    }
+
+    /// Why the request stopped waiting, for the error log.
+    pub fn reason(&self) -> String {
+        format!("conversion took longer than {}", self.bound())
     }
 }
 
@@ -122,37 +193,71 @@ pub fn format_msec(ms: ngx_msec_t) -> String {
 
 /// How a job ended for the request that waited for it.
 pub enum Completion {
-    /// The pool thread finished the job.
-    Finished(Job),
+    /// The pool thread finished the job (or found its result in the stash).
+    Finished(Box<Job>),
     /// The request waited `waited`, past `deadline`: it stops waiting and
-    /// serves the original; the job runs on, its result will be discarded.
+    /// serves the original. A job still queued never runs; a running one
+    /// runs on, and its result goes to the stash.
     TimedOut {
         waited: Duration,
         deadline: Deadline,
     },
+    /// The queued job could not be handed to the thread pool (its queue is
+    /// full): the original is served.
+    Refused,
+    /// The request ended (the client closed the connection) while its job
+    /// was queued: the job never runs, and nothing is sent. The request is
+    /// not resumed: nginx is finishing it.
+    Dropped { waited: Duration },
 }
 
 /// Called on the event loop with the request a job was posted for (still
 /// waiting for it) and how the job ended; the request is resumed right
-/// after. A panic here is caught: the request is then ended with an error.
+/// after (except when [`Completion::Dropped`]). A panic here is caught:
+/// the request is then ended with an error.
 pub type OnDone = for<'r> fn(Req<'r>, Completion);
+
+/// Where a job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// In this worker's queue.
+    Queued,
+    /// Posted to the thread pool.
+    Running,
+}
 
 /// A posted job and what the event loop needs to finish it. Allocated with
 /// the global allocator (not in the request pool: it may outlive the
-/// request), freed by `job_done`. `#[repr(C)]` with the task first: nginx's
-/// debug logging of the deadline timer reads `ev->data` as a connection
-/// (its `fd`), which must stay inside this allocation.
+/// request), freed by `job_done`, or when it leaves the queue unrun.
+/// `#[repr(C)]` with the task first: nginx's debug logging of the deadline
+/// timer reads `ev->data` as a connection (its `fd`), which must stay
+/// inside this allocation.
 #[repr(C)]
 struct Slot {
     task: ngx_thread_task_t,
     deadline: ngx_event_t,
     /// The waiting request; null once it stopped waiting. Event loop only.
     r: *mut ngx_http_request_t,
-    /// Owned by the pool thread until `job_done`.
+    /// The request's cleanup record, while `r` is set.
+    waiter: *mut Waiter,
+    /// Owned by the pool thread while running, until `job_done`.
     job: *mut Job,
+    state: State,
+    pool: *mut ngx_thread_pool_t,
+    /// `smart_imaging_max_running` of the job's location.
+    max_running: usize,
+    /// When the request started waiting (the deadline counts from here).
     posted: Instant,
     limit: Deadline,
     on_done: OnDone,
+}
+
+/// The data of the request's cleanup handler (`ngx_http_cleanup_add`), in
+/// the request pool: nginx runs it when it terminates or frees the
+/// request, which, while the job is still queued, drops the job.
+struct Waiter {
+    /// The slot the request waits for; null once it stopped waiting.
+    slot: *mut Slot,
 }
 
 /// A posted job, as the request waiting for it holds it: what it needs to
@@ -163,28 +268,48 @@ pub struct Posted(*mut Slot);
 /// Why a job could not be posted; the original is served instead.
 #[derive(Debug)]
 pub enum PostError {
+    /// `smart_imaging_max_jobs` (queued + running) reached: this many.
     Overloaded(usize),
+    /// The thread pool's queue is full.
     QueueFull,
+    /// No memory for the request's cleanup record.
+    NoMemory,
 }
 
-/// Posts `job` for request `req`. On success the request is paused until
-/// the job completes or the deadline passes, then `on_done` is called and
-/// the request resumed; on failure the job is handed back.
+/// How many jobs a location lets a worker have.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// `smart_imaging_max_jobs`: queued + running.
+    pub max_jobs: usize,
+    /// `smart_imaging_max_running`: on the thread pool.
+    pub max_running: usize,
+}
+
+/// Posts `job` for request `req`: to the thread pool if fewer than
+/// `max_running` jobs run and none waits, else to the queue. On success
+/// the request is paused until the job completes or the deadline passes,
+/// then `on_done` is called and the request resumed; on failure the job is
+/// handed back.
 ///
 /// # Safety
 /// `req` must be a main request; `pool` a thread pool from configuration.
 pub unsafe fn post(
     req: Req<'_>,
     pool: *mut ngx_thread_pool_t,
-    max_jobs: usize,
+    bounds: Bounds,
     job: Box<Job>,
     limit: Deadline,
     on_done: OnDone,
 ) -> Result<Posted, (Box<Job>, PostError)> {
     let r = req.as_ptr();
-    let in_flight = jobs_in_flight();
-    if in_flight >= max_jobs {
-        return Err((job, PostError::Overloaded(in_flight)));
+    let (running, queued) = (running(), queued());
+    if running + queued >= bounds.max_jobs {
+        return Err((job, PostError::Overloaded(running + queued)));
+    }
+    // SAFETY: `r` is a valid main request; the record lives in its pool.
+    let cln = unsafe { ngx_http_cleanup_add(r, core::mem::size_of::<Waiter>()) };
+    if cln.is_null() {
+        return Err((job, PostError::NoMemory));
     }
     let job = Box::into_raw(job);
     let slot = Box::into_raw(Box::new(Slot {
@@ -194,38 +319,50 @@ pub unsafe fn post(
         // SAFETY: as above.
         deadline: unsafe { core::mem::zeroed() },
         r,
+        waiter: ptr::null_mut(),
         job,
+        state: State::Queued,
+        pool,
+        max_running: bounds.max_running,
         posted: Instant::now(),
         limit,
         on_done,
     }));
-    // SAFETY: `slot` is ours until posted. The pool thread gets `job` as its
-    // `ctx`; the completion event and the timer get the slot.
+    if queued == 0 && running < bounds.max_running {
+        // SAFETY: `slot` is ours, not queued.
+        if !unsafe { start(slot) } {
+            // SAFETY: not posted, so we still own slot and job; the
+            // cleanup record keeps its NULL handler.
+            let job = unsafe {
+                drop(Box::from_raw(slot));
+                Box::from_raw(job)
+            };
+            return Err((job, PostError::QueueFull));
+        }
+    } else {
+        QUEUE.with(|q| q.borrow_mut().push_back(slot));
+        req.log(
+            NGX_LOG_INFO,
+            format_args!(
+                "smart_imaging: conversion queued: {running} running (smart_imaging_max_running {}), {queued} waiting before it",
+                bounds.max_running
+            ),
+        );
+    }
+    // SAFETY: `r` is valid; see the module comment for the protocol. The
+    // timer lives in the slot, which outlives it (deleted or fired before
+    // the slot is freed). The waiter lives in the request pool, `cln` was
+    // just added to the request's cleanups.
     unsafe {
-        (*slot).task.ctx = job.cast();
-        (*slot).task.handler = Some(run_job);
-        (*slot).task.event.handler = Some(job_done);
-        (*slot).task.event.data = slot.cast();
+        let waiter = (*cln).data.cast::<Waiter>();
+        waiter.write(Waiter { slot });
+        (*slot).waiter = waiter;
+        (*cln).handler = Some(request_gone);
+        (*cln).data = waiter.cast();
         (*slot).deadline.handler = Some(job_deadline);
         (*slot).deadline.data = slot.cast();
         // The cycle's log outlives any request.
         (*slot).deadline.log = (*ngx_cycle).log;
-    }
-    // SAFETY: `pool` comes from ngx_thread_pool_add and is live in a worker;
-    // the task is valid until `job_done` frees it.
-    if unsafe { ngx_thread_task_post(pool, ptr::addr_of_mut!((*slot).task)) } != NGX_OK as isize {
-        // SAFETY: the task was not queued, so we still own slot and job.
-        let job = unsafe {
-            drop(Box::from_raw(slot));
-            Box::from_raw(job)
-        };
-        return Err((job, PostError::QueueFull));
-    }
-    JOBS_IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: `r` is valid; see the module comment for the protocol. The
-    // timer lives in the slot, which outlives it (deleted or fired before
-    // the slot is freed).
-    unsafe {
         ngx_add_timer(ptr::addr_of_mut!((*slot).deadline), limit.ms);
         let main = (*r).main;
         (*main).set_blocked((*main).blocked() + 1);
@@ -234,19 +371,134 @@ pub unsafe fn post(
     Ok(Posted(slot))
 }
 
+/// Posts a queued (or new) slot's job to its thread pool; false if the
+/// pool's queue is full.
+///
+/// # Safety
+/// On the event loop; `slot` alive and in no queue.
+unsafe fn start(slot: *mut Slot) -> bool {
+    // SAFETY: the caller's contract. The pool thread gets the job as its
+    // `ctx`; the completion event gets the slot. `pool` comes from
+    // ngx_thread_pool_add and is live in a worker; the task is valid until
+    // `job_done` frees it.
+    unsafe {
+        (*slot).task.ctx = (*slot).job.cast();
+        (*slot).task.handler = Some(run_job);
+        (*slot).task.event.handler = Some(job_done);
+        (*slot).task.event.data = slot.cast();
+        if ngx_thread_task_post((*slot).pool, ptr::addr_of_mut!((*slot).task)) != NGX_OK as isize {
+            return false;
+        }
+        (*slot).state = State::Running;
+    }
+    RUNNING.with(|n| n.set(n.get() + 1));
+    true
+}
+
+/// Starts queued jobs, first come first, while there is room under the
+/// `smart_imaging_max_running` of the first one waiting. A job the pool
+/// refuses is completed as [`Completion::Refused`].
+fn pump() {
+    loop {
+        let next = QUEUE.with(|q| {
+            let mut q = q.borrow_mut();
+            // SAFETY: queued slots are alive (freed only once unqueued).
+            let head = *q.front()?;
+            if running() >= unsafe { (*head).max_running } {
+                return None;
+            }
+            q.pop_front()
+        });
+        let Some(slot) = next else { return };
+        // SAFETY: a queued slot is alive and waited for (a request that
+        // stops waiting takes its slot out of the queue); just unqueued.
+        unsafe {
+            let r = (*slot).r;
+            let waited = (*slot).posted.elapsed();
+            if start(slot) {
+                let log = (*(*r).connection).log;
+                ngx_log_error!(
+                    NGX_LOG_INFO,
+                    log,
+                    "smart_imaging: queued conversion started after waiting {:.1} ms",
+                    waited.as_secs_f64() * 1000.0
+                );
+            } else {
+                let (r, on_done) = forget(slot);
+                deliver(r, on_done, Completion::Refused);
+            }
+        }
+    }
+}
+
+/// Frees a slot whose job never ran (it is out of the queue), after taking
+/// what its request needs: the request and its callback. The request no
+/// longer waits for it.
+///
+/// # Safety
+/// On the event loop; `slot` alive, not queued, not posted.
+unsafe fn forget(slot: *mut Slot) -> (*mut ngx_http_request_t, OnDone) {
+    // SAFETY: the caller's contract: the slot and its job are ours alone.
+    let slot = unsafe { Box::from_raw(slot) };
+    let mut slot = slot;
+    if slot.deadline.timer_set() != 0 {
+        // SAFETY: armed in `post`, still in the timer tree.
+        unsafe { ngx_del_timer(&mut slot.deadline) };
+    }
+    if !slot.waiter.is_null() {
+        // SAFETY: the waiter lives in the request pool while `r` is set.
+        unsafe { (*slot.waiter).slot = ptr::null_mut() };
+    }
+    // SAFETY: never posted, so the job is ours.
+    drop(unsafe { Box::from_raw(slot.job) });
+    (slot.r, slot.on_done)
+}
+
+/// Hands `completion` to the request (`on_done`) and resumes it.
+///
+/// # Safety
+/// On the event loop; `r` is the blocked request that waited.
+unsafe fn deliver(r: *mut ngx_http_request_t, on_done: OnDone, completion: Completion) {
+    // SAFETY: the request is alive (blocked by us).
+    let req = unsafe { Req::new(r) };
+    let ok = catch_unwind(AssertUnwindSafe(|| on_done(req, completion))).is_ok();
+    // SAFETY: as above.
+    unsafe { resume(r, ok) };
+}
+
+/// The `info` line of a queued job that will never run, in `log`.
+fn dropped_line(log: *mut ngx_log_t, why: &str) {
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        log,
+        "smart_imaging: queued conversion dropped: {}",
+        why
+    );
+}
+
 impl Posted {
     /// The request no longer waits (it is being freed): whatever happens to
-    /// the job, leave the request alone.
+    /// the job, leave the request alone. A job still queued never runs.
     ///
     /// # Safety
     /// On the event loop thread, before the job's completion (`on_done`) or
     /// deadline has reached the request.
     pub unsafe fn detach(&self) {
         let slot = self.0;
-        // SAFETY: the slot is alive until `job_done`, which has not run; only
-        // the event loop touches `r` and the timer.
+        // SAFETY: the slot is alive until `job_done`, which has not run, or
+        // until it leaves the queue unrun, which goes through `on_done`
+        // first; only the event loop touches `r`, the waiter and the timer.
         unsafe {
+            if (*slot).state == State::Queued && unqueue(slot) {
+                let _ = forget(slot);
+                dropped_line((*ngx_cycle).log, "the request was freed");
+                return;
+            }
             (*slot).r = ptr::null_mut();
+            if !(*slot).waiter.is_null() {
+                (*(*slot).waiter).slot = ptr::null_mut();
+                (*slot).waiter = ptr::null_mut();
+            }
             if (*slot).deadline.timer_set() != 0 {
                 ngx_del_timer(ptr::addr_of_mut!((*slot).deadline));
             }
@@ -254,24 +506,100 @@ impl Posted {
     }
 }
 
+/// The request's cleanup (`ngx_http_cleanup_add`): nginx terminates or
+/// frees the request, which may still wait for its job. A queued job is
+/// dropped and the request unblocked, so nginx can finish it now; a
+/// running one is left to complete (the request stays blocked until then,
+/// as with nginx's own thread tasks).
+unsafe extern "C" fn request_gone(data: *mut c_void) {
+    // SAFETY: `data` is the waiter `post` put in the request pool, alive
+    // while the request is.
+    let waiter = data.cast::<Waiter>();
+    // SAFETY: as above; a non-null slot is alive and waited for by the
+    // request (every path that stops the wait clears it).
+    unsafe {
+        let slot = (*waiter).slot;
+        if slot.is_null() || (*slot).state != State::Queued || !unqueue(slot) {
+            return;
+        }
+        let waited = (*slot).posted.elapsed();
+        let (r, on_done) = forget(slot);
+        let c = (*r).connection;
+        let why = if (*(*c).read).eof() != 0 {
+            "client closed the connection"
+        } else {
+            "request terminated"
+        };
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            (*c).log,
+            "smart_imaging: queued conversion dropped: {} ({:.1} ms)",
+            why,
+            waited.as_secs_f64() * 1000.0
+        );
+        let req = Req::new(r);
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            on_done(req, Completion::Dropped { waited })
+        }));
+        let main = (*r).main;
+        (*main).set_blocked((*main).blocked() - 1);
+        (*r).set_aio(0);
+    }
+}
+
 /// Runs on a pool thread: only touches the job, never nginx structures.
+/// Serves the job from the stash if an abandoned conversion left its
+/// result there; converts otherwise.
 unsafe extern "C" fn run_job(data: *mut c_void, _log: *mut ngx_log_t) {
-    // SAFETY: `data` is the job posted in `post`; it is owned by this thread
-    // until the completion event runs.
+    // SAFETY: `data` is the job posted in `start`; it is owned by this
+    // thread until the completion event runs.
     let job = unsafe { &mut *data.cast::<Job>() };
     let start = Instant::now();
     // transcode() catches its own panics; this is the last line of defence
     // so no panic can unwind into nginx's thread code.
     let outcome = catch_unwind(AssertUnwindSafe(|| {
+        if let Some(dir) = &job.stash {
+            let key = stash::Key::new(&job.input, &job.plan, &job.limits);
+            let found = stash::take(dir, &key);
+            job.key = Some(key);
+            match found {
+                Ok(Some(converted)) => {
+                    job.from_stash = true;
+                    return Outcome::Converted(converted);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    job.stash_error = Some(format!(
+                        "stash lookup in \"{}\" failed: {e}",
+                        dir.dir.display()
+                    ))
+                }
+            }
+        }
         transcode(&job.input, &job.plan, &job.limits)
     }))
     .unwrap_or_else(|_| Outcome::Original(KeepReason::Panic("panic in transcode".into())));
     job.outcome = Some(outcome);
     job.elapsed = start.elapsed();
+    return_memory();
+}
+
+/// Hands the memory glibc keeps after a job back to the system: a
+/// conversion's pixel buffers are many megabytes, and glibc keeps what is
+/// freed in the thread's arena, so a worker's resident memory would stay at
+/// its peak. Measured: see docs/directives.md, smart_imaging_max_running.
+fn return_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas, under their locks;
+    // callable from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Completion, on the event loop: hand the result to the request and resume
-/// it, or, if the request stopped waiting, discard it. Frees the slot.
+/// it, or, if the request stopped waiting, stash it. Frees the slot, then
+/// starts the next queued jobs.
 unsafe extern "C" fn job_done(ev: *mut ngx_event_t) {
     // SAFETY: `data` is the slot of `post`; the pool thread is done with the
     // task and the job, and ngx_thread_pool_handler() does not touch the
@@ -281,63 +609,196 @@ unsafe extern "C" fn job_done(ev: *mut ngx_event_t) {
         let job = Box::from_raw(slot.job);
         (slot, job)
     };
-    JOBS_IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    RUNNING.with(|n| n.set(n.get() - 1));
     let mut slot = slot;
     if slot.deadline.timer_set() != 0 {
         // SAFETY: armed in `post`, still in the timer tree.
         unsafe { ngx_del_timer(&mut slot.deadline) };
     }
+    if !slot.waiter.is_null() {
+        // SAFETY: the waiter lives in the request pool while `r` is set.
+        unsafe { (*slot.waiter).slot = ptr::null_mut() };
+    }
     let r = slot.r;
     let waited = slot.posted.elapsed();
     let on_done = slot.on_done;
+    let pool = slot.pool;
     drop(slot);
+    // A thread is free: the next job waiting takes it.
+    pump();
     if r.is_null() {
-        // SAFETY: the cycle's log is valid in a worker.
-        unsafe {
-            ngx_log_error!(
-                NGX_LOG_INFO,
-                (*ngx_cycle).log,
-                "smart_imaging: abandoned conversion finished after {:.1} ms (ran {:.1} ms), result discarded",
-                waited.as_secs_f64() * 1000.0,
-                job.elapsed.as_secs_f64() * 1000.0
-            );
-        }
+        abandoned_done(pool, *job, waited);
         return;
     }
     // SAFETY: the request is alive (blocked) and waiting for this job; we
     // are on the event loop.
-    let req = unsafe { Req::new(r) };
-    let finished = catch_unwind(AssertUnwindSafe(|| {
-        on_done(req, Completion::Finished(*job))
+    unsafe { deliver(r, on_done, Completion::Finished(job)) };
+}
+
+/// An abandoned job finished: its conversion goes to the stash.
+fn abandoned_done(pool: *mut ngx_thread_pool_t, job: Job, waited: Duration) {
+    let ran = job.elapsed.as_secs_f64() * 1000.0;
+    let waited = waited.as_secs_f64() * 1000.0;
+    let log = || {
+        // SAFETY: the cycle's log is valid in a worker.
+        unsafe { (*ngx_cycle).log }
+    };
+    let (Some(Outcome::Converted(_)), Some(dir), Some(key)) = (&job.outcome, job.stash, job.key)
+    else {
+        // Nothing to keep: the stash is off, or the original was to be
+        // served anyway (say why).
+        let why = match &job.outcome {
+            Some(Outcome::Original(reason)) => format!(": the original is kept ({reason})"),
+            _ => String::new(),
+        };
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            log(),
+            "smart_imaging: abandoned conversion finished after {:.1} ms (ran {:.1} ms), result discarded{}",
+            waited,
+            ran,
+            why
+        );
+        return;
+    };
+    let Some(Outcome::Converted(converted)) = job.outcome else {
+        unreachable!("matched above")
+    };
+    let write = Box::into_raw(Box::new(StashWrite {
+        // SAFETY: a plain C struct, all-zero initially (as nginx's).
+        task: unsafe { core::mem::zeroed() },
+        dir,
+        key,
+        converted,
+        stored: None,
     }));
-    // SAFETY: as above.
-    unsafe { resume(r, finished.is_ok()) };
+    // SAFETY: `write` is ours until posted; then the pool thread's until
+    // `stash_written` frees it on the event loop.
+    let posted = unsafe {
+        (*write).task.ctx = write.cast();
+        (*write).task.handler = Some(run_stash_write);
+        (*write).task.event.handler = Some(stash_written);
+        (*write).task.event.data = write.cast();
+        ngx_thread_task_post(pool, ptr::addr_of_mut!((*write).task)) == NGX_OK as isize
+    };
+    if posted {
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            log(),
+            "smart_imaging: abandoned conversion finished after {:.1} ms (ran {:.1} ms), result stashed",
+            waited,
+            ran
+        );
+    } else {
+        // SAFETY: not posted: still ours.
+        drop(unsafe { Box::from_raw(write) });
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            log(),
+            "smart_imaging: abandoned conversion finished after {:.1} ms (ran {:.1} ms), result discarded: the thread pool queue is full",
+            waited,
+            ran
+        );
+    }
+}
+
+/// Writing an abandoned result to the stash, on a pool thread. Allocated
+/// with the global allocator, `#[repr(C)]` with the task first; freed by
+/// `stash_written`.
+#[repr(C)]
+struct StashWrite {
+    task: ngx_thread_task_t,
+    dir: StashDir,
+    key: stash::Key,
+    converted: Converted,
+    stored: Option<io::Result<Stored>>,
+}
+
+unsafe extern "C" fn run_stash_write(data: *mut c_void, _log: *mut ngx_log_t) {
+    // SAFETY: `data` is the StashWrite posted in `abandoned_done`, this
+    // thread's until its completion event runs.
+    let w = unsafe { &mut *data.cast::<StashWrite>() };
+    let stored = catch_unwind(AssertUnwindSafe(|| {
+        stash::put(&w.dir, &w.key, &w.converted)
+    }))
+    .unwrap_or_else(|_| Err(io::Error::other("panic")));
+    w.stored = Some(stored);
+    return_memory();
+}
+
+/// The stash write is done, on the event loop: says so if it failed.
+unsafe extern "C" fn stash_written(ev: *mut ngx_event_t) {
+    // SAFETY: `data` is the StashWrite; the pool thread is done with it.
+    let w = unsafe { Box::from_raw((*ev).data.cast::<StashWrite>()) };
+    // SAFETY: the cycle's log is valid in a worker.
+    let log = unsafe { (*ngx_cycle).log };
+    match w.stored {
+        Some(Ok(Stored::Yes)) | None => {}
+        Some(Ok(Stored::TooBig(size))) => {
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                log,
+                "smart_imaging: abandoned result of {} bytes not stashed: over the max_size of smart_imaging_stash_path",
+                size
+            );
+        }
+        Some(Err(e)) => {
+            ngx_log_error!(
+                NGX_LOG_WARN,
+                log,
+                "smart_imaging: could not stash a result in \"{}\": {}",
+                w.dir.dir.display(),
+                e
+            );
+        }
+    }
 }
 
 /// The deadline, on the event loop: stop waiting, let the request serve the
-/// original. The job keeps running; `job_done` will discard it.
+/// original. A queued job leaves the queue and never runs; a running one
+/// keeps running, and `job_done` stashes its result.
 unsafe extern "C" fn job_deadline(ev: *mut ngx_event_t) {
     // SAFETY: nginx passes the timer event armed in `post`.
     let slot = unsafe { (*ev).data.cast::<Slot>() };
-    // SAFETY: the timer is deleted before the slot is freed (`job_done`) and
-    // when the request goes (`detach`), so both are alive here; only the
-    // event loop touches these fields.
+    // SAFETY: the timer is deleted before the slot is freed (`job_done`,
+    // `forget`) and when the request goes (`detach`), so both are alive
+    // here; only the event loop touches these fields.
     let (r, waited, deadline, on_done) = unsafe {
         let r = (*slot).r;
-        (*slot).r = ptr::null_mut();
         (r, (*slot).posted.elapsed(), (*slot).limit, (*slot).on_done)
     };
     if r.is_null() {
         return;
     }
+    // SAFETY: as above.
+    if unsafe { (*slot).state } == State::Queued && unqueue(slot) {
+        // SAFETY: out of the queue and never posted: ours to free. The
+        // request (alive, blocked by us) has a connection with a log.
+        let log = unsafe {
+            forget(slot);
+            (*(*r).connection).log
+        };
+        dropped_line(
+            log,
+            &format!(
+                "not started within {} ({:.1} ms)",
+                deadline.bound(),
+                waited.as_secs_f64() * 1000.0
+            ),
+        );
+    } else {
+        // SAFETY: as above; the job runs on without its request.
+        unsafe {
+            (*slot).r = ptr::null_mut();
+            if !(*slot).waiter.is_null() {
+                (*(*slot).waiter).slot = ptr::null_mut();
+                (*slot).waiter = ptr::null_mut();
+            }
+        }
+    }
     // SAFETY: the request is alive (still blocked by us); we are on the
     // event loop.
-    let req = unsafe { Req::new(r) };
-    let stopped = catch_unwind(AssertUnwindSafe(|| {
-        on_done(req, Completion::TimedOut { waited, deadline })
-    }));
-    // SAFETY: as above.
-    unsafe { resume(r, stopped.is_ok()) };
+    unsafe { deliver(r, on_done, Completion::TimedOut { waited, deadline }) };
 }
 
 /// Unblocks `r` and runs its write handler, which sends the result.

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! converted format=avif in=120034 out=45012 saved=62.5% quality=55 score=81.3 encodes=5 time=412ms
+//! converted format=webp in=120034 out=51876 saved=56.8% quality=90 encodes=4 time=2ms from=stash
 //! original reason=not-smaller in=1000 out=1200 time=9ms
 //! original reason=too-big in=20971520 buffer=10485760
 //! ```
@@ -39,6 +40,9 @@ pub const INCOMPLETE: &str = "incomplete";
 /// The conversion outlasted `smart_imaging_timeout` (or 90 % of
 /// `send_timeout`); it was abandoned.
 pub const TIMEOUT: &str = "timeout";
+/// The request ended (the client closed the connection) while its
+/// conversion was queued; it never ran.
+pub const DROPPED: &str = "dropped";
 /// A bug or an allocation failure of the nginx layer.
 pub const INTERNAL: &str = "internal";
 
@@ -53,6 +57,8 @@ pub enum Report {
         score: Option<f64>,
         encodes: usize,
         elapsed: Duration,
+        /// Served from the stash: an abandoned conversion's result.
+        stashed: bool,
     },
     Kept(Kept),
 }
@@ -101,6 +107,7 @@ impl Report {
                 score: c.score,
                 encodes: c.encodes,
                 elapsed,
+                stashed: false,
             },
             Some(Outcome::Original(reason)) => {
                 let mut kept = Kept::new(reason.code(), Some(input_len));
@@ -136,6 +143,7 @@ impl fmt::Display for Report {
                 score,
                 encodes,
                 elapsed,
+                stashed,
             } => {
                 let saved = if *input > 0 {
                     (*input as f64 - *output as f64) * 100.0 / *input as f64
@@ -149,7 +157,11 @@ impl fmt::Display for Report {
                 if let Some(score) = score {
                     write!(f, " score={score:.1}")?;
                 }
-                write!(f, " encodes={encodes} time={}ms", millis(*elapsed))
+                write!(f, " encodes={encodes} time={}ms", millis(*elapsed))?;
+                if *stashed {
+                    write!(f, " from=stash")?;
+                }
+                Ok(())
             }
             Report::Kept(k) => {
                 write!(f, "original reason={}", k.reason)?;

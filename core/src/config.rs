@@ -96,6 +96,10 @@ pub struct Directives {
     pub max_jobs: Option<usize>,
     /// `smart_imaging_timeout <time>` (milliseconds)
     pub timeout: Option<u64>,
+    /// `smart_imaging_max_running <number> | auto`
+    pub max_running: Option<MaxRunning>,
+    /// `smart_imaging_stash_path <path> [max_size=<size>] [ttl=<time>] | off`
+    pub stash_path: Tri<StashPath>,
     /// `smart_imaging_formats <format> ...`
     pub formats: Option<Vec<Format>>,
     /// `smart_imaging_webp_quality <0-100>` (JPEG 2000, JPEG XR follow it)
@@ -143,6 +147,8 @@ impl Directives {
         self.max_pixels.inherit(&parent.max_pixels);
         self.max_jobs.inherit(&parent.max_jobs);
         self.timeout.inherit(&parent.timeout);
+        self.max_running.inherit(&parent.max_running);
+        self.stash_path.inherit(&parent.stash_path);
         self.formats.inherit(&parent.formats);
         self.webp_quality.inherit(&parent.webp_quality);
         self.avif_quality.inherit(&parent.avif_quality);
@@ -206,6 +212,8 @@ impl Directives {
             buffer: self.buffer.unwrap_or(d.buffer),
             max_jobs: self.max_jobs.unwrap_or(d.max_jobs),
             timeout_ms: self.timeout.unwrap_or(d.timeout_ms),
+            max_running: self.max_running.unwrap_or(d.max_running),
+            stash: self.stash_path.clone().or_default(d.stash),
             accept_ch: self.accept_ch.unwrap_or(d.accept_ch),
             debug_header: self.debug_header.unwrap_or(d.debug_header),
             limits: Limits {
@@ -232,6 +240,12 @@ pub struct Location {
     /// `smart_imaging_timeout`: how long a request waits for its
     /// conversion, in milliseconds.
     pub timeout_ms: u64,
+    /// `smart_imaging_max_running`: conversions running at once, per
+    /// worker (the others wait in the module's queue).
+    pub max_running: MaxRunning,
+    /// `smart_imaging_stash_path`: where results of abandoned conversions
+    /// are kept for the next identical request; `None`: off.
+    pub stash: Option<StashPath>,
     /// `smart_imaging_accept_ch`
     pub accept_ch: AcceptCh,
     /// `smart_imaging_debug_header`
@@ -251,6 +265,8 @@ impl Default for Location {
             buffer: 10 * 1024 * 1024,
             max_jobs: 32,
             timeout_ms: 10_000,
+            max_running: MaxRunning::Auto,
+            stash: Some(StashPath::default()),
             accept_ch: AcceptCh::Off,
             debug_header: false,
             limits: Limits::default(),
@@ -271,6 +287,39 @@ impl Location {
             hints.extend(["ECT", "Downlink", "RTT"]);
         }
         hints
+    }
+}
+
+/// `smart_imaging_max_running`: how many conversions of one worker run at
+/// once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxRunning {
+    /// As many as the machine has online CPUs.
+    Auto,
+    /// At most this many (at least 1).
+    Count(usize),
+}
+
+/// `smart_imaging_stash_path`: a directory for the results of abandoned
+/// conversions, its size bound and how long an entry is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StashPath {
+    /// As configured: relative to nginx's prefix unless absolute.
+    pub path: String,
+    /// The most bytes of entries kept (older ones are removed first).
+    pub max_size: u64,
+    /// How long an entry may wait for its request, in milliseconds.
+    pub ttl_ms: u64,
+}
+
+impl Default for StashPath {
+    /// `smart_imaging_stash_path smart_imaging_stash max_size=64m ttl=60s`
+    fn default() -> Self {
+        StashPath {
+            path: "smart_imaging_stash".into(),
+            max_size: 64 * 1024 * 1024,
+            ttl_ms: 60_000,
+        }
     }
 }
 
@@ -407,7 +456,7 @@ impl Refusal {
 /// The directives' value parsers: the values (without the directive's
 /// name; nginx has checked their count) -> the value, or why not.
 pub mod parse {
-    use super::{AcceptCh, Ect, NetworkThresholds, Refusal, Tri};
+    use super::{AcceptCh, Ect, MaxRunning, NetworkThresholds, Refusal, StashPath, Tri};
     use crate::codecs::Format;
     use crate::plan::Guard;
 
@@ -581,6 +630,51 @@ pub mod parse {
         time_value(v, true)
             .map(Tri::On)
             .ok_or(Refusal::Directive("invalid value"))
+    }
+
+    /// `smart_imaging_max_running <number> | auto`
+    pub fn max_running(args: &[&[u8]]) -> Parsed<MaxRunning> {
+        if first(args) == b"auto" {
+            return Ok(MaxRunning::Auto);
+        }
+        positive_count(args).map(MaxRunning::Count)
+    }
+
+    /// `smart_imaging_stash_path <path> [max_size=<size>] [ttl=<time>] | off`
+    pub fn stash_path(args: &[&[u8]]) -> Parsed<Tri<StashPath>> {
+        let path = first(args);
+        if path == b"off" && args.len() == 1 {
+            return Ok(Tri::Off);
+        }
+        if path.is_empty() || path.contains(&0) {
+            return Err(Refusal::Message(format!("invalid path \"{}\"", text(path))));
+        }
+        let mut stash = StashPath {
+            path: text(path),
+            ..StashPath::default()
+        };
+        for arg in &args[1..] {
+            let invalid = || Refusal::Message(format!("invalid parameter \"{}\"", text(arg)));
+            let eq = arg.iter().position(|&b| b == b'=').ok_or_else(invalid)?;
+            let (key, value) = (&arg[..eq], &arg[eq + 1..]);
+            match key {
+                b"max_size" => {
+                    stash.max_size = size_value(value).filter(|&n| n > 0).ok_or_else(|| {
+                        Refusal::Message(format!("invalid max_size \"{}\"", text(value)))
+                    })? as u64
+                }
+                b"ttl" => {
+                    stash.ttl_ms =
+                        time_value(value, false)
+                            .filter(|&ms| ms > 0)
+                            .ok_or_else(|| {
+                                Refusal::Message(format!("invalid ttl \"{}\"", text(value)))
+                            })?
+                }
+                _ => return Err(invalid()),
+            }
+        }
+        Ok(Tri::On(stash))
     }
 
     /// `smart_imaging_timeout <time>`, more than zero, in milliseconds.
@@ -920,6 +1014,44 @@ mod tests {
             refusal("x", guard_encodes(&[b"17"])),
             r#"invalid value "17" (1 to 16)"#
         );
+        assert_eq!(max_running(&[b"auto"]), Ok(MaxRunning::Auto));
+        assert_eq!(max_running(&[b"3"]), Ok(MaxRunning::Count(3)));
+        assert_eq!(
+            refusal("x", max_running(&[b"0"])),
+            "value must be equal to or greater than 1"
+        );
+        assert_eq!(
+            refusal("x", max_running(&[b"many"])),
+            r#""x" directive invalid number"#
+        );
+        assert_eq!(stash_path(&[b"off"]), Ok(Tri::Off));
+        assert_eq!(
+            stash_path(&[b"/var/cache/stash", b"max_size=1m", b"ttl=30s"]),
+            Ok(Tri::On(StashPath {
+                path: "/var/cache/stash".into(),
+                max_size: 1 << 20,
+                ttl_ms: 30_000
+            }))
+        );
+        assert_eq!(
+            stash_path(&[b"stash"]),
+            Ok(Tri::On(StashPath {
+                path: "stash".into(),
+                ..StashPath::default()
+            }))
+        );
+        assert_eq!(
+            refusal("x", stash_path(&[b"s", b"max_size=0"])),
+            r#"invalid max_size "0""#
+        );
+        assert_eq!(
+            refusal("x", stash_path(&[b"s", b"ttl=soon"])),
+            r#"invalid ttl "soon""#
+        );
+        assert_eq!(
+            refusal("x", stash_path(&[b"s", b"levels=1:2"])),
+            r#"invalid parameter "levels=1:2""#
+        );
         assert_eq!(
             Refusal::DUPLICATE.text("smart_imaging_ttl"),
             r#""smart_imaging_ttl" directive is duplicate"#
@@ -936,6 +1068,8 @@ mod tests {
             (None, 10 << 20, 32, 10_000)
         );
         assert_eq!(l.limits.max_pixels, 16_000_000);
+        assert_eq!(l.max_running, MaxRunning::Auto);
+        assert_eq!(l.stash, Some(StashPath::default()));
         assert_eq!(l.settings, Settings::default());
         assert_eq!(l.settings.guard, Guard::DEFAULT);
         assert!(l.client_hints().is_empty());

@@ -376,9 +376,10 @@ fn send_result<'a>(req: Req<'a>, ctx: &mut RequestCtx) -> Output<'a> {
     }
 }
 
-/// Ends the context with `report` (in `X-Smart-Imaging` if asked for): the
-/// held header (as it now is) and `body` go out next, `body` kept alive in
-/// the `Done` phase.
+/// Ends the context with `report` (in `X-Smart-Imaging` if asked for; an
+/// original served because of load marked not to be cached): the held
+/// header (as it now is) and `body` go out next, `body` kept alive in the
+/// `Done` phase.
 fn send_response<'a>(
     req: Req<'a>,
     ctx: &mut RequestCtx,
@@ -388,10 +389,20 @@ fn send_response<'a>(
     rest: Chain<'a>,
 ) -> Output<'a> {
     send::add_debug_header(req, ctx.loc, &report);
+    let stored = send::forbid_storing_fallback(req, &report);
     ctx.phase = Phase::Done {
         report,
         sending: Some(Arc::clone(&body)),
     };
+    if !stored {
+        // Better no response than a fallback a cache would keep as the
+        // variant (an allocation failure: nginx fails the request too).
+        req.log(
+            NGX_LOG_ALERT,
+            format_args!("smart_imaging: could not mark the original not to be cached"),
+        );
+        return Output::Return(NGX_ERROR as ngx_int_t);
+    }
     Output::Respond { body, last, rest }
 }
 

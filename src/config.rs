@@ -58,8 +58,15 @@ impl Default for LocConf {
 }
 
 impl LocConf {
+    /// Responses are converted (`smart_imaging on`, not variant-only).
     pub fn enabled(&self) -> bool {
         self.location.enabled
+    }
+
+    /// `$smart_imaging_variant` is worked out: `smart_imaging on` or
+    /// `smart_imaging_variant_only on`.
+    pub fn negotiates(&self) -> bool {
+        self.location.enabled || self.location.variant_only
     }
 
     /// The configuration as the core's policy sees it.
@@ -301,8 +308,14 @@ macro_rules! directive {
 }
 
 /// The directive table.
-pub static mut COMMANDS: [ngx_command_t; 28] = [
+pub static mut COMMANDS: [ngx_command_t; 29] = [
     directive!(c"smart_imaging", NGX_CONF_FLAG | IN_IF, enable, flag),
+    directive!(
+        c"smart_imaging_variant_only",
+        NGX_CONF_FLAG,
+        variant_only,
+        flag
+    ),
     directive!(c"smart_imaging_ttl", NGX_CONF_TAKE1, ttl, ttl),
     directive!(c"smart_imaging_buffer", NGX_CONF_TAKE1, buffer, size),
     directive!(

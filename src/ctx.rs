@@ -75,9 +75,17 @@ impl Location {
         Location(req.loc_conf())
     }
 
-    /// `smart_imaging on`
+    /// `smart_imaging on` (and not `smart_imaging_variant_only on`): the
+    /// filters convert this location's responses.
     pub fn enabled(self) -> bool {
         self.0.enabled()
+    }
+
+    /// `$smart_imaging_variant` has a value here: the module is on, or
+    /// `smart_imaging_variant_only on` (a cache tier in front of a
+    /// converting one, which keys on the variant and converts nothing).
+    pub fn negotiates(self) -> bool {
+        self.0.negotiates()
     }
 
     /// `smart_imaging_accept_ch`, when on and the settings use some hint.

@@ -267,6 +267,31 @@ impl<'a> Req<'a> {
         self.push_cache_control(&directives.join(", "))
     }
 
+    /// Keeps every cache from storing the response: `Cache-Control: no-store`
+    /// in place of whatever `Cache-Control` and `Expires` it had, and
+    /// `X-Accel-Expires: 0`, which an nginx `proxy_cache` in front reads
+    /// first (and still reads under `proxy_ignore_headers Cache-Control`).
+    /// Validators are kept: nothing stored, nothing to revalidate.
+    pub fn forbid_storing(self) -> bool {
+        self.delete_response_header("Cache-Control");
+        self.delete_response_header("Expires");
+        // SAFETY: forgetting the elements just deleted; plain fields of a
+        // valid request.
+        unsafe {
+            let out = &raw mut (*self.as_ptr()).headers_out;
+            (*out).expires = ptr::null_mut();
+            #[cfg(nginx1_23_0)]
+            {
+                (*out).cache_control = ptr::null_mut();
+            }
+            #[cfg(not(nginx1_23_0))]
+            {
+                (*out).cache_control.nelts = 0;
+            }
+        }
+        self.push_cache_control("no-store") && self.set_header("X-Accel-Expires", "0")
+    }
+
     /// Adds a `Cache-Control` header and registers it where nginx keeps it.
     /// The response must have no (live) `Cache-Control` yet.
     fn push_cache_control(self, value: &str) -> bool {

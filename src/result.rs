@@ -92,6 +92,15 @@ impl Kept {
 }
 
 impl Report {
+    /// The original was served for a reason of the moment (load, a bug),
+    /// not because of the image or the request: the next request may well
+    /// get the variant, so no cache may keep this response in its place.
+    /// The other reasons (`not-smaller`, `guard`, `too-big`, ...) give the
+    /// same answer every time, and may be cached like any response.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Report::Kept(k) if matches!(k.reason, BUSY | TIMEOUT | INTERNAL))
+    }
+
     pub fn kept(reason: &'static str, input: Option<usize>) -> Report {
         Report::Kept(Kept::new(reason, input))
     }

@@ -73,6 +73,15 @@ pub unsafe fn send_bytes(req: Req<'_>, bytes: &[u8], last: bool, rest: Chain<'_>
     next_body(req, chain)
 }
 
+/// Keeps caches from storing an original served for a reason of the moment
+/// (`busy`, `timeout`, `internal`: [`Report::is_transient`]) in place of
+/// the variant: a cache in front keyed on `$smart_imaging_variant`, or a
+/// CDN, would otherwise serve it to every client of that variant until it
+/// expires. False if the headers could not be added.
+pub fn forbid_storing_fallback(req: Req<'_>, report: &Report) -> bool {
+    !report.is_transient() || req.forbid_storing()
+}
+
 /// `smart_imaging_debug_header on`: `X-Smart-Imaging: <the report>`. A
 /// debugging aid: if it cannot be added, the response goes without it.
 pub fn add_debug_header(req: Req<'_>, loc: Location, report: &Report) {

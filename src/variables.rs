@@ -3,10 +3,11 @@
 //! `$smart_imaging_variant` names, from the request alone, what the module
 //! will serve for it (`webp-q85-w400-dpr2`, `src-q85-h300`, `orig` when
 //! nothing would change, `off` for `bfc=off`, empty where the module is
-//! off). Two requests with the same value get the same bytes, so it belongs
-//! in `proxy_cache_key` (with the URI) when a cache sits in front of or
-//! behind the module and stores converted responses. It reads the
-//! negotiation of the request's context, which it makes (for the header
+//! off; `smart_imaging_variant_only on` gives it a value in a location that
+//! converts nothing). Two requests with the same value get the same bytes,
+//! so it belongs in `proxy_cache_key` (with the URI) when a cache sits in
+//! front of or behind the module and stores converted responses. It reads
+//! the negotiation of the request's context, which it makes (for the header
 //! filter to reuse) when evaluated before the response exists.
 //!
 //! `$smart_imaging_result` says what the module did with the response
@@ -176,9 +177,10 @@ unsafe extern "C" fn result_variable(
     unsafe { set_value(r, v, value.ok().flatten()) }
 }
 
-/// The variant for the request, or None where the module is off.
+/// The variant for the request, or None where the module is off (and not
+/// `smart_imaging_variant_only`).
 fn variant(req: Req<'_>) -> Option<String> {
-    if !Location::of(req).enabled() {
+    if !Location::of(req).negotiates() {
         return None;
     }
     let mut ctx = ctx::of(req)?.borrow_mut();

@@ -94,6 +94,10 @@ fn invalid_values_are_refused_by_nginx_t() {
             r#"invalid value "maybe" in "smart_imaging" directive, it must be "on" or "off""#,
         ),
         (
+            "smart_imaging_variant_only maybe;",
+            r#"invalid value "maybe" in "smart_imaging_variant_only" directive, it must be "on" or "off""#,
+        ),
+        (
             "smart_imaging_webp_quality 80 90;",
             r#"invalid number of arguments in "smart_imaging_webp_quality" directive"#,
         ),

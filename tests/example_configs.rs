@@ -3,7 +3,8 @@
 //! `make run` starts) must actually serve WebP.
 //!
 //! Paths that only exist in the Docker image (/etc/nginx, /var/log/nginx,
-//! ...) are mapped into a temporary prefix.
+//! /var/cache/nginx, ...) are mapped into a temporary prefix. The layout
+//! of nginx-conf/cache-tier.conf is run for real by tests/cache.rs.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -47,7 +48,14 @@ fn prepare(test: &str, conf_name: &str, ports: (u16, u16)) -> PathBuf {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&prefix);
-    for dir in ["conf", "logs", "html/images", "html/shop", "modules"] {
+    for dir in [
+        "conf",
+        "logs",
+        "cache",
+        "html/images",
+        "html/shop",
+        "modules",
+    ] {
         std::fs::create_dir_all(prefix.join(dir)).unwrap();
     }
     for sample in std::fs::read_dir(root().join("samples")).unwrap() {
@@ -80,6 +88,11 @@ fn prepare(test: &str, conf_name: &str, ports: (u16, u16)) -> PathBuf {
         .replace("/etc/nginx/mime.types", &format!("{p}/conf/mime.types"))
         .replace("/var/log/nginx/", &format!("{p}/logs/"))
         .replace("/var/run/nginx.pid", &format!("{p}/logs/nginx.pid"))
+        .replace(
+            "/var/run/nginx-smart-imaging.sock",
+            &format!("{p}/logs/smart-imaging.sock"),
+        )
+        .replace("/var/cache/nginx/", &format!("{p}/cache/"))
         .replace("/usr/share/nginx/html", &format!("{p}/html"));
     std::fs::write(prefix.join("conf/nginx.conf"), conf).unwrap();
     prefix

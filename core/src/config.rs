@@ -86,6 +86,8 @@ impl<T: Clone> Field for Tri<T> {
 pub struct Directives {
     /// `smart_imaging on | off`
     pub enable: Option<bool>,
+    /// `smart_imaging_variant_only on | off`
+    pub variant_only: Option<bool>,
     /// `smart_imaging_ttl <time> | off` (seconds)
     pub ttl: Tri<u64>,
     /// `smart_imaging_buffer <size>`
@@ -142,6 +144,7 @@ impl Directives {
     /// Takes every directive this level did not set from `parent`.
     pub fn inherit(&mut self, parent: &Directives) {
         self.enable.inherit(&parent.enable);
+        self.variant_only.inherit(&parent.variant_only);
         self.ttl.inherit(&parent.ttl);
         self.buffer.inherit(&parent.buffer);
         self.max_pixels.inherit(&parent.max_pixels);
@@ -206,8 +209,12 @@ impl Directives {
                 max_encodes: self.guard_encodes.unwrap_or(s.guard.max_encodes),
             },
         };
+        let variant_only = self.variant_only.unwrap_or(d.variant_only);
         Location {
-            enabled: self.enable.unwrap_or(d.enabled),
+            // A variant-only location converts nothing, whatever
+            // `smart_imaging` it inherits.
+            enabled: self.enable.unwrap_or(d.enabled) && !variant_only,
+            variant_only,
             ttl: self.ttl.clone().or_default(d.ttl),
             buffer: self.buffer.unwrap_or(d.buffer),
             max_jobs: self.max_jobs.unwrap_or(d.max_jobs),
@@ -228,8 +235,13 @@ impl Directives {
 /// the configuration, read by every request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Location {
-    /// `smart_imaging`
+    /// `smart_imaging` (and not `smart_imaging_variant_only`): responses
+    /// are converted.
     pub enabled: bool,
+    /// `smart_imaging_variant_only`: `$smart_imaging_variant` is worked out
+    /// as `smart_imaging on` would, but no response is touched (the cache
+    /// tier in front of a converting one keys on it).
+    pub variant_only: bool,
     /// `smart_imaging_ttl`: `Cache-Control: max-age` for responses that
     /// carry no caching headers (seconds); `None`: off.
     pub ttl: Option<u64>,
@@ -261,6 +273,7 @@ impl Default for Location {
     fn default() -> Self {
         Location {
             enabled: false,
+            variant_only: false,
             ttl: None,
             buffer: 10 * 1024 * 1024,
             max_jobs: 32,
@@ -1098,5 +1111,33 @@ mod tests {
         assert_eq!(l.settings.dpr_header.as_deref(), Some("X-DPR"));
         assert_eq!(l.settings.quality.get(Format::Jxr), 70);
         assert_eq!(l.client_hints(), ["Sec-CH-DPR", "Sec-CH-Width"]);
+    }
+
+    #[test]
+    fn variant_only_converts_nothing() {
+        let http = Directives {
+            enable: Some(true),
+            ..Directives::default()
+        };
+        let mut front = Directives {
+            variant_only: Some(true),
+            ..Directives::default()
+        };
+        front.inherit(&http);
+        let l = front.resolve();
+        assert!(l.variant_only);
+        assert!(
+            !l.enabled,
+            "variant_only wins over an inherited smart_imaging on"
+        );
+        let mut back = Directives::default();
+        back.inherit(&http);
+        assert!(back.resolve().enabled && !back.resolve().variant_only);
+        let alone = Directives {
+            variant_only: Some(true),
+            ..Directives::default()
+        }
+        .resolve();
+        assert!(alone.variant_only && !alone.enabled);
     }
 }

@@ -194,6 +194,9 @@ pub struct Config {
     pub http: String,
     /// `worker_processes`.
     pub workers: u32,
+    /// `http` is a whole nginx.conf, run as it is (placeholders aside):
+    /// see [`Nginx::shipped_config`].
+    pub complete: bool,
 }
 
 impl Config {
@@ -204,6 +207,18 @@ impl Config {
             main: "thread_pool smart_imaging threads=2;\n".into(),
             http: http.into(),
             workers: 1,
+            complete: false,
+        }
+    }
+
+    /// A whole configuration file, e.g. from [`Nginx::shipped_config`].
+    pub fn complete(conf: &str) -> Config {
+        Config {
+            module: false,
+            main: String::new(),
+            http: conf.into(),
+            workers: 1,
+            complete: true,
         }
     }
 
@@ -214,6 +229,7 @@ impl Config {
             main: String::new(),
             http: http.into(),
             workers: 1,
+            complete: false,
         }
     }
 }
@@ -293,6 +309,9 @@ impl Nginx {
     }
 
     fn render(&self, cfg: &Config) -> String {
+        if cfg.complete {
+            return self.fill(&cfg.http);
+        }
         let mut conf = String::new();
         if cfg.module {
             let m = module_path();
@@ -324,6 +343,11 @@ impl Nginx {
         conf.push_str("    default_type application/octet-stream;\n");
         conf.push_str(&cfg.http);
         conf.push_str("\n}\n");
+        self.fill(&conf)
+    }
+
+    /// Replaces the placeholders of [`Config`].
+    fn fill(&self, conf: &str) -> String {
         conf.replace("{{PORT}}", &self.ports[0].to_string())
             .replace("{{PORT2}}", &self.ports[1].to_string())
             .replace("{{PORT3}}", &self.ports[2].to_string())
@@ -391,6 +415,76 @@ impl Nginx {
             self.prefix.display(),
             self.conf_text
         );
+    }
+
+    /// The file `nginx-conf/<name>` made to run in this prefix, for
+    /// [`Config::complete`]: the module built here, in the foreground, `listen
+    /// 80` on `{{PORT}}`, and the official image's paths (`/etc/nginx`,
+    /// `/var/log/nginx`, `/var/cache/nginx`, `/var/run`,
+    /// `/usr/share/nginx/html`) under the prefix (`htdocs/` for the
+    /// document root). Unix sockets under `/var/run` go to a short path in
+    /// the temporary directory (the prefix may be too long for one).
+    pub fn shipped_config(&self, name: &str) -> String {
+        let text = fs::read_to_string(repo_root().join("nginx-conf").join(name))
+            .unwrap_or_else(|e| panic!("nginx-conf/{name}: {e}"));
+        fs::create_dir_all(self.prefix.join("cache")).unwrap();
+        fs::write(
+            self.prefix.join("mime.types"),
+            "types { image/jpeg jpg jpeg; image/png png; image/gif gif; text/plain txt; text/html html; image/webp webp; }\n",
+        )
+        .unwrap();
+        // nginx removes its unix sockets when it exits.
+        let sockets = std::env::temp_dir().join(format!(
+            "si-{}-",
+            self.prefix.file_name().unwrap().to_string_lossy()
+        ));
+        let user = if is_root() { "user root;" } else { "" };
+        let text = text
+            .replace(
+                "load_module modules/ngx_http_smart_imaging_module.so;",
+                &format!("load_module {};\ndaemon off;", module_path().display()),
+            )
+            .replace("user nginx;", user)
+            .replace("listen 80;", "listen 127.0.0.1:{{PORT}};")
+            .replace("/etc/nginx/", "{{PREFIX}}/")
+            .replace("/var/log/nginx/", "{{PREFIX}}/logs/")
+            .replace("/var/cache/nginx/", "{{PREFIX}}/cache/")
+            .replace("/var/run/nginx.pid", "{{PREFIX}}/logs/nginx.pid")
+            .replace("/var/run/", &sockets.display().to_string())
+            .replace("/usr/share/nginx/html", "{{HTDOCS}}");
+        assert!(
+            text.starts_with("load_module") || text.contains("\nload_module"),
+            "nginx-conf/{name} loads no module"
+        );
+        text
+    }
+
+    /// Rewrites the configuration nginx runs with `cfg` (same ports) and
+    /// reloads it (`SIGHUP`), waiting until the old workers are gone.
+    pub fn reload(&mut self, cfg: &Config) {
+        let old = self.worker_pids();
+        let text = self.render(cfg);
+        fs::write(self.prefix.join("nginx.conf"), &text).unwrap();
+        self.conf_text = text;
+        let st = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.master_pid.to_string())
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -HUP");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.worker_pids();
+            if !now.is_empty() && now.is_disjoint(&old) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not reload:\n{}",
+                self.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Runs `nginx -t` on `cfg` (ports assigned, nothing started); returns

@@ -87,5 +87,23 @@ bench: deps
 bench-corpus: deps
 	$(CARGO) bench -p smart-imaging-core --bench corpus
 
+# Load harness (issue #9), see benches/load/README.md:
+#   make bench-load        the module, thumbor, image_filter and plain nginx
+#                          under the same wrk load, every row, 20 s each; it
+#                          installs what it needs (wrk, image_filter, thumbor
+#                          in target/load/venv) and builds the release
+#                          profile itself; table in target/load/report.md
+#   make bench-load-smoke  4 rows (one per kind of server) of 8 s on the
+#                          debug build `make build` makes (at 8 connections
+#                          on 2 cores a conversion takes seconds: 3 s rows
+#                          would see no module response complete)
+.PHONY: bench-load bench-load-smoke
+bench-load: deps
+	benches/load/run
+
+bench-load-smoke: build
+	DURATION=$${DURATION:-8} PROFILE=debug benches/load/run \
+	    module-webp-photos thumbor-webp-photos image-filter-photos plain-photos
+
 clean-run: stop
 	rm -rf $(RUN_DIR)

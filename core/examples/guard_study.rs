@@ -128,26 +128,31 @@ fn study(format: Format, input: &[u8], samples: &[u64], margins: &[f64]) -> Vec<
         });
     };
 
-    // One encode at the format's default quality, guard off: the unit of cost.
-    let t = cpu_ms();
-    let plan = Plan {
-        guard: smart_imaging_core::Guard::OFF,
-        ..Plan::new(vec![format])
-    };
-    let once = transcode(input, &plan, &Limits::default());
-    let cpu = cpu_ms() - t;
-    match once {
-        Outcome::Converted(c) => scored("once".into(), Some(c.bytes), Some(c.quality), cpu),
-        Outcome::Original(_) => scored("once".into(), None, None, cpu),
-    }
-
     // Today's search.
     let t = cpu_ms();
     let today = transcode(input, &Plan::new(vec![format]), &Limits::default());
     let cpu = cpu_ms() - t;
+    // The unit of cost: decoding and one encode at the quality served
+    // (guard off).
+    let served_quality = match &today {
+        Outcome::Converted(c) => c.quality,
+        Outcome::Original(_) => format.codec().quality.default_ceiling,
+    };
+    let t = cpu_ms();
+    let plan = Plan {
+        guard: smart_imaging_core::Guard::OFF,
+        quality: smart_imaging_core::Qualities::default_ceilings().with(format, served_quality),
+        ..Plan::new(vec![format])
+    };
+    let once = transcode(input, &plan, &Limits::default());
+    let once_cpu = cpu_ms() - t;
     match today {
         Outcome::Converted(c) => scored("today".into(), Some(c.bytes), Some(c.quality), cpu),
         Outcome::Original(_) => scored("today".into(), None, None, cpu),
+    }
+    match once {
+        Outcome::Converted(c) => scored("once".into(), Some(c.bytes), Some(c.quality), once_cpu),
+        Outcome::Original(_) => scored("once".into(), None, None, once_cpu),
     }
 
     // Search on a sample, one whole encode at the quality found.
@@ -279,6 +284,7 @@ fn main() {
     let samples: Vec<u64> = opt("--samples")
         .unwrap_or_else(|| "131072,262144".into())
         .split(',')
+        .filter(|v| !v.is_empty() && *v != "none")
         .map(|v| v.parse().unwrap())
         .collect();
     let margins: Vec<f64> = opt("--margins")

@@ -248,3 +248,31 @@ fn thumbnails_are_scored_at_every_scale() {
     let c = converted(&png_input, &tiny_plan);
     assert_eq!((c.format, c.width, c.height), (Format::Png, 6, 5));
 }
+
+/// Images of 0.4 MP or more are searched on a sample, then encoded whole
+/// once or a few times: what is served still passes the guard scored on
+/// the whole image, in far fewer encodes than a search on the whole.
+#[test]
+fn large_images_are_searched_on_a_sample_and_checked_whole() {
+    let (w, h) = (1024, 640);
+    let input = jpeg(
+        &noisy_photo(w, h),
+        w,
+        h,
+        &JpegOptions {
+            quality: 95.0,
+            ..JpegOptions::default()
+        },
+    );
+    let original = codecs::decode(&input, &Limits::default()).unwrap();
+    for format in [Format::WebP, Format::Avif] {
+        let c = converted(&input, &Plan::new(vec![format]));
+        assert_eq!(c.format, format);
+        let s = score(&original, &decode_served(&c)).unwrap();
+        // The check's margin (1 point) is kept on the whole image too.
+        assert!(s >= 80.5, "{format:?}: whole-image score {s}");
+        // At most 4 probes on the sample, then 3 whole encodes and one
+        // lower try.
+        assert!(c.encodes <= 8, "{format:?}: {} encodes", c.encodes);
+    }
+}

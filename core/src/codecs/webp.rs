@@ -15,7 +15,8 @@
 //! (`core/examples/encoder_study.rs`):
 //!
 //! - Lossy, method 4 with sharp YUV: ~125 ms/MP per encode on photos,
-//!   ~100 on graphics; method 6: ~200 (1.6x) for 3-4 % fewer bytes at the
+//!   ~100 on graphics (sharp YUV is ~40 % of that: the codec uses it for
+//!   PNG sources only, see `CODEC`); method 6: ~200 (1.6x) for 3-4 % fewer bytes at the
 //!   same quality.
 //! - Lossless alpha costs with `method`: libwebp compresses the alpha
 //!   plane losslessly at an effort tied to the method, and at method 6
@@ -80,8 +81,17 @@ pub static CODEC: Codec = Codec {
         // Lossy alpha where the guard checks the result (69 % saved on the
         // corpus alpha PNGs, against 57 % with lossless alpha); lossless
         // alpha without the guard.
+        //
+        // Sharp YUV only for PNG sources. It is ~40 % of a lossy encode;
+        // a JPEG source's chroma is already subsampled, so it buys little
+        // there: on the 35 corpus photos the guarded search without it
+        // saves 16.3 % instead of 16.8 % for 27 % less CPU (one encode:
+        // 34 % less), while on the corpus graphics and alpha PNGs, whose
+        // chroma is full resolution, it is worth 7 points (62.6 against
+        // 69.5 % saved). `core/examples/guard_study.rs`, 2026-12-07.
         let options = Options {
             alpha_quality: encoding.guarded.then_some(encoding.quality),
+            sharp_yuv: encoding.from_png,
             ..Options::new(encoding.quality)
         };
         encode_with(image, &options)

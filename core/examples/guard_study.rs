@@ -146,6 +146,10 @@ fn study(format: Format, input: &[u8], samples: &[u64], margins: &[f64]) -> Vec<
     };
     let once = transcode(input, &plan, &Limits::default());
     let once_cpu = cpu_ms() - t;
+    match &today {
+        Outcome::Converted(c) => eprintln!("  today: converted, {} encodes", c.encodes),
+        Outcome::Original(reason) => eprintln!("  today: kept, {reason:?}"),
+    }
     match today {
         Outcome::Converted(c) => scored("today".into(), Some(c.bytes), Some(c.quality), cpu),
         Outcome::Original(_) => scored("today".into(), None, None, cpu),

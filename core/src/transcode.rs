@@ -74,6 +74,7 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
         reference: reference.as_ref(),
         sample: sample.as_ref(),
         from_png: source_format == Format::Png,
+        original_len: input.len(),
     };
     let mut encodes = 0;
     let mut last = KeepReason::NothingToDo;
@@ -247,6 +248,8 @@ struct Job<'a> {
     /// The source is a PNG: graphics more often than photos, and lossless
     /// to begin with.
     from_png: bool,
+    /// The original's size in bytes: a candidate as large is never served.
+    original_len: usize,
 }
 
 /// An error and the encoder runs spent before it.
@@ -335,15 +338,29 @@ impl Job<'_> {
             Err(reason) => return Err((reason, tried)),
         };
         let pass = threshold + VERIFY_MARGIN;
+        // What a rejection reports is the whole image's best score, not
+        // the sample's.
+        best_score = f64::NEG_INFINITY;
         let mut whole = |quality: u8| -> Result<Candidate, Failed> {
             tried += 1;
-            let checked = self
+            let bytes = self
                 .encode(format, quality, Effort::Final)
-                .and_then(|bytes| {
-                    let score = reference.score(&self.decode(&bytes, format)?)?;
-                    Ok((bytes, score))
-                });
-            let (bytes, score) = checked.map_err(|reason| (reason, tried))?;
+                .map_err(|reason| (reason, tried))?;
+            if bytes.len() >= self.original_len {
+                // Never served, and every retry is at a higher quality:
+                // not worth a score.
+                return Err((
+                    KeepReason::NotSmaller {
+                        original: self.original_len,
+                        converted: bytes.len(),
+                    },
+                    tried,
+                ));
+            }
+            let score = self
+                .decode(&bytes, format)
+                .and_then(|decoded| reference.score(&decoded))
+                .map_err(|reason| (reason, tried))?;
             best_score = best_score.max(score);
             Ok(Candidate {
                 bytes,

@@ -83,11 +83,12 @@ impl LocConf {
         self.location.debug_header
     }
 
-    /// `smart_imaging_max_running`, `auto` resolved to the online CPUs.
+    /// `smart_imaging_max_running`, `auto` resolved to this worker's share
+    /// of the online CPUs.
     pub fn max_running(&self) -> usize {
         match self.location.max_running {
             MaxRunning::Count(n) => n,
-            MaxRunning::Auto => online_cpus(),
+            MaxRunning::Auto => cpus_per_worker(),
         }
     }
 
@@ -140,6 +141,38 @@ pub struct StashDir {
 pub fn online_cpus() -> usize {
     static CPUS: OnceLock<usize> = OnceLock::new();
     *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// `smart_imaging_max_running auto`: the online CPUs shared out among
+/// nginx's `worker_processes`, rounded up (2 CPUs, 2 workers: 1 each).
+/// Every worker queues its own conversions, so with one per CPU each
+/// worker would run as many as there are CPUs and the machine twice as
+/// many: each conversion twice as slow, and twice the memory held at
+/// once (a conversion holds ~100 MiB at its peak, see docs/sizing.md).
+pub fn cpus_per_worker() -> usize {
+    online_cpus().div_ceil(worker_processes().max(1))
+}
+
+/// `worker_processes` of the running configuration (1 before there is
+/// one, e.g. in unit tests).
+fn worker_processes() -> usize {
+    // SAFETY: `ngx_cycle` is the running cycle once nginx has read its
+    // configuration (and NULL before: then 1); its `conf_ctx` holds, at the
+    // core module's index, the `ngx_core_conf_t` that `worker_processes`
+    // sets (what the C macro `ngx_get_conf(conf_ctx, ngx_core_module)`
+    // reads). Read only, in the process's own thread.
+    unsafe {
+        let cycle = nginx_sys::ngx_cycle;
+        if cycle.is_null() || (*cycle).conf_ctx.is_null() {
+            return 1;
+        }
+        let conf = *(*cycle).conf_ctx.add(nginx_sys::ngx_core_module.index)
+            as *const nginx_sys::ngx_core_conf_t;
+        if conf.is_null() {
+            return 1;
+        }
+        usize::try_from((*conf).worker_processes).unwrap_or(1)
+    }
 }
 
 /// What `ngx_path_t.data` of the stash directory points to.

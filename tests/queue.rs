@@ -502,3 +502,39 @@ fn directives_are_checked_by_nginx_t() {
         n.assert_config_refused(&Config::with_module(&site(bad)), bad, message);
     }
 }
+
+/// `smart_imaging_max_running auto` is the worker's share of the CPUs:
+/// all of them with one worker process, one each when there are as many
+/// workers as CPUs (what the queued line reports as the bound).
+#[test]
+fn auto_shares_the_cpus_among_worker_processes() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (workers, expected) in [(1, cpus), (cpus, 1)] {
+        let mut n = Nginx::prepare(&format!("queue-auto-{workers}"));
+        let bytes = std::fs::read(samples_dir().join("sk_astronaut.jpg")).unwrap();
+        n.put_file("images/ok.jpg", &bytes);
+        let mut cfg = Config::with_module(&HTTP.replace(
+            "smart_imaging_max_running 1;",
+            "smart_imaging_max_running auto;",
+        ));
+        cfg.main = "thread_pool smart_imaging threads=32;\n".into();
+        cfg.workers = u32::try_from(workers).unwrap();
+        n.run(&cfg);
+        let mark = n.error_log_mark();
+        let responses = concurrent(n.port(), "/images/ok.jpg", 3 * cpus + 2, ACCEPT_WEBP_ONLY);
+        for r in &responses {
+            assert_eq!(r.status, 200, "{}", r.describe());
+        }
+        let queued = info_lines(&n, mark, "conversion queued: ");
+        assert!(
+            !queued.is_empty(),
+            "{workers} workers: nothing queued\n{}",
+            n.error_log_since(mark)
+        );
+        let bound = format!("running (smart_imaging_max_running {expected}),");
+        for line in &queued {
+            assert!(line.contains(&bound), "{workers} workers: {line}");
+        }
+        assert_no_alerts(&n);
+    }
+}

@@ -193,6 +193,36 @@ fn search_sample_pixels(pixels: u64) -> u64 {
     (pixels / 10 / TILE).clamp(1, 2) * TILE
 }
 
+/// Score points per quality step, from the sample's probes (the
+/// steepest-to-flattest secant over them; `None` with fewer than two
+/// distinct qualities).
+fn score_slope(probes: &[(u8, f64)]) -> Option<f64> {
+    let lowest = probes.iter().min_by_key(|p| p.0)?;
+    let highest = probes.iter().max_by_key(|p| p.0)?;
+    (highest.0 > lowest.0)
+        .then(|| (highest.1 - lowest.1) / f64::from(highest.0 - lowest.0))
+        .filter(|slope| *slope > 0.0)
+}
+
+/// How far to raise the quality after a whole-image check `deficit`
+/// points short: enough to make up the deficit at `slope` points per step
+/// (at least [`WHOLE_RETRY_STEP`], at most [`MAX_RETRY_STEP`]). The sample
+/// can misjudge the whole by several points (a screenshot whose tiles are
+/// mostly flat), and some encoders' quality scales move in coarse steps
+/// (two JPEG XR qualities 2 apart can give the same bytes).
+fn retry_step(deficit: f64, slope: Option<f64>) -> u8 {
+    let step = match slope {
+        Some(slope) => (deficit / slope.max(MIN_SLOPE)).ceil(),
+        None => f64::from(WHOLE_RETRY_STEP),
+    };
+    // In range: `as` saturates, and the clamp bounds it.
+    (step as u8).clamp(WHOLE_RETRY_STEP, MAX_RETRY_STEP)
+}
+
+/// Bounds of [`retry_step`].
+const MIN_SLOPE: f64 = 0.2;
+const MAX_RETRY_STEP: u8 = 16;
+
 /// Below this, a tile would be too large a share of the image for the
 /// sample to save anything.
 pub const SEARCH_SAMPLE_MIN_PIXELS: u64 = 400_000;
@@ -205,9 +235,11 @@ const SAMPLE_PROBES: usize = 4;
 /// `core/examples/guard_study.rs` on the corpus photos, WebP, every score
 /// checked against the reference implementation on the whole image):
 /// first [`WHOLE_START_STEP`] above the sample's answer; on a failed
-/// check, [`WHOLE_RETRY_STEP`] higher again, [`WHOLE_TRIES`] encodes at
-/// most; after a first pass with more than [`DESCEND_HEADROOM`] points to
-/// spare, once [`DESCEND_STEP`] lower. The sample misjudges the whole by
+/// check, higher again by what the score lacks at the sample's slope
+/// ([`retry_step`], at least [`WHOLE_RETRY_STEP`]), [`WHOLE_TRIES`]
+/// encodes at most; after a pass with more than [`DESCEND_HEADROOM`]
+/// points to spare, once lower ([`DESCEND_STEP`], or halfway back to the
+/// last failure). The sample misjudges the whole by
 /// a few steps either way. On 17 corpus photos this saves 22.3 % where
 /// the smallest output that passes by the reference implementation would
 /// save 26.5 %, in 1.6 encodes of the whole image (a search on the whole
@@ -320,12 +352,16 @@ impl Job<'_> {
     ) -> Result<Candidate, Failed> {
         let mut tried = 0;
         let mut best_score = f64::NEG_INFINITY;
+        // Every probe's (quality, score): how fast the score rises with
+        // the quality, for the retries below.
+        let mut probes: Vec<(u8, f64)> = Vec::with_capacity(SAMPLE_PROBES);
         let found = guard::search(
             |quality| {
                 tried += 1;
                 let bytes = self.encode_image(&sample.image, format, quality, Effort::Final)?;
                 let score = sample.reference.score(&self.decode(&bytes, format)?)?;
                 best_score = best_score.max(score);
+                probes.push((quality, score));
                 Ok((bytes, score))
             },
             threshold,
@@ -369,13 +405,30 @@ impl Job<'_> {
                 encodes: tried,
             })
         };
+        // Big steps only where the check sees the whole image: on a
+        // larger one it sees 1 MP of tiles, which can miss what a big step
+        // costs elsewhere (a 4 MP graphic passed on its tiles at 81 and
+        // scored 77 whole); there the small steps run out first and the
+        // fallback (lossless WebP for a PNG) is served.
+        let whole_is_checked =
+            reference.scored_pixels() >= u64::from(self.image.width) * u64::from(self.image.height);
+        let mut slope = score_slope(&probes).filter(|_| whole_is_checked);
         let mut quality = found.quality.saturating_add(WHOLE_START_STEP).min(range.1);
+        let mut failed: Option<(u8, f64)> = None;
         for attempt in 0..WHOLE_TRIES {
             let candidate = whole(quality)?;
             let score = candidate.score.unwrap_or(f64::NEG_INFINITY);
             if score >= pass {
-                let lower = quality.saturating_sub(DESCEND_STEP);
-                if attempt == 0 && score > pass + DESCEND_HEADROOM && lower >= range.0 {
+                // Room to spare: once lower, halfway back to the last
+                // failure when there was one.
+                let lower = match failed {
+                    None => quality.saturating_sub(DESCEND_STEP),
+                    Some((q, _)) => q + (quality - q) / 2,
+                };
+                let worth_it = (attempt == 0 || quality - lower >= DESCEND_STEP)
+                    && lower < quality
+                    && failed.is_none_or(|(q, _)| lower > q);
+                if score > pass + DESCEND_HEADROOM && lower >= range.0 && worth_it {
                     // An error here costs the lower try, not the pass.
                     if let Ok(low) = whole(lower) {
                         if low.score.is_some_and(|s| s >= pass)
@@ -396,7 +449,16 @@ impl Job<'_> {
             if quality >= range.1 {
                 break;
             }
-            quality = quality.saturating_add(WHOLE_RETRY_STEP).min(range.1);
+            if let Some((q, s)) =
+                failed.filter(|&(q, s)| whole_is_checked && q < quality && s < score)
+            {
+                // The whole image's own slope, once two tries show it.
+                slope = Some((score - s) / f64::from(quality - q));
+            }
+            failed = Some((quality, score));
+            quality = quality
+                .saturating_add(retry_step(pass - score, slope))
+                .min(range.1);
         }
         self.nothing_passed(format, best_score, tried)
     }
@@ -540,5 +602,34 @@ fn polish(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_slope_is_the_secant_over_its_probes() {
+        // The dolphin_default_ui.png JPEG XR probes.
+        let probes = [(85, 89.86), (62, 83.31), (51, 79.54), (53, 80.14)];
+        let slope = score_slope(&probes).unwrap();
+        assert!((slope - (89.86 - 79.54) / 34.0).abs() < 1e-9, "{slope}");
+        assert_eq!(score_slope(&[(60, 80.0)]), None);
+        assert_eq!(score_slope(&[(60, 80.0), (70, 79.0)]), None, "falling");
+        assert_eq!(score_slope(&[]), None);
+    }
+
+    #[test]
+    fn retries_make_up_the_deficit_within_bounds() {
+        // 4.2 points short at 0.3 points per step: 14 steps.
+        assert_eq!(retry_step(4.16, Some(0.3035)), 14);
+        // A small deficit: never less than the fixed step.
+        assert_eq!(retry_step(0.3, Some(1.0)), WHOLE_RETRY_STEP);
+        assert_eq!(retry_step(0.3, None), WHOLE_RETRY_STEP);
+        assert_eq!(retry_step(5.0, None), WHOLE_RETRY_STEP);
+        // A flat slope or a huge deficit: bounded.
+        assert_eq!(retry_step(30.0, Some(0.001)), MAX_RETRY_STEP);
+        assert_eq!(retry_step(f64::INFINITY, Some(0.5)), MAX_RETRY_STEP);
     }
 }

@@ -105,8 +105,13 @@ static METRICS: AtomicPtr<Metrics> = AtomicPtr::new(ptr::null_mut());
 /// The table of this worker, if its configuration has a status zone.
 pub fn get() -> Option<&'static Metrics> {
     // SAFETY: set by `attach` to the table in a zone of the worker's cycle,
-    // which stays mapped as long as the process lives; the table is only
-    // accessed through atomics.
+    // which stays mapped (MAP_SHARED, inherited over fork) as long as the
+    // process lives, 8-byte aligned and initialised (`init_zone`). Shared
+    // `&` access is sound although other processes write it: every field
+    // is an atomic (interior mutability), and 64-bit atomics are lock-free
+    // instructions on the memory itself (see the `compile_error!` above),
+    // so they are atomic between processes exactly as between threads:
+    // nginx's own ngx_atomic_fetch_add on shared zones rests on the same.
     unsafe { METRICS.load(Relaxed).as_ref() }
 }
 

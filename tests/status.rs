@@ -676,8 +676,8 @@ fn dashboard() -> serde_json::Value {
 
 /// Every panel query of the Grafana dashboard (panel title, PromQL), its
 /// variables filled in: `$__rate_interval` and `$__interval` with
-/// `interval`, `$instance` (a regex) with `.*`.
-fn dashboard_queries(interval: &str) -> Vec<(String, String)> {
+/// `interval`, `$instance` (a regex) with `instance`.
+fn dashboard_queries(interval: &str, instance: &str) -> Vec<(String, String)> {
     let json = dashboard();
     let mut out = Vec::new();
     for panel in json["panels"].as_array().expect("panels") {
@@ -687,7 +687,7 @@ fn dashboard_queries(interval: &str) -> Vec<(String, String)> {
                 let expr = expr
                     .replace("$__rate_interval", interval)
                     .replace("$__interval", interval)
-                    .replace("$instance", ".*");
+                    .replace("$instance", instance);
                 out.push((title.clone(), expr));
             }
         }
@@ -730,7 +730,7 @@ fn grafana_dashboard_queries_only_exported_metrics() {
     let exported = exported_names(&scrape(n.port()));
     drop(n);
 
-    let queries = dashboard_queries("5m");
+    let queries = dashboard_queries("5m", ".*");
     let titles: BTreeSet<&str> = queries.iter().map(|(t, _)| t.as_str()).collect();
     for needed in [
         "Bytes saved per second",
@@ -770,6 +770,15 @@ fn grafana_dashboard_queries_only_exported_metrics() {
             && p50_99.iter().any(|e| e.contains("histogram_quantile(0.99")),
         "{p50_99:?}"
     );
+
+    // docs/metrics.md lists each of them as it is.
+    let docs = std::fs::read_to_string(repo_root().join("docs/metrics.md")).unwrap();
+    for (title, expr) in dashboard_queries("$__rate_interval", "$instance") {
+        assert!(
+            docs.contains(&expr),
+            "{title}: docs/metrics.md does not list {expr}"
+        );
+    }
 
     // And they are PromQL: promtool parses them as recording rules.
     let Some(promtool_bin) = tool(
@@ -839,7 +848,7 @@ fn prometheus_scrapes_the_endpoint() {
     );
     assert_eq!(prom.scalar("smart_imaging_requests_total"), Some(4.0));
     // Every query of the dashboard runs (whatever its value so early).
-    for (title, expr) in dashboard_queries("1m") {
+    for (title, expr) in dashboard_queries("1m", ".*") {
         let v = prom.query(&expr);
         assert_eq!(v["status"], "success", "{title}: {expr}: {v}");
     }

@@ -404,7 +404,7 @@ unsafe extern "C" fn set_status(
     // its ctx_index (assigned before the block is read).
     unsafe {
         let ctx = (*cf).ctx.cast::<ngx_http_conf_ctx_t>();
-        let index = (*(&raw const crate::ngx_http_smart_imaging_module)).ctx_index;
+        let index = crate::ngx_http_smart_imaging_module.ctx_index;
         let main = (*(*ctx).main_conf.add(index)).cast::<MainConf>();
         (*main).status_served = true;
     }

@@ -177,7 +177,7 @@ pub unsafe fn attach(cycle: *mut ngx_cycle_t) {
             return;
         }
         let ctx = http.cast::<ngx_http_conf_ctx_t>();
-        let index = (*(&raw const crate::ngx_http_smart_imaging_module)).ctx_index;
+        let index = crate::ngx_http_smart_imaging_module.ctx_index;
         let main = (*(*ctx).main_conf.add(index)).cast::<MainConf>();
         if main.is_null() || (*main).status_zone.is_null() {
             return;

@@ -46,6 +46,7 @@ run: build stop
 	@echo "  curl -s -o /dev/null -D - -H 'Accept: image/webp' http://127.0.0.1:$(PORT)/images/$$(cd samples && ls *.jpg | head -n 1)"
 	@echo "  curl -s -o /dev/null -D - http://127.0.0.1:$(PORT)/shop/$$(cd samples && ls *.png | head -n 1)   # proxied, no WebP in Accept"
 	@echo "  curl -s -o /dev/null -D - -H 'Accept: image/webp' -H 'Sec-CH-DPR: 2' 'http://127.0.0.1:$(PORT)/responsive/$$(cd samples && ls *.jpg | head -n 1)?wid=200'   # 400 px wide"
+	@echo "  curl -s http://127.0.0.1:$(PORT)/metrics   # the module's counters, for Prometheus (docs/metrics.md)"
 	@echo "Stop it with: make stop"
 
 stop:

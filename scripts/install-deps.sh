@@ -27,6 +27,10 @@ packages=(
   libavif-bin
   # tests/browser.rs: real browsers (headless) load pages of converted images
   chromium firefox-esr
+  # tests/status.rs: `promtool check metrics` on smart_imaging_status, and a
+  # real Prometheus server (started by the test on loopback, never as a
+  # service) scraping it
+  prometheus
 )
 
 missing=()

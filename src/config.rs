@@ -19,18 +19,90 @@ use std::time::Duration;
 
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_add_path, ngx_command_t, ngx_conf_full_name, ngx_conf_t, ngx_path_t, ngx_pcalloc,
-    ngx_pnalloc, ngx_str_t, ngx_thread_pool_add, ngx_thread_pool_t, ngx_uint_t, NGX_CONF_1MORE,
-    NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE123, NGX_CONF_TAKE2, NGX_HTTP_LIF_CONF,
-    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF,
-    NGX_LOG_EMERG, NGX_OK,
+    ngx_add_path, ngx_command_t, ngx_conf_full_name, ngx_conf_t, ngx_http_conf_ctx_t, ngx_pagesize,
+    ngx_path_t, ngx_pcalloc, ngx_pnalloc, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t,
+    ngx_thread_pool_add, ngx_thread_pool_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG,
+    NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE123, NGX_CONF_TAKE2, NGX_HTTP_LIF_CONF,
+    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
+    NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
 };
 pub use smart_imaging_core::config::AcceptCh;
 use smart_imaging_core::config::{
-    parse, Directives, Field, Location, MaxRunning, Refusal, StashPath,
+    parse, Directives, Field, Location, MaxRunning, Refusal, StashPath, StatusZone,
 };
 use smart_imaging_core::policy::Settings;
 use smart_imaging_core::Limits;
+
+/// The module's http-level configuration.
+pub struct MainConf {
+    /// The zone of the status counters (`smart_imaging_status_zone`, or
+    /// the default one when a location has `smart_imaging_status`); null
+    /// when neither is configured: then nothing is counted.
+    pub status_zone: *mut ngx_shm_zone_t,
+    /// Some location has `smart_imaging_status`.
+    status_served: bool,
+}
+
+impl Default for MainConf {
+    fn default() -> Self {
+        MainConf {
+            status_zone: ptr::null_mut(),
+            status_served: false,
+        }
+    }
+}
+
+/// The module's tag on its shared memory zones (nginx refuses a zone of
+/// the same name declared by another module).
+static STATUS_ZONE_TAG: u8 = 0;
+
+impl MainConf {
+    /// After the http block is read: the default zone, if a location
+    /// serves the status and no zone was declared. The zone's `init` is for
+    /// the caller to set.
+    ///
+    /// # Safety
+    /// `cf` must be the configuration being read.
+    pub unsafe fn init(&mut self, cf: *mut ngx_conf_t) -> Result<(), ()> {
+        if self.status_served && self.status_zone.is_null() {
+            // SAFETY: the caller's contract.
+            self.status_zone = unsafe { add_status_zone(cf, &StatusZone::default_zone()) }?;
+        }
+        Ok(())
+    }
+}
+
+/// Declares the shared memory zone `zone` (nginx maps it when it starts,
+/// and reuses it across reloads while its name and size stay the same).
+///
+/// # Safety
+/// `cf` must be the configuration being read.
+unsafe fn add_status_zone(
+    cf: *mut ngx_conf_t,
+    zone: &StatusZone,
+) -> Result<*mut ngx_shm_zone_t, ()> {
+    let name = zone.name.as_bytes();
+    // SAFETY: `cf` is valid; the name is copied into its pool, which lives
+    // as long as the cycle (nginx keeps the name in the zone); nginx logs
+    // a conflicting declaration itself.
+    unsafe {
+        let data = ngx_pnalloc((*cf).pool, name.len()).cast::<u8>();
+        if data.is_null() {
+            return Err(());
+        }
+        ptr::copy_nonoverlapping(name.as_ptr(), data, name.len());
+        let mut name = ngx_str_t {
+            len: name.len(),
+            data,
+        };
+        let tag = ptr::addr_of!(STATUS_ZONE_TAG).cast_mut().cast();
+        let shm = ngx_shared_memory_add(cf, &mut name, zone.size, tag);
+        if shm.is_null() {
+            return Err(());
+        }
+        Ok(shm)
+    }
+}
 
 /// A level's configuration (`http`, `server`, `location`).
 pub struct LocConf {
@@ -44,6 +116,9 @@ pub struct LocConf {
     /// The configuration requests of this location read: resolved once,
     /// when nginx merges the levels.
     pub location: Location,
+    /// `smart_imaging_status`: this location serves the counters (and
+    /// converts nothing). Not inherited.
+    pub status: bool,
 }
 
 impl Default for LocConf {
@@ -53,6 +128,7 @@ impl Default for LocConf {
             thread_pool: ptr::null_mut(),
             stash: None,
             location: Location::default(),
+            status: false,
         }
     }
 }
@@ -107,6 +183,12 @@ impl LocConf {
     pub unsafe fn merge(&mut self, prev: &LocConf, cf: *mut ngx_conf_t) -> Result<(), ()> {
         self.directives.inherit(&prev.directives);
         self.location = self.directives.resolve();
+        if self.status {
+            // The status location serves the counters, whatever it inherits.
+            self.location.enabled = false;
+            self.location.variant_only = false;
+            self.location.accept_ch = AcceptCh::Off;
+        }
         if self.thread_pool.is_null() {
             self.thread_pool = prev.thread_pool;
         }
@@ -300,6 +382,68 @@ unsafe extern "C" fn set_thread_pool(
     NGX_CONF_OK
 }
 
+/// `smart_imaging_status_zone <name> <size>;` (http level).
+unsafe extern "C" fn set_status_zone(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes this module's MainConf (NGX_HTTP_MAIN_CONF_OFFSET).
+    let conf = unsafe { &mut *conf.cast::<MainConf>() };
+    if !conf.status_zone.is_null() {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    // SAFETY: args holds the directive name and exactly two values (TAKE2).
+    let args: Vec<&[u8]> = unsafe {
+        let args = &*(*cf).args;
+        core::slice::from_raw_parts(args.elts.cast::<ngx_str_t>(), args.nelts)[1..]
+            .iter()
+            .map(|a| a.as_bytes())
+            .collect()
+    };
+    // SAFETY: set at startup, read-only since.
+    let page_size = unsafe { ngx_pagesize };
+    let zone = match catch_unwind(|| parse::status_zone(&args, StatusZone::min_size(page_size))) {
+        Ok(Ok(zone)) => zone,
+        // SAFETY: `cf` is the configuration being parsed.
+        Ok(Err(refusal)) => return unsafe { refuse(cf, "smart_imaging_status_zone", &refusal) },
+        Err(_) => return NGX_CONF_ERROR,
+    };
+    // SAFETY: as above.
+    match unsafe { add_status_zone(cf, &zone) } {
+        Ok(shm) => {
+            conf.status_zone = shm;
+            NGX_CONF_OK
+        }
+        Err(()) => NGX_CONF_ERROR,
+    }
+}
+
+/// `smart_imaging_status;` (location): the location serves the counters.
+/// Its content handler is set when the location is merged (`lib.rs`).
+unsafe extern "C" fn set_status(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes this module's LocConf.
+    let conf = unsafe { &mut *conf.cast::<LocConf>() };
+    if conf.status {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    conf.status = true;
+    // SAFETY: while the http block is read, `cf->ctx` is its
+    // ngx_http_conf_ctx_t, whose main_conf holds this module's MainConf at
+    // its ctx_index (assigned before the block is read).
+    unsafe {
+        let ctx = (*cf).ctx.cast::<ngx_http_conf_ctx_t>();
+        let index = crate::ngx_http_smart_imaging_module.ctx_index;
+        let main = (*(*ctx).main_conf.add(index)).cast::<MainConf>();
+        (*main).status_served = true;
+    }
+    NGX_CONF_OK
+}
+
 type Handler =
     unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
 
@@ -341,7 +485,7 @@ macro_rules! directive {
 }
 
 /// The directive table.
-pub static mut COMMANDS: [ngx_command_t; 29] = [
+pub static mut COMMANDS: [ngx_command_t; 31] = [
     directive!(c"smart_imaging", NGX_CONF_FLAG | IN_IF, enable, flag),
     directive!(
         c"smart_imaging_variant_only",
@@ -464,5 +608,27 @@ pub static mut COMMANDS: [ngx_command_t; 29] = [
         debug_header,
         flag
     ),
+    ngx_command_t {
+        name: ngx_str_t {
+            len: c"smart_imaging_status_zone".count_bytes(),
+            data: c"smart_imaging_status_zone".as_ptr().cast_mut().cast(),
+        },
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2) as ngx_uint_t,
+        set: Some(set_status_zone),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_str_t {
+            len: c"smart_imaging_status".count_bytes(),
+            data: c"smart_imaging_status".as_ptr().cast_mut().cast(),
+        },
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
+        set: Some(set_status),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
     ngx_command_t::empty(),
 ];

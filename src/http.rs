@@ -16,8 +16,11 @@ use core::slice;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ngx::ffi::{
-    ngx_chain_t, ngx_http_core_loc_conf_t, ngx_http_core_module, ngx_http_request_t, ngx_msec_t,
-    ngx_pool_cleanup_add, ngx_pool_cleanup_pt, ngx_pool_t, ngx_str_t, ngx_uint_t, NGX_HTTP_HEAD,
+    ngx_buf_t, ngx_chain_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
+    ngx_http_discard_request_body, ngx_http_output_filter, ngx_http_request_t,
+    ngx_http_send_header, ngx_int_t, ngx_msec_t, ngx_pcalloc, ngx_pnalloc, ngx_pool_cleanup_add,
+    ngx_pool_cleanup_pt, ngx_pool_t, ngx_str_t, ngx_uint_t, NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD,
+    NGX_HTTP_OK, NGX_OK,
 };
 use ngx::{ngx_log_debug, ngx_log_error};
 
@@ -109,6 +112,62 @@ impl<'a> Req<'a> {
     pub fn method_is_head(self) -> bool {
         // SAFETY: a valid request.
         unsafe { (*self.r).method == NGX_HTTP_HEAD as ngx_uint_t }
+    }
+
+    /// `GET` or `HEAD`.
+    pub fn method_is_get_or_head(self) -> bool {
+        // SAFETY: a valid request.
+        let method = unsafe { (*self.r).method };
+        method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as ngx_uint_t != 0
+    }
+
+    /// Reads and drops the request body, if any (for a content handler
+    /// that has no use for it); nginx's return code.
+    pub fn discard_body(self) -> ngx_int_t {
+        // SAFETY: a valid main request, in its content phase.
+        unsafe { ngx_http_discard_request_body(self.r) }
+    }
+
+    /// Sends a complete `200` response of `content_type` (a static string)
+    /// with `body` (copied into the request pool), as a content handler
+    /// does; nginx's return code.
+    pub fn send_complete(self, content_type: &'static str, body: &[u8]) -> ngx_int_t {
+        let r = self.r;
+        // SAFETY: a valid request, in its content phase; the buffer, link
+        // and copy of `body` are allocated in its pool, which outlives the
+        // output; `content_type` is static.
+        unsafe {
+            (*r).headers_out.status = NGX_HTTP_OK as ngx_uint_t;
+            (*r).headers_out.content_type = ngx_str_t {
+                len: content_type.len(),
+                data: content_type.as_ptr().cast_mut(),
+            };
+            (*r).headers_out.content_type_len = content_type.len();
+            (*r).headers_out.content_length_n = body.len() as i64;
+            let rc = ngx_http_send_header(r);
+            if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
+                return rc;
+            }
+            let pool = (*r).pool;
+            let b = ngx_pcalloc(pool, size_of::<ngx_buf_t>()).cast::<ngx_buf_t>();
+            let data = ngx_pnalloc(pool, body.len().max(1)).cast::<u8>();
+            if b.is_null() || data.is_null() {
+                return NGX_ERROR as ngx_int_t;
+            }
+            ptr::copy_nonoverlapping(body.as_ptr(), data, body.len());
+            (*b).pos = data;
+            (*b).last = data.add(body.len());
+            (*b).start = (*b).pos;
+            (*b).end = (*b).last;
+            (*b).set_memory(u32::from(!body.is_empty()));
+            (*b).set_last_buf(u32::from(r == (*r).main));
+            (*b).set_last_in_chain(1);
+            let mut out = ngx_chain_t {
+                buf: b,
+                next: ptr::null_mut(),
+            };
+            ngx_http_output_filter(r, &mut out)
+        }
     }
 
     pub fn header_only(self) -> bool {

@@ -7,20 +7,24 @@
 //! context ([`ctx`]), the filters ([`header_filter`], [`body_filter`],
 //! passing on through [`send`]), running work off the event loop
 //! ([`offload`]), variables ([`variables`]) and the outcome they report
-//! ([`result`]). Every image decision and byte of image work is in the
-//! `smart-imaging-core` crate, which knows nothing of nginx.
+//! ([`result`]), and the counters of `smart_imaging_status` ([`metrics`],
+//! counted and served by [`status`]). Every image decision and byte of
+//! image work is in the `smart-imaging-core` crate, which knows nothing of
+//! nginx.
 //!
 //! Layers: a module uses only modules of lower layers (and the core
 //! crate), never one of its own layer or above; `lib.rs` wires them into
 //! nginx.
 //!
 //! ```text
-//! 5  header_filter  body_filter   the filters nginx calls
+//! 5  header_filter  body_filter   the filters nginx calls;
+//!    status                       the log phase counter, the status handler
 //! 4  send  variables              passing on down the chain; $smart_imaging_*
 //! 3  ctx                          per-request context, Location (the conf)
 //! 2  headers  offload             header rewriting (methods of Req); jobs
-//! 1  http  stash                  Req and Chain: the request's FFI; the stash
-//!                                 (files of abandoned results, pool threads)
+//! 1  http  stash  metrics         Req and Chain: the request's FFI; the stash
+//!                                 (files of abandoned results, pool threads);
+//!                                 the counters in the status zone
 //! 0  config  result               directives; what was done (Report)
 //! ```
 //!
@@ -40,10 +44,12 @@ mod ctx;
 mod header_filter;
 mod headers;
 mod http;
+mod metrics;
 mod offload;
 mod result;
 mod send;
 mod stash;
+mod status;
 mod variables;
 
 use core::ffi::{c_char, c_void};
@@ -52,18 +58,19 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_conf_t, ngx_cycle_t, ngx_http_module_t, ngx_http_top_body_filter,
-    ngx_http_top_header_filter, ngx_int_t, ngx_module_t, ngx_uint_t, NGX_ERROR, NGX_HTTP_MODULE,
-    NGX_OK,
+    ngx_array_push, ngx_conf_t, ngx_cycle_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t,
+    ngx_http_core_main_conf_t, ngx_http_core_module, ngx_http_handler_pt, ngx_http_module_t,
+    ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_http_top_body_filter, ngx_http_top_header_filter,
+    ngx_int_t, ngx_module_t, ngx_uint_t, NGX_ERROR, NGX_HTTP_MODULE, NGX_OK,
 };
 
-use config::LocConf;
+use config::{LocConf, MainConf};
 
 static NGX_HTTP_SMART_IMAGING_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(preconfiguration),
     postconfiguration: Some(postconfiguration),
-    create_main_conf: None,
-    init_main_conf: None,
+    create_main_conf: Some(create_main_conf),
+    init_main_conf: Some(init_main_conf),
     create_srv_conf: None,
     merge_srv_conf: None,
     create_loc_conf: Some(create_loc_conf),
@@ -108,6 +115,33 @@ unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     pool.allocate(LocConf::default()).cast()
 }
 
+unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    // SAFETY: as in create_loc_conf.
+    let pool = unsafe { ngx::core::Pool::from_ngx_pool((*cf).pool) };
+    pool.allocate(MainConf::default()).cast()
+}
+
+/// After the http block is read: the status zone (the default one if a
+/// location serves the status and none was declared) gets its `init`.
+unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
+    let done = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: nginx passes the MainConf made by create_main_conf.
+        let conf = unsafe { &mut *conf.cast::<MainConf>() };
+        // SAFETY: `cf` is the configuration being read.
+        unsafe { conf.init(cf) }?;
+        if !conf.status_zone.is_null() {
+            // SAFETY: a zone declared in this configuration; nginx calls
+            // `init` once it has mapped it.
+            unsafe { (*conf.status_zone).init = Some(metrics::init_zone) };
+        }
+        Ok::<(), ()>(())
+    }));
+    match done {
+        Ok(Ok(())) => NGX_CONF_OK,
+        _ => NGX_CONF_ERROR,
+    }
+}
+
 unsafe extern "C" fn merge_loc_conf(
     cf: *mut ngx_conf_t,
     prev: *mut c_void,
@@ -118,7 +152,16 @@ unsafe extern "C" fn merge_loc_conf(
         unsafe {
             let prev = &*prev.cast::<LocConf>();
             let conf = &mut *conf.cast::<LocConf>();
-            conf.merge(prev, cf)
+            conf.merge(prev, cf)?;
+            if conf.status {
+                // As stub_status: the location's content handler. While
+                // merging, `cf->ctx` is the location's ngx_http_conf_ctx_t.
+                let ctx = (*cf).ctx.cast::<ngx_http_conf_ctx_t>();
+                let clcf = (*(*ctx).loc_conf.add(ngx_http_core_module.ctx_index))
+                    .cast::<ngx_http_core_loc_conf_t>();
+                (*clcf).handler = Some(status::serve_status);
+            }
+            Ok::<(), ()>(())
         }
     }));
     match merged {
@@ -138,6 +181,32 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     if !matches!(indexed, Ok(rc) if rc == NGX_OK as ngx_int_t) {
         return NGX_ERROR as ngx_int_t;
     }
+    // SAFETY: `cf` is the configuration being read; its ctx is the http
+    // block's, with both main confs; the phase handler arrays exist from
+    // ngx_http_init_phases on (before postconfiguration).
+    let counting = unsafe {
+        let ctx = (*cf).ctx.cast::<ngx_http_conf_ctx_t>();
+        let main = (*(*ctx)
+            .main_conf
+            .add(ngx_http_smart_imaging_module.ctx_index))
+        .cast::<MainConf>();
+        if (*main).status_zone.is_null() {
+            true
+        } else {
+            let cmcf = (*(*ctx).main_conf.add(ngx_http_core_module.ctx_index))
+                .cast::<ngx_http_core_main_conf_t>();
+            let phase = ngx_http_phases_NGX_HTTP_LOG_PHASE as usize;
+            let h =
+                ngx_array_push(&mut (*cmcf).phases[phase].handlers).cast::<ngx_http_handler_pt>();
+            if !h.is_null() {
+                *h = Some(status::count_request);
+            }
+            !h.is_null()
+        }
+    };
+    if !counting {
+        return NGX_ERROR as ngx_int_t;
+    }
     // SAFETY: postconfiguration runs once per configuration load on the
     // single configuration thread, after nginx assigned the module's
     // ctx_index; chaining filters is what C modules do.
@@ -151,7 +220,11 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     NGX_OK as ngx_int_t
 }
 
-unsafe extern "C" fn init_process(_cycle: *mut ngx_cycle_t) -> ngx_int_t {
+unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the process's cycle, configuration complete.
+    if catch_unwind(|| unsafe { metrics::attach(cycle) }).is_err() {
+        return NGX_ERROR as ngx_int_t;
+    }
     // Codec panics are caught and reported through error_log with their
     // message; the default hook would also print them to stderr (which
     // nginx sends to the error log without a timestamp or request).

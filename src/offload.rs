@@ -14,7 +14,11 @@
 //! complete. `smart_imaging_max_jobs` bounds queued + running. A queued job
 //! whose request gives up (its deadline passes, or the request ends: the
 //! client closed the connection) leaves the queue and never runs: the
-//! request's cleanup ([`Waiter`]) tells us.
+//! request's cleanup ([`Waiter`]) tells us. Every change of the running
+//! count or the queue goes through `add_running`, `enqueue`, `unqueue` or
+//! `pump`, which publish both to `smart_imaging_status` (its
+//! `smart_imaging_conversions_running` and `_queued` gauges, see
+//! [`crate::metrics`]).
 //!
 //! **Abandoned jobs.** A running job that outlasts its deadline
 //! (`smart_imaging_timeout`, capped below `send_timeout`, counted from when
@@ -58,6 +62,7 @@ use smart_imaging_core::{transcode, Converted, KeepReason, Limits, Outcome, Plan
 
 use crate::config::StashDir;
 use crate::http::Req;
+use crate::metrics;
 use crate::stash::{self, Stored};
 
 thread_local! {
@@ -73,13 +78,33 @@ fn running() -> usize {
     RUNNING.with(Cell::get)
 }
 
+/// Counts a job onto (+1) or off (-1) the thread pool.
+fn add_running(delta: isize) {
+    RUNNING.with(|n| n.set(n.get().saturating_add_signed(delta)));
+    publish();
+}
+
+/// Puts `slot` last in the queue.
+fn enqueue(slot: *mut Slot) {
+    QUEUE.with(|q| q.borrow_mut().push_back(slot));
+    publish();
+}
+
+/// Shows this worker's queued and running jobs to `smart_imaging_status`
+/// (its gauges), after every change of either.
+fn publish() {
+    if let Some(metrics) = metrics::get() {
+        metrics.set_jobs(queued(), running());
+    }
+}
+
 fn queued() -> usize {
     QUEUE.with(|q| q.borrow().len())
 }
 
 /// Removes `slot` from the queue; whether it was there.
 fn unqueue(slot: *mut Slot) -> bool {
-    QUEUE.with(|q| {
+    let removed = QUEUE.with(|q| {
         let mut q = q.borrow_mut();
         match q.iter().position(|&s| s == slot) {
             Some(i) => {
@@ -88,7 +113,9 @@ fn unqueue(slot: *mut Slot) -> bool {
             }
             None => false,
         }
-    })
+    });
+    publish();
+    removed
 }
 
 /// One transcode. Owned by the pool thread between post and completion,
@@ -340,7 +367,7 @@ pub unsafe fn post(
             return Err((job, PostError::QueueFull));
         }
     } else {
-        QUEUE.with(|q| q.borrow_mut().push_back(slot));
+        enqueue(slot);
         req.log(
             NGX_LOG_INFO,
             format_args!(
@@ -391,7 +418,7 @@ unsafe fn start(slot: *mut Slot) -> bool {
         }
         (*slot).state = State::Running;
     }
-    RUNNING.with(|n| n.set(n.get() + 1));
+    add_running(1);
     true
 }
 
@@ -410,6 +437,7 @@ fn pump() {
             q.pop_front()
         });
         let Some(slot) = next else { return };
+        publish();
         // SAFETY: a queued slot is alive and waited for (a request that
         // stops waiting takes its slot out of the queue); just unqueued.
         unsafe {
@@ -609,7 +637,7 @@ unsafe extern "C" fn job_done(ev: *mut ngx_event_t) {
         let job = Box::from_raw(slot.job);
         (slot, job)
     };
-    RUNNING.with(|n| n.set(n.get() - 1));
+    add_running(-1);
     let mut slot = slot;
     if slot.deadline.timer_set() != 0 {
         // SAFETY: armed in `post`, still in the timer tree.

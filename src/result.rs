@@ -46,6 +46,37 @@ pub const DROPPED: &str = "dropped";
 /// A bug or an allocation failure of the nginx layer.
 pub const INTERNAL: &str = "internal";
 
+/// The reasons of this layer, above.
+const LAYER_REASONS: [&str; 12] = [
+    OFF,
+    NOT_CANDIDATE,
+    TOO_BIG,
+    BUSY,
+    NOT_MODIFIED,
+    RANGE,
+    HEAD,
+    FILE_BUFFER,
+    INCOMPLETE,
+    TIMEOUT,
+    DROPPED,
+    INTERNAL,
+];
+
+/// How many reasons there may be (the status zone's table has this many
+/// slots; checked when compiling).
+pub const MAX_REASONS: usize = 32;
+const _: () = assert!(LAYER_REASONS.len() + KeepReason::CODES.len() <= MAX_REASONS);
+
+/// Every `reason` an original may have, each once: this layer's, then the
+/// core's (`KeepReason::code`).
+pub fn reasons() -> impl Iterator<Item = &'static str> {
+    LAYER_REASONS.into_iter().chain(
+        KeepReason::CODES
+            .into_iter()
+            .filter(|code| !LAYER_REASONS.contains(code)),
+    )
+}
+
 /// The outcome of one response.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Report {
@@ -77,7 +108,8 @@ pub struct Kept {
     pub buffer: Option<usize>,
     /// Transcodes in flight (`busy` from `smart_imaging_max_jobs`).
     pub jobs: Option<usize>,
-    /// Wall time of the transcode job, when one ran.
+    /// Wall time of the transcode job, when one ran; for `timeout` and
+    /// `dropped`, the time the request waited.
     pub elapsed: Option<Duration>,
 }
 
@@ -99,6 +131,32 @@ impl Report {
     /// same answer every time, and may be cached like any response.
     pub fn is_transient(&self) -> bool {
         matches!(self, Report::Kept(k) if matches!(k.reason, BUSY | TIMEOUT | INTERNAL))
+    }
+
+    /// The original's size and the size of the body served, for a
+    /// response whose image the module converted or chose to send
+    /// unchanged; None where it did not look at the body or none was sent
+    /// in full (`off`, `not-candidate`, `head`, `not-modified`, `range`,
+    /// `dropped`, `incomplete`), or the size is not known.
+    pub fn served_bytes(&self) -> Option<(usize, usize)> {
+        match self {
+            Report::Converted { input, output, .. } => Some((*input, *output)),
+            Report::Kept(k) => match k.reason {
+                OFF | NOT_CANDIDATE | HEAD | NOT_MODIFIED | RANGE | DROPPED | INCOMPLETE => None,
+                _ => k.input.map(|n| (n, n)),
+            },
+        }
+    }
+
+    /// The wall time of the conversion job whose result this is (converted
+    /// or not, a stash lookup included); None when no job finished for the
+    /// request (`timeout` and `dropped` keep the time waited instead).
+    pub fn job_time(&self) -> Option<Duration> {
+        match self {
+            Report::Converted { elapsed, .. } => Some(*elapsed),
+            Report::Kept(k) if matches!(k.reason, TIMEOUT | DROPPED) => None,
+            Report::Kept(k) => k.elapsed,
+        }
     }
 
     pub fn kept(reason: &'static str, input: Option<usize>) -> Report {

@@ -198,7 +198,7 @@ fn variant(req: Req<'_>) -> Option<String> {
 /// the context's report, or worked out from the request where the module
 /// passed the response over. None where it did not look at it (module off,
 /// subrequests, nothing sent yet).
-fn result(req: Req<'_>) -> Option<Report> {
+pub fn result(req: Req<'_>) -> Option<Report> {
     if !req.is_main() {
         return None;
     }

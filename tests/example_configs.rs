@@ -1,6 +1,7 @@
 //! The example configurations in nginx-conf/ are what operators copy: each
 //! must pass `nginx -t` with the module loaded, and the demo one (what
-//! `make run` starts) must actually serve WebP.
+//! `make run` starts) must actually serve WebP, and count it on its status
+//! endpoint.
 //!
 //! Paths that only exist in the Docker image (/etc/nginx, /var/log/nginx,
 //! /var/cache/nginx, ...) are mapped into a temporary prefix. The layout
@@ -168,6 +169,19 @@ fn demo_config_serves_webp_static_and_proxied() {
         let (head, body) = get(ports.0, path, "*/*");
         assert!(head.contains("Content-Type: image/jpeg"), "{path}: {head}");
         assert_eq!(body, original, "{path}: original bytes");
+    }
+    // Its status endpoint counted them: two WebP, two originals.
+    let (head, body) = get(ports.0, "/metrics", "*/*");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let text = String::from_utf8(body).unwrap();
+    for line in [
+        "smart_imaging_requests_total 4",
+        "smart_imaging_converted_total{format=\"webp\"} 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
     }
     let _ = nginx(&prefix, &["-s", "stop"]);
     let deadline = Instant::now() + Duration::from_secs(10);

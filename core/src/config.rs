@@ -336,6 +336,34 @@ impl Default for StashPath {
     }
 }
 
+/// `smart_imaging_status_zone <name> <size>` (http level): the shared
+/// memory zone holding the counters of `smart_imaging_status`, shared by
+/// every worker and kept across reloads (nginx reuses a zone of the same
+/// name and size).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusZone {
+    pub name: String,
+    pub size: usize,
+}
+
+impl StatusZone {
+    /// The zone made when a location has `smart_imaging_status` and the
+    /// http level declares none: `smart_imaging_status_zone
+    /// smart_imaging_status 1m`.
+    pub fn default_zone() -> StatusZone {
+        StatusZone {
+            name: "smart_imaging_status".into(),
+            size: 1024 * 1024,
+        }
+    }
+
+    /// The smallest zone accepted: eight memory pages, and at least 64k
+    /// (the counters take about 25k of it, in nginx's slab allocator).
+    pub fn min_size(page_size: usize) -> usize {
+        (8 * page_size).max(64 * 1024)
+    }
+}
+
 /// The configuration of a location, as far as the policy needs it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -469,7 +497,9 @@ impl Refusal {
 /// The directives' value parsers: the values (without the directive's
 /// name; nginx has checked their count) -> the value, or why not.
 pub mod parse {
-    use super::{AcceptCh, Ect, MaxRunning, NetworkThresholds, Refusal, StashPath, Tri};
+    use super::{
+        AcceptCh, Ect, MaxRunning, NetworkThresholds, Refusal, StashPath, StatusZone, Tri,
+    };
     use crate::codecs::Format;
     use crate::plan::Guard;
 
@@ -690,6 +720,30 @@ pub mod parse {
         Ok(Tri::On(stash))
     }
 
+    /// `smart_imaging_status_zone <name> <size>`, `size` at least
+    /// `min_size` (see [`StatusZone::min_size`]), refused with the messages
+    /// of nginx's own zone directives.
+    pub fn status_zone(args: &[&[u8]], min_size: usize) -> Parsed<StatusZone> {
+        let name = first(args);
+        let size = args.get(1).copied().unwrap_or_default();
+        if name.is_empty() || name.contains(&0) {
+            return Err(Refusal::Message(format!(
+                "invalid zone name \"{}\"",
+                text(name)
+            )));
+        }
+        let name = text(name);
+        let bytes = size_value(size)
+            .ok_or_else(|| Refusal::Message(format!("invalid zone size \"{}\"", text(size))))?;
+        if bytes < min_size {
+            return Err(Refusal::Message(format!(
+                "zone \"{name}\" is too small (at least {}k)",
+                min_size.div_ceil(1024)
+            )));
+        }
+        Ok(StatusZone { name, size: bytes })
+    }
+
     /// `smart_imaging_timeout <time>`, more than zero, in milliseconds.
     pub fn timeout(args: &[&[u8]]) -> Parsed<u64> {
         time_value(first(args), false)
@@ -866,6 +920,36 @@ mod tests {
 
     fn refusal<T: std::fmt::Debug>(directive: &str, r: Result<T, Refusal>) -> String {
         r.expect_err("refused").text(directive)
+    }
+
+    #[test]
+    fn status_zone_name_and_size() {
+        let min = StatusZone::min_size(4096);
+        assert_eq!(min, 64 * 1024);
+        assert_eq!(StatusZone::min_size(65536), 512 * 1024);
+        assert_eq!(
+            status_zone(&[b"metrics", b"1m"], min),
+            Ok(StatusZone {
+                name: "metrics".into(),
+                size: 1024 * 1024
+            })
+        );
+        assert_eq!(status_zone(&[b"m", b"64k"], min).unwrap().size, min);
+        let d = "smart_imaging_status_zone";
+        assert_eq!(
+            refusal(d, status_zone(&[b"m", b"63k"], min)),
+            r#"zone "m" is too small (at least 64k)"#
+        );
+        assert_eq!(
+            refusal(d, status_zone(&[b"m", b"lots"], min)),
+            r#"invalid zone size "lots""#
+        );
+        assert_eq!(
+            refusal(d, status_zone(&[b"", b"1m"], min)),
+            r#"invalid zone name """#
+        );
+        let default = StatusZone::default_zone();
+        assert!(default.size >= StatusZone::min_size(65536));
     }
 
     #[test]

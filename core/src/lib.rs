@@ -5,6 +5,7 @@
 //! - [`policy`]: request (Accept, URL args) -> what to try.
 //! - [`mod@sniff`]: what the body really is, from its magic bytes.
 //! - [`config`]: the directives' values: parsing, defaults, inheritance.
+//! - [`exposition`]: the Prometheus text of `smart_imaging_status`.
 //! - [`codecs`]: one file per format behind one registry ([`Format`]):
 //!   decode JPEG/PNG to pixels, encode AVIF, WebP, JPEG 2000, JPEG XR,
 //!   JPEG, PNG.
@@ -14,6 +15,7 @@
 pub mod classify;
 pub mod codecs;
 pub mod config;
+pub mod exposition;
 pub mod guard;
 pub mod metrics;
 pub mod negotiate;

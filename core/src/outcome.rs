@@ -76,8 +76,22 @@ impl KeepReason {
         )
     }
 
+    /// Every [`KeepReason::code`], each once (for per-reason tables such as
+    /// the status endpoint's counters).
+    pub const CODES: [&'static str; 9] = [
+        "not-image",
+        "unsupported",
+        "too-many-pixels",
+        "decode",
+        "encode",
+        "not-smaller",
+        "guard",
+        "internal",
+        "nothing-to-do",
+    ];
+
     /// A short, stable token for logs and variables (`not-smaller`,
-    /// `guard`, `decode`...).
+    /// `guard`, `decode`...), one of [`KeepReason::CODES`].
     pub fn code(&self) -> &'static str {
         match self {
             KeepReason::NotAnImage => "not-image",
@@ -122,4 +136,36 @@ impl fmt::Display for KeepReason {
 pub enum Outcome {
     Converted(Converted),
     Original(KeepReason),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeepReason;
+
+    #[test]
+    fn codes_lists_every_code_once() {
+        let every = [
+            KeepReason::NotAnImage,
+            KeepReason::Unsupported(String::new()),
+            KeepReason::TooManyPixels {
+                width: 1,
+                height: 1,
+                max_pixels: 1,
+            },
+            KeepReason::Decode(String::new()),
+            KeepReason::Encode(String::new()),
+            KeepReason::NotSmaller {
+                original: 1,
+                converted: 1,
+            },
+            KeepReason::NotComparable {
+                score: 0.0,
+                threshold: 0.0,
+            },
+            KeepReason::Panic(String::new()),
+            KeepReason::NothingToDo,
+        ];
+        let codes: Vec<&str> = every.iter().map(KeepReason::code).collect();
+        assert_eq!(codes, KeepReason::CODES);
+    }
 }

@@ -27,6 +27,10 @@ packages=(
   libavif-bin
   # tests/browser.rs: real browsers (headless) load pages of converted images
   chromium firefox-esr
+  # make deb (scripts/build-deb.sh): Debian packaging and its checker; the
+  # package build also needs nginx-dev, which build-for-system-nginx.sh
+  # installs (stopping the nginx service its install may start)
+  debhelper dpkg-dev lintian
 )
 
 missing=()

@@ -6,6 +6,8 @@
 #   make test   install what is missing and run every test (CI runs this),
 #               including a build against Debian's nginx package
 #   make system-nginx   build the module for Debian's /usr/sbin/nginx
+#   make deb    the Debian package for that nginx, in target/deb/
+#               (libnginx-mod-http-smart-imaging_<version>_<arch>.deb)
 #   make bench  criterion benchmarks (decode + encode per megapixel)
 #   make bench-corpus  bytes saved, scores and speed per client and kind of
 #               image on ../shared/corpus (the numbers in docs/benchmarks.md)
@@ -22,7 +24,7 @@ MODULE := target/debug/libngx_http_smart_imaging_module.so
 # nginx-sys builds nginx inside its OUT_DIR; take the newest one.
 NGINX = $(shell ls -t target/debug/build/nginx-sys-*/out/objs/nginx 2>/dev/null | head -n 1)
 
-.PHONY: deps build run stop test test-rust test-t test-system-nginx test-source-tree system-nginx bench bench-corpus clean-run
+.PHONY: deps build run stop test test-rust test-t test-system-nginx test-deb test-source-tree system-nginx deb bench bench-corpus clean-run
 
 deps:
 	@scripts/install-deps.sh
@@ -55,7 +57,7 @@ stop:
 	    for i in $$(seq 50); do [ -f $(RUN_DIR)/logs/nginx.pid ] || break; sleep 0.1; done; \
 	fi
 
-test: deps test-rust test-t test-system-nginx test-source-tree
+test: deps test-rust test-t test-system-nginx test-deb test-source-tree
 
 # `cargo test` alone does not produce the module (.so) the integration
 # tests load: build it first.
@@ -76,6 +78,18 @@ system-nginx:
 
 test-system-nginx: system-nginx
 	tests/system_nginx.sh
+
+# The Debian package (debian/, built like Debian's own libnginx-mod-*
+# packages; the cargo build is system-nginx's, so after it this is quick),
+# checked with lintian.
+deb: system-nginx
+	scripts/build-deb.sh
+
+# Installs the package into the machine's nginx (apt-get install ./...deb),
+# checks that its modules-enabled link loads the module into /usr/sbin/nginx
+# and that it converts, then purges it (needs root).
+test-deb: deb
+	tests/deb_package.sh
 
 # The Dockerfile's recipe (scripts/build-module.sh) against nginx-src's tree,
 # loaded into the vendored nginx of the same version.

@@ -31,6 +31,10 @@ packages=(
   # real Prometheus server (started by the test on loopback, never as a
   # service) scraping it
   prometheus
+  # make deb (scripts/build-deb.sh): Debian packaging and its checker; the
+  # package build also needs nginx-dev, which build-for-system-nginx.sh
+  # installs (stopping the nginx service its install may start)
+  debhelper dpkg-dev lintian
 )
 
 missing=()

@@ -358,6 +358,9 @@ fn send_result<'a>(req: Req<'a>, ctx: &mut RequestCtx) -> Output<'a> {
             let level = match reason {
                 // Expected outcomes, not failures (KeepReason::is_failure).
                 KeepReason::NotSmaller { .. } | KeepReason::NotComparable { .. } => NGX_LOG_INFO,
+                // nginx is stopping (the line is seldom written: the
+                // worker exits without running the completion).
+                KeepReason::Stopped => NGX_LOG_INFO,
                 KeepReason::Panic(_) => NGX_LOG_ALERT,
                 _ => NGX_LOG_WARN,
             };

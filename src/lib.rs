@@ -54,6 +54,7 @@ mod variables;
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
@@ -61,8 +62,10 @@ use ngx::ffi::{
     ngx_array_push, ngx_conf_t, ngx_cycle_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t,
     ngx_http_core_main_conf_t, ngx_http_core_module, ngx_http_handler_pt, ngx_http_module_t,
     ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_http_top_body_filter, ngx_http_top_header_filter,
-    ngx_int_t, ngx_module_t, ngx_uint_t, NGX_ERROR, NGX_HTTP_MODULE, NGX_OK,
+    ngx_int_t, ngx_module_t, ngx_terminate, ngx_uint_t, NGX_ERROR, NGX_HTTP_MODULE,
+    NGX_LOG_NOTICE, NGX_OK,
 };
+use ngx::ngx_log_error;
 
 use config::{LocConf, MainConf};
 
@@ -228,8 +231,75 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // Codec panics are caught and reported through error_log with their
     // message; the default hook would also print them to stderr (which
     // nginx sends to the error log without a timestamp or request).
-    match catch_unwind(|| std::panic::set_hook(Box::new(|_| {}))) {
-        Ok(()) => NGX_OK as ngx_int_t,
+    match catch_unwind(|| {
+        std::panic::set_hook(Box::new(|_| {}));
+        // `nginx -s stop`: running conversions give up at their next step,
+        // so that the thread pool lets the worker exit before the master
+        // kills it (see smart_imaging_core::stop).
+        smart_imaging_core::stop::set_check(terminating);
+        PINNED.store(pin_module(), Ordering::Relaxed);
+    }) {
+        Ok(()) => {
+            if !module_pinned() {
+                // SAFETY: nginx passes the cycle being started, whose log
+                // is valid.
+                let log = unsafe { (*cycle).log };
+                ngx_log_error!(
+                    NGX_LOG_NOTICE,
+                    log,
+                    "smart_imaging: could not keep the module loaded (dlopen RTLD_NODELETE): conversions run on the pool's threads, and `nginx -s stop` waits for the step in progress"
+                );
+            }
+            NGX_OK as ngx_int_t
+        }
         Err(_) => NGX_ERROR as ngx_int_t,
     }
+}
+
+/// Whether this module is pinned in memory ([`pin_module`]).
+static PINNED: AtomicBool = AtomicBool::new(false);
+
+/// Whether conversions may run on threads of their own that can outlive
+/// their pool task (see `offload::transcode_unless_stopped`).
+pub(crate) fn module_pinned() -> bool {
+    PINNED.load(Ordering::Relaxed)
+}
+
+/// Keeps this module, and the libraries it links (libavif, libaom, ...),
+/// mapped until the process exits. nginx unloads dynamic modules
+/// (`dlclose`) when a worker frees its cycle on the way out; a conversion
+/// thread left running by `nginx -s stop` would then execute unmapped
+/// code. Returns false if the loader would not do it.
+fn pin_module() -> bool {
+    // SAFETY: an all-zero Dl_info is a valid "nothing found" value.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // SAFETY: dladdr only reads the loader's tables; the address is a
+    // function of this module, `info` a valid place to write to.
+    let found = unsafe { libc::dladdr(pin_module as *const c_void, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return false;
+    }
+    // SAFETY: `dli_fname` names this module, loaded (it runs this code):
+    // RTLD_NOLOAD loads nothing, it only takes one more reference and, with
+    // RTLD_NODELETE, marks the module never to be unloaded. The reference
+    // is kept on purpose.
+    let handle = unsafe {
+        libc::dlopen(
+            info.dli_fname,
+            libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE,
+        )
+    };
+    !handle.is_null()
+}
+
+/// Whether this worker has been told to terminate (SIGTERM or SIGINT:
+/// `nginx -s stop`), not to quit gracefully. Called from the thread pool's
+/// threads.
+fn terminating() -> bool {
+    // SAFETY: `ngx_terminate` is a `sig_atomic_t` (an aligned C int) of the
+    // nginx binary, alive as long as the process; only this worker's signal
+    // handler writes it (0 -> 1). Viewing it as an atomic for this load is
+    // how another thread may read it without a data race.
+    let flag = unsafe { AtomicI32::from_ptr(ptr::addr_of_mut!(ngx_terminate)) };
+    flag.load(Ordering::Relaxed) != 0
 }

@@ -49,6 +49,7 @@ use core::ptr;
 use std::collections::VecDeque;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -604,12 +605,69 @@ unsafe extern "C" fn run_job(data: *mut c_void, _log: *mut ngx_log_t) {
                 }
             }
         }
-        transcode(&job.input, &job.plan, &job.limits)
+        transcode_unless_stopped(&job.input, &job.plan, &job.limits)
     }))
     .unwrap_or_else(|_| Outcome::Original(KeepReason::Panic("panic in transcode".into())));
     job.outcome = Some(outcome);
     job.elapsed = start.elapsed();
     return_memory();
+}
+
+/// Stack of a conversion thread: what a pool thread has (the default of
+/// 8 MiB), not Rust's 2 MiB; the C codecs were written for it.
+const CONVERSION_STACK: usize = 8 << 20;
+
+/// How often a pool thread waiting for its conversion checks whether nginx
+/// is stopping.
+const STOP_POLL: Duration = Duration::from_millis(10);
+
+/// Converts on a thread of its own while this pool thread waits for the
+/// result, checking every [`STOP_POLL`] whether the worker is terminating
+/// (`nginx -s stop`: [`smart_imaging_core::stop`]). If it is, the pool
+/// thread gives up at once and returns to nginx, whose thread pool, on the
+/// worker's way out, waits for every task it runs: the worker then exits in
+/// milliseconds instead of after the conversion (which the master would
+/// cut short with SIGKILL after ~1.5 s). The conversion itself gives up at
+/// its next step; one that cannot (a long AVIF encode) runs on until the
+/// process exits, in code that stays mapped until then
+/// ([`crate::pin_module`]). Without the pin (or a thread), it converts
+/// here, as before.
+fn transcode_unless_stopped(input: &Arc<Vec<u8>>, plan: &Plan, limits: &Limits) -> Outcome {
+    if !crate::module_pinned() {
+        return transcode(input, plan, limits);
+    }
+    let (tx, rx) = mpsc::sync_channel(1);
+    let owned = (Arc::clone(input), plan.clone(), limits.clone());
+    let spawned = std::thread::Builder::new()
+        .name("smart-imaging".into())
+        .stack_size(CONVERSION_STACK)
+        .spawn(move || {
+            let (input, plan, limits) = owned;
+            // transcode() catches the codecs' panics itself.
+            let _ = tx.send(transcode(&input, &plan, &limits));
+        });
+    let Ok(thread) = spawned else {
+        return transcode(input, plan, limits);
+    };
+    loop {
+        match rx.recv_timeout(STOP_POLL) {
+            Ok(outcome) => {
+                let _ = thread.join();
+                return outcome;
+            }
+            Err(RecvTimeoutError::Timeout) if smart_imaging_core::stop::stopping() => {
+                // The thread is left to finish or to end with the process.
+                return Outcome::Original(KeepReason::Stopped);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = thread.join();
+                return Outcome::Original(KeepReason::Panic(
+                    "the conversion thread ended without a result".into(),
+                ));
+            }
+        }
+    }
 }
 
 /// Hands the memory glibc keeps after a job back to the system: a

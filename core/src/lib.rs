@@ -11,6 +11,7 @@
 //!   JPEG, PNG.
 //! - [`resize`]: downscale decoded pixels (linear light, premultiplied alpha).
 //! - [`transcode()`]: bytes + plan -> new bytes, or "keep the original, because ...".
+//! - [`stop`]: conversions give up early when the process is stopping.
 
 pub mod classify;
 pub mod codecs;
@@ -26,6 +27,7 @@ pub mod quality_map;
 pub mod resize;
 pub mod sizing;
 pub mod sniff;
+pub mod stop;
 mod transcode;
 
 pub use codecs::avif::AvifLimits;

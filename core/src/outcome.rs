@@ -61,6 +61,8 @@ pub enum KeepReason {
     Panic(String),
     /// Neither the format nor the size would change.
     NothingToDo,
+    /// The process is stopping ([`crate::stop`]): the conversion gave up.
+    Stopped,
 }
 
 impl KeepReason {
@@ -73,6 +75,7 @@ impl KeepReason {
                 | KeepReason::NotComparable { .. }
                 | KeepReason::NotAnImage
                 | KeepReason::NothingToDo
+                | KeepReason::Stopped
         )
     }
 
@@ -103,6 +106,7 @@ impl KeepReason {
             KeepReason::NotComparable { .. } => "guard",
             KeepReason::Panic(_) => "internal",
             KeepReason::NothingToDo => "nothing-to-do",
+            KeepReason::Stopped => "stopped",
         }
     }
 }
@@ -128,6 +132,7 @@ impl fmt::Display for KeepReason {
             ),
             KeepReason::Panic(s) => write!(f, "internal error: {s}"),
             KeepReason::NothingToDo => write!(f, "neither format nor size would change"),
+            KeepReason::Stopped => write!(f, "the process is stopping"),
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::outcome::{Converted, KeepReason, Limits, Outcome};
 use crate::plan::Plan;
 use crate::sizing::delivered_size;
 use crate::sniff::sniff;
-use crate::{classify, guard};
+use crate::{classify, guard, stop};
 
 /// Converts `input` according to `plan`. Never panics: every failure,
 /// including a panic inside a codec, becomes `Outcome::Original`.
@@ -31,6 +31,7 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
     let Some(source_format) = sniff(input) else {
         return Err(KeepReason::NotAnImage);
     };
+    stop::check()?;
     let image = codecs::decode(input, limits)?;
     let source = (image.width, image.height);
     let (width, height) = delivered_size(source, &plan.size, &plan.caps);
@@ -39,6 +40,7 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
         // Same format, same pixels: nothing would be gained.
         return Err(KeepReason::NothingToDo);
     }
+    stop::check()?;
     let image = if resized {
         crate::resize::resize(&image, width, height)?
     } else {
@@ -513,6 +515,7 @@ impl Job<'_> {
             near_lossless: Some(40),
             ..webp::Options::lossless_level(5)
         };
+        stop::check().map_err(|reason| (reason, 0))?;
         let bytes = webp::encode_with(self.image, &options).map_err(|reason| (reason, 1))?;
         let score = match self.reference {
             Some(reference) => {
@@ -550,6 +553,9 @@ impl Job<'_> {
         quality: u8,
         effort: Effort,
     ) -> Result<Vec<u8>, KeepReason> {
+        // Every encode of every format comes here: the place to give up
+        // when the process is stopping.
+        stop::check()?;
         let encoding = Encoding {
             quality,
             effort,
@@ -562,6 +568,7 @@ impl Job<'_> {
 
     /// Decodes a candidate for the guard.
     fn decode(&self, bytes: &[u8], format: Format) -> Result<Image, KeepReason> {
+        stop::check()?;
         (format.codec().decode)(bytes, self.limits)
     }
 }

@@ -143,6 +143,12 @@ impl Location {
         self.0.stash.clone()
     }
 
+    /// `smart_imaging_background on` (which needs the stash: `nginx -t`
+    /// refuses it without one).
+    pub fn background(self) -> bool {
+        self.0.location.background && self.0.stash.is_some()
+    }
+
     fn settings(self) -> &'static Settings {
         self.0.settings()
     }

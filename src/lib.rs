@@ -20,7 +20,8 @@
 //! 3  ctx                          per-request context, Location (the conf)
 //! 2  headers  offload             header rewriting (methods of Req); jobs
 //! 1  http  stash                  Req and Chain: the request's FFI; the stash
-//!                                 (files of abandoned results, pool threads)
+//!                                 (files of abandoned and background results,
+//!                                 pool threads)
 //! 0  config  result               directives; what was done (Report)
 //! ```
 //!

@@ -15,6 +15,8 @@
 //!   requests get the original for its reason, cacheable;
 //! - through the cache tier (`nginx-conf/cache-tier.conf`), the front does
 //!   not store the stand-in, and stores the derivative;
+//! - a reload with background conversions running and queued crashes
+//!   nothing; the new worker starts them again;
 //! - `nginx -t` refuses the mode without a stash.
 //!
 //! `cargo test --test background -- --ignored --nocapture first_visitor`
@@ -54,6 +56,12 @@ const HTTP: &str = r#"
         }
         location /wait/ {
             smart_imaging on;
+            alias {{HTDOCS}}/images/;
+        }
+        location /serial/ {
+            smart_imaging on;
+            smart_imaging_background on;
+            smart_imaging_max_running 1;
             alias {{HTDOCS}}/images/;
         }
         location /static/ { }
@@ -102,10 +110,14 @@ fn start(name: &str) -> (Nginx, String, Vec<u8>) {
     }
     n.put_file("images/noise.png", &noise_png());
     n.put_file("static/t.txt", b"text\n");
+    n.run(&config());
+    (n, big_name, big)
+}
+
+fn config() -> Config {
     let mut cfg = Config::with_module(HTTP);
     cfg.main = "thread_pool smart_imaging threads=4;\n".into();
-    n.run(&cfg);
-    (n, big_name, big)
+    cfg
 }
 
 fn debug(r: &Response) -> &str {
@@ -529,6 +541,38 @@ fn waiting_requests_read_the_same_stash() {
         "{}",
         r.describe()
     );
+    assert_no_alerts(&n);
+}
+
+/// A reload while one background conversion runs and two wait in the
+/// queue: the old worker exits once the running one is done (the queued
+/// ones are lost, nothing crashes), and the new worker defers and converts
+/// them again.
+#[test]
+fn reload_with_background_conversions_pending() {
+    let (mut n, name, _) = start("background-reload");
+    let port = n.port();
+    let mark = n.error_log_mark();
+    for file in [name.as_str(), "coffee.jpg", "ok.jpg"] {
+        let r = get(port, &format!("/serial/{file}"), &[ACCEPT_WEBP_ONLY]);
+        assert!(
+            debug(&r).starts_with("original reason=deferred"),
+            "{}",
+            r.describe()
+        );
+    }
+    let queued = info_lines(&n, mark, "background conversion queued: ", "");
+    assert_eq!(queued.len(), 2, "{}", n.error_log_since(mark));
+    n.reload(&config());
+    let workers = n.worker_pids();
+    let mark = n.error_log_mark();
+    let ok = fs::read(samples_dir().join("sk_astronaut.jpg")).unwrap();
+    let r = get(port, "/serial/ok.jpg", &[ACCEPT_WEBP_ONLY]);
+    assert_stand_in(&r, &ok, "deferred", "after the reload");
+    wait_stashed(&n, mark, "/serial/ok.jpg");
+    let r = get(port, "/serial/ok.jpg", &[ACCEPT_WEBP_ONLY]);
+    assert_from_stash(&r, "webp", (512, 512), "after the reload, again");
+    n.assert_workers_survived(&workers);
     assert_no_alerts(&n);
 }
 

@@ -2,6 +2,11 @@
 //! has it converted on the thread pool ([`crate::offload`]), then sends the
 //! result (see [`crate::ctx`] for the phases).
 //!
+//! With `smart_imaging_background on` the request waits only for a look in
+//! the stash: the result found there, or else the original at once
+//! (`deferred`), its conversion posted to run without the request, into
+//! the stash, for the next requests.
+//!
 //! Whatever goes wrong after the header was held, the original headers and
 //! bytes are sent: a client never sees a failure caused by this module.
 
@@ -14,9 +19,10 @@ use ngx::ffi::{
 };
 use smart_imaging_core::{sniff, KeepReason, Outcome};
 
+use crate::ctx::Location;
 use crate::ctx::{self, Phase, RequestCtx};
 use crate::http::{Chain, Req};
-use crate::offload::{self, Completion, Deadline, Job, PostError};
+use crate::offload::{self, Completion, Deadline, Job, Kind, PostError};
 use crate::result::{self, Kept, Report};
 use crate::send::{self, next_body, next_header};
 use crate::variables;
@@ -195,12 +201,11 @@ fn start_transcode<'a>(req: Req<'a>, ctx: &mut RequestCtx) -> Output<'a> {
     };
     let loc = ctx.loc;
     let held = Arc::new(body);
-    let job = Box::new(Job::new(
-        Arc::clone(&held),
-        plan.clone(),
-        loc.limits(),
-        loc.stash(),
-    ));
+    let job = Box::new(match loc.stash().filter(|_| loc.background()) {
+        // smart_imaging_background on: wait for the stash only.
+        Some(stash) => Job::lookup(Arc::clone(&held), plan.clone(), loc.limits(), stash),
+        None => Job::new(Arc::clone(&held), plan.clone(), loc.limits(), loc.stash()),
+    });
     let deadline = Deadline::new(loc.timeout(), req.send_timeout());
     // SAFETY: only main requests are held; the pool is the location's
     // (named, or the default one registered when the module is enabled).
@@ -222,23 +227,65 @@ fn start_transcode<'a>(req: Req<'a>, ctx: &mut RequestCtx) -> Output<'a> {
         }
         Err((job, why)) => {
             drop(job);
-            let mut kept = Kept::new(result::BUSY, Some(held.len()));
-            let why = match why {
-                PostError::Overloaded(n) => {
-                    kept.jobs = Some(n);
-                    format!("{n} transcodes in progress (smart_imaging_max_jobs)")
-                }
-                PostError::QueueFull => "the thread pool queue is full".to_string(),
-                PostError::NoMemory => "no memory to queue the conversion".to_string(),
-            };
             variables::forget_result(req);
-            req.log(
-                NGX_LOG_WARN,
-                format_args!("smart_imaging: {why}, serving original"),
-            );
-            send_response(req, ctx, Report::Kept(kept), held, true, Chain::empty())
+            let report = busy(req, why, held.len());
+            send_response(req, ctx, report, held, true, Chain::empty())
         }
     }
+}
+
+/// The original is served at once because a conversion could not be
+/// posted: the `busy` report, and a `warn` line saying why.
+fn busy(req: Req<'_>, why: PostError, input: usize) -> Report {
+    let mut kept = Kept::new(result::BUSY, Some(input));
+    let why = match why {
+        PostError::Overloaded(n) => {
+            kept.jobs = Some(n);
+            format!("{n} transcodes in progress (smart_imaging_max_jobs)")
+        }
+        PostError::QueueFull => "the thread pool queue is full".to_string(),
+        PostError::NoMemory => "no memory to queue the conversion".to_string(),
+        PostError::InFlight => "the conversion is already running".to_string(),
+    };
+    req.log(
+        NGX_LOG_WARN,
+        format_args!("smart_imaging: {why}, serving original"),
+    );
+    Report::Kept(kept)
+}
+
+/// `smart_imaging_background on`, and the stash has no result for `lookup`
+/// (which waited `lookup.elapsed`): the conversion is posted to run without
+/// the request (unless this worker already runs it, or has no room for
+/// it: `busy`), and the original stands in (`deferred`).
+fn defer(req: Req<'_>, loc: Location, lookup: Job) -> Report {
+    let uri = String::from_utf8_lossy(req.uri()).into_owned();
+    let waited = lookup.elapsed;
+    let input = lookup.input.len();
+    let job = Box::new(lookup.into_background(uri.clone()));
+    // SAFETY: on the event loop; the location's pool, as for every job.
+    let posted = unsafe { offload::post_detached(req, loc.thread_pool(), loc.bounds(), job) };
+    let how = match posted {
+        Ok(()) => "converting it in the background",
+        Err((_, PostError::InFlight)) => "already being converted in the background",
+        Err((job, why)) => {
+            drop(job);
+            return busy(req, why, input);
+        }
+    };
+    req.log(
+        NGX_LOG_INFO,
+        format_args!(
+            "smart_imaging: \"{}\" deferred ({:.1} ms): {}, serving original",
+            uri,
+            waited.as_secs_f64() * 1000.0,
+            how
+        ),
+    );
+    Report::Kept(Kept {
+        elapsed: Some(waited),
+        ..Kept::new(result::DEFERRED, Some(input))
+    })
 }
 
 /// The job's completion ([`offload::OnDone`]), on the event loop: keeps its
@@ -259,10 +306,22 @@ fn on_job_done(req: Req<'_>, completion: Completion) {
             if let Some(why) = &job.stash_error {
                 req.log(NGX_LOG_WARN, format_args!("smart_imaging: {why}"));
             }
+            if job.kind == Kind::Lookup && job.outcome.is_none() {
+                let report = defer(req, ctx.loc, job);
+                ctx.phase = Phase::Ready {
+                    held,
+                    plan,
+                    finished: None,
+                    from_stash: false,
+                    report,
+                };
+                return;
+            }
             let mut report =
                 Report::from_outcome(job.outcome.as_ref(), job.input.len(), job.elapsed);
-            if let Report::Converted { stashed, .. } = &mut report {
-                *stashed = job.from_stash;
+            match &mut report {
+                Report::Converted { stashed, .. } => *stashed = job.from_stash,
+                Report::Kept(kept) => kept.stashed = job.from_stash,
             }
             (
                 job.outcome.map(|outcome| (outcome, job.elapsed)),
@@ -367,10 +426,11 @@ fn send_result<'a>(req: Req<'a>, ctx: &mut RequestCtx) -> Output<'a> {
             req.log(
                 level,
                 format_args!(
-                    "smart_imaging: \"{}\" not converted ({:.1} ms): {}, serving original",
+                    "smart_imaging: \"{}\" not converted ({:.1} ms): {}, serving original{}",
                     uri,
                     elapsed.as_secs_f64() * 1000.0,
-                    reason
+                    reason,
+                    if from_stash { " (from the stash)" } else { "" }
                 ),
             );
             send_response(req, ctx, report, held, true, Chain::empty())

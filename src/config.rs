@@ -174,9 +174,11 @@ impl LocConf {
     }
 
     /// Inherits every directive not set at this level from the enclosing
-    /// one, resolves the location's configuration, and registers nginx's
-    /// default thread pool when the module is on and no pool was named, so
-    /// `smart_imaging on;` works without more configuration.
+    /// one, resolves the location's configuration (refusing directives that
+    /// cannot work together: `smart_imaging_background on` without a
+    /// stash), and registers nginx's default thread pool when the module is
+    /// on and no pool was named, so `smart_imaging on;` works without more
+    /// configuration.
     ///
     /// # Safety
     /// `cf` must be the configuration being merged.
@@ -199,6 +201,11 @@ impl LocConf {
             if self.thread_pool.is_null() {
                 return Err(());
             }
+        }
+        if let Some(refusal) = self.location.conflict() {
+            // SAFETY: `cf` is valid during merge.
+            unsafe { refuse(cf, "smart_imaging_background", &refusal) };
+            return Err(());
         }
         if let (true, Some(stash)) = (self.enabled(), &self.location.stash) {
             // SAFETY: `cf` is valid during merge.
@@ -485,7 +492,7 @@ macro_rules! directive {
 }
 
 /// The directive table.
-pub static mut COMMANDS: [ngx_command_t; 31] = [
+pub static mut COMMANDS: [ngx_command_t; 32] = [
     directive!(c"smart_imaging", NGX_CONF_FLAG | IN_IF, enable, flag),
     directive!(
         c"smart_imaging_variant_only",
@@ -526,6 +533,7 @@ pub static mut COMMANDS: [ngx_command_t; 31] = [
         stash_path,
         stash_path
     ),
+    directive!(c"smart_imaging_background", NGX_CONF_FLAG, background, flag),
     command(
         c"smart_imaging_thread_pool",
         NGX_CONF_TAKE1,

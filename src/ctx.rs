@@ -30,7 +30,10 @@
 //!        │ the pool thread finishes, or the deadline passes first
 //!        │ (smart_imaging_timeout, under send_timeout: a queued job never
 //!        │ runs, a running one runs on, its result stashed when done);
-//!        │ the client leaving while queued drops the job ──> Done
+//!        │ the client leaving while queued drops the job ──> Done;
+//!        │ smart_imaging_background on: the job only looks in the stash,
+//!        │ and on a miss the conversion is posted without the request
+//!        │ (the original is sent: deferred)
 //!        v
 //!   Ready ── body filter, resumed: converted headers + body, or the
 //!            original unchanged ──> Done
@@ -141,6 +144,12 @@ impl Location {
     /// `smart_imaging_stash_path` (None: off)
     pub fn stash(self) -> Option<StashDir> {
         self.0.stash.clone()
+    }
+
+    /// `smart_imaging_background on` (which needs the stash: `nginx -t`
+    /// refuses it without one).
+    pub fn background(self) -> bool {
+        self.0.location.background && self.0.stash.is_some()
     }
 
     fn settings(self) -> &'static Settings {

@@ -23,8 +23,8 @@
 //! 3  ctx                          per-request context, Location (the conf)
 //! 2  headers  offload             header rewriting (methods of Req); jobs
 //! 1  http  stash  metrics         Req and Chain: the request's FFI; the stash
-//!                                 (files of abandoned results, pool threads);
-//!                                 the counters in the status zone
+//!                                 (files of abandoned and background results,
+//!                                 pool threads); the counters in the status zone
 //! 0  config  result               directives; what was done (Report)
 //! ```
 //!
@@ -62,8 +62,8 @@ use ngx::ffi::{
     ngx_array_push, ngx_conf_t, ngx_cycle_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t,
     ngx_http_core_main_conf_t, ngx_http_core_module, ngx_http_handler_pt, ngx_http_module_t,
     ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_http_top_body_filter, ngx_http_top_header_filter,
-    ngx_int_t, ngx_module_t, ngx_terminate, ngx_uint_t, NGX_ERROR, NGX_HTTP_MODULE,
-    NGX_LOG_NOTICE, NGX_OK,
+    ngx_int_t, ngx_module_t, ngx_terminate, ngx_uint_t, NGX_ERROR, NGX_HTTP_MODULE, NGX_LOG_NOTICE,
+    NGX_OK,
 };
 use ngx::ngx_log_error;
 

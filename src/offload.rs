@@ -39,6 +39,19 @@
 //! (glibc's `malloc_trim`): a conversion's pixel buffers are large, and
 //! glibc would otherwise keep them in the thread's arena.
 //!
+//! **Background jobs** (`smart_imaging_background on`). The request first
+//! waits for a quick [`Kind::Lookup`] job, posted straight to the thread
+//! pool (not queued here, not counted under `smart_imaging_max_running` or
+//! `smart_imaging_max_jobs`: it hashes the body and reads a file). On a
+//! miss, the request serves the original at once and its conversion is
+//! posted *detached* ([`post_detached`], [`Kind::Background`]): queued and
+//! counted like any conversion, but with no request, no deadline and no
+//! cleanup to watch; its result goes to the stash as an abandoned one's
+//! does. A worker keeps the stash keys of its background jobs, from the
+//! post until their result is written ([`in_flight`]), so that concurrent
+//! first requests for one image and variant start one conversion; two
+//! workers may each run one (they do not share the set).
+//!
 //! This module knows nothing of the filters: whoever posts a job passes the
 //! function ([`OnDone`]) that gets its [`Completion`] on the event loop,
 //! just before the request is resumed.
@@ -46,7 +59,7 @@
 use core::cell::{Cell, RefCell};
 use core::ffi::c_void;
 use core::ptr;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -59,7 +72,7 @@ use ngx::ffi::{
     ngx_thread_task_t, NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::ngx_log_error;
-use smart_imaging_core::{transcode, Converted, KeepReason, Limits, Outcome, Plan};
+use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan};
 
 use crate::config::StashDir;
 use crate::http::Req;
@@ -73,6 +86,28 @@ thread_local! {
     /// Jobs waiting for a place under `smart_imaging_max_running`, first
     /// come first. Event loop thread only.
     static QUEUE: RefCell<VecDeque<*mut Slot>> = const { RefCell::new(VecDeque::new()) };
+    /// The stash keys ([`stash::Key::name`]) of this worker's background
+    /// jobs, from their post until their result is in the stash (or
+    /// discarded). Event loop thread only.
+    static IN_FLIGHT: RefCell<Option<HashSet<String>>> = const { RefCell::new(None) };
+}
+
+/// Whether a background job of this worker is converting (or stashing)
+/// the result of stash key `name`.
+pub fn in_flight(name: &str) -> bool {
+    IN_FLIGHT.with(|f| f.borrow().as_ref().is_some_and(|set| set.contains(name)))
+}
+
+fn set_in_flight(name: &str, on: bool) {
+    IN_FLIGHT.with(|f| {
+        let mut f = f.borrow_mut();
+        let set = f.get_or_insert_with(HashSet::new);
+        if on {
+            set.insert(name.to_owned());
+        } else {
+            set.remove(name);
+        }
+    });
 }
 
 fn running() -> usize {
@@ -119,9 +154,24 @@ fn unqueue(slot: *mut Slot) -> bool {
     removed
 }
 
+/// What a job does, and whether a request waits for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A request waits for it: the stash's result, else a conversion.
+    Wait,
+    /// A request waits for it (`smart_imaging_background on`): the stash's
+    /// result, or none (`outcome` stays None); it never converts. Posted
+    /// straight to the thread pool, not counted as a conversion.
+    Lookup,
+    /// No request waits for it ([`post_detached`]): the stash's result,
+    /// else a conversion, whose result goes to the stash.
+    Background,
+}
+
 /// One transcode. Owned by the pool thread between post and completion,
 /// and by the event loop otherwise.
 pub struct Job {
+    pub kind: Kind,
     /// The original body, shared with the request, which serves it if the
     /// job fails or times out.
     pub input: Arc<Vec<u8>>,
@@ -138,11 +188,14 @@ pub struct Job {
     pub stash_error: Option<String>,
     /// The stash key (worked out on the pool thread when the stash is on).
     key: Option<stash::Key>,
+    /// The request's URI, for the error log of a background job.
+    uri: String,
 }
 
 impl Job {
     pub fn new(input: Arc<Vec<u8>>, plan: Plan, limits: Limits, stash: Option<StashDir>) -> Job {
         Job {
+            kind: Kind::Wait,
             input,
             plan,
             limits,
@@ -152,6 +205,32 @@ impl Job {
             from_stash: false,
             stash_error: None,
             key: None,
+            uri: String::new(),
+        }
+    }
+
+    /// A [`Kind::Lookup`] job: the stash's result for this conversion, if
+    /// it has one.
+    pub fn lookup(input: Arc<Vec<u8>>, plan: Plan, limits: Limits, stash: StashDir) -> Job {
+        Job {
+            kind: Kind::Lookup,
+            ..Job::new(input, plan, limits, Some(stash))
+        }
+    }
+
+    /// The conversion a finished lookup found no result for, as a
+    /// [`Kind::Background`] job for [`post_detached`], for the request of
+    /// `uri` (for the error log). The key is kept: it is not worked out
+    /// again.
+    pub fn into_background(self, uri: String) -> Job {
+        Job {
+            kind: Kind::Background,
+            outcome: None,
+            elapsed: Duration::ZERO,
+            from_stash: false,
+            stash_error: None,
+            uri,
+            ..self
         }
     }
 }
@@ -239,6 +318,9 @@ pub enum Completion {
     Dropped { waited: Duration },
 }
 
+/// The [`OnDone`] of a detached job: never called (no request waits).
+fn no_request(_: Req<'_>, _: Completion) {}
+
 /// Called on the event loop with the request a job was posted for (still
 /// waiting for it) and how the job ended; the request is resumed right
 /// after (except when [`Completion::Dropped`]). A panic here is caught:
@@ -274,6 +356,9 @@ struct Slot {
     pool: *mut ngx_thread_pool_t,
     /// `smart_imaging_max_running` of the job's location.
     max_running: usize,
+    /// Counted under `smart_imaging_max_running` and `_max_jobs` (all but
+    /// lookups).
+    counted: bool,
     /// When the request started waiting (the deadline counts from here).
     posted: Instant,
     limit: Deadline,
@@ -302,6 +387,9 @@ pub enum PostError {
     QueueFull,
     /// No memory for the request's cleanup record.
     NoMemory,
+    /// A background job of this worker is already making this result
+    /// ([`post_detached`]).
+    InFlight,
 }
 
 /// How many jobs a location lets a worker have.
@@ -314,7 +402,8 @@ pub struct Bounds {
 }
 
 /// Posts `job` for request `req`: to the thread pool if fewer than
-/// `max_running` jobs run and none waits, else to the queue. On success
+/// `max_running` jobs run and none waits, else to the queue (a
+/// [`Kind::Lookup`]: to the thread pool, uncounted). On success
 /// the request is paused until the job completes or the deadline passes,
 /// then `on_done` is called and the request resumed; on failure the job is
 /// handed back.
@@ -331,7 +420,8 @@ pub unsafe fn post(
 ) -> Result<Posted, (Box<Job>, PostError)> {
     let r = req.as_ptr();
     let (running, queued) = (running(), queued());
-    if running + queued >= bounds.max_jobs {
+    let counted = job.kind != Kind::Lookup;
+    if counted && running + queued >= bounds.max_jobs {
         return Err((job, PostError::Overloaded(running + queued)));
     }
     // SAFETY: `r` is a valid main request; the record lives in its pool.
@@ -352,11 +442,12 @@ pub unsafe fn post(
         state: State::Queued,
         pool,
         max_running: bounds.max_running,
+        counted,
         posted: Instant::now(),
         limit,
         on_done,
     }));
-    if queued == 0 && running < bounds.max_running {
+    if !counted || (queued == 0 && running < bounds.max_running) {
         // SAFETY: `slot` is ours, not queued.
         if !unsafe { start(slot) } {
             // SAFETY: not posted, so we still own slot and job; the
@@ -399,6 +490,72 @@ pub unsafe fn post(
     Ok(Posted(slot))
 }
 
+/// Posts a [`Kind::Background`] job that no request waits for, as [`post`]
+/// does (queued behind `max_running`, counted under `max_jobs`), unless
+/// this worker already makes its result. `req`, the request that found no
+/// result in the stash, is only used for the error log here: the job does
+/// not keep it.
+///
+/// # Safety
+/// On the event loop; `pool` a thread pool from configuration.
+pub unsafe fn post_detached(
+    req: Req<'_>,
+    pool: *mut ngx_thread_pool_t,
+    bounds: Bounds,
+    job: Box<Job>,
+) -> Result<(), (Box<Job>, PostError)> {
+    let name = job.key.as_ref().map(|k| k.name().to_owned());
+    if name.as_deref().is_some_and(in_flight) {
+        return Err((job, PostError::InFlight));
+    }
+    let (running, queued) = (running(), queued());
+    if running + queued >= bounds.max_jobs {
+        return Err((job, PostError::Overloaded(running + queued)));
+    }
+    let job = Box::into_raw(job);
+    let slot = Box::into_raw(Box::new(Slot {
+        // SAFETY: plain C structs, for which all-zero is their initial
+        // state (nginx allocates them with ngx_pcalloc).
+        task: unsafe { core::mem::zeroed() },
+        // SAFETY: as above; never armed.
+        deadline: unsafe { core::mem::zeroed() },
+        r: ptr::null_mut(),
+        waiter: ptr::null_mut(),
+        job,
+        state: State::Queued,
+        pool,
+        max_running: bounds.max_running,
+        counted: true,
+        posted: Instant::now(),
+        limit: Deadline::new(0, 0),
+        on_done: no_request,
+    }));
+    if queued == 0 && running < bounds.max_running {
+        // SAFETY: `slot` is ours, not queued.
+        if !unsafe { start(slot) } {
+            // SAFETY: not posted, so we still own slot and job.
+            let job = unsafe {
+                drop(Box::from_raw(slot));
+                Box::from_raw(job)
+            };
+            return Err((job, PostError::QueueFull));
+        }
+    } else {
+        QUEUE.with(|q| q.borrow_mut().push_back(slot));
+        req.log(
+            NGX_LOG_INFO,
+            format_args!(
+                "smart_imaging: background conversion queued: {running} running (smart_imaging_max_running {}), {queued} waiting before it",
+                bounds.max_running
+            ),
+        );
+    }
+    if let Some(name) = name {
+        set_in_flight(&name, true);
+    }
+    Ok(())
+}
+
 /// Posts a queued (or new) slot's job to its thread pool; false if the
 /// pool's queue is full.
 ///
@@ -418,8 +575,10 @@ unsafe fn start(slot: *mut Slot) -> bool {
             return false;
         }
         (*slot).state = State::Running;
+        if (*slot).counted {
+            add_running(1);
+        }
     }
-    add_running(1);
     true
 }
 
@@ -440,17 +599,31 @@ fn pump() {
         let Some(slot) = next else { return };
         publish();
         // SAFETY: a queued slot is alive and waited for (a request that
-        // stops waiting takes its slot out of the queue); just unqueued.
+        // stops waiting takes its slot out of the queue), or detached (no
+        // request ever); just unqueued.
         unsafe {
             let r = (*slot).r;
             let waited = (*slot).posted.elapsed();
+            let (log, what) = if r.is_null() {
+                ((*ngx_cycle).log, "background conversion")
+            } else {
+                ((*(*r).connection).log, "conversion")
+            };
             if start(slot) {
-                let log = (*(*r).connection).log;
                 ngx_log_error!(
                     NGX_LOG_INFO,
                     log,
-                    "smart_imaging: queued conversion started after waiting {:.1} ms",
+                    "smart_imaging: queued {} started after waiting {:.1} ms",
+                    what,
                     waited.as_secs_f64() * 1000.0
+                );
+            } else if r.is_null() {
+                release(&*(*slot).job);
+                let _ = forget(slot);
+                ngx_log_error!(
+                    NGX_LOG_WARN,
+                    log,
+                    "smart_imaging: queued background conversion dropped: the thread pool queue is full"
                 );
             } else {
                 let (r, on_done) = forget(slot);
@@ -577,8 +750,9 @@ unsafe extern "C" fn request_gone(data: *mut c_void) {
 }
 
 /// Runs on a pool thread: only touches the job, never nginx structures.
-/// Serves the job from the stash if an abandoned conversion left its
-/// result there; converts otherwise.
+/// Serves the job from the stash if an earlier conversion no request
+/// waited for left its result there; converts otherwise (a lookup does
+/// not).
 unsafe extern "C" fn run_job(data: *mut c_void, _log: *mut ngx_log_t) {
     // SAFETY: `data` is the job posted in `start`; it is owned by this
     // thread until the completion event runs.
@@ -588,13 +762,16 @@ unsafe extern "C" fn run_job(data: *mut c_void, _log: *mut ngx_log_t) {
     // so no panic can unwind into nginx's thread code.
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         if let Some(dir) = &job.stash {
-            let key = stash::Key::new(&job.input, &job.plan, &job.limits);
-            let found = stash::take(dir, &key);
+            let key = job
+                .key
+                .take()
+                .unwrap_or_else(|| stash::Key::new(&job.input, &job.plan, &job.limits));
+            let found = stash::get(dir, &key);
             job.key = Some(key);
             match found {
-                Ok(Some(converted)) => {
+                Ok(Some(outcome)) => {
                     job.from_stash = true;
-                    return Outcome::Converted(converted);
+                    return Some(outcome);
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -605,12 +782,21 @@ unsafe extern "C" fn run_job(data: *mut c_void, _log: *mut ngx_log_t) {
                 }
             }
         }
-        transcode_unless_stopped(&job.input, &job.plan, &job.limits)
+        if job.kind == Kind::Lookup {
+            return None;
+        }
+        Some(transcode_unless_stopped(&job.input, &job.plan, &job.limits))
     }))
-    .unwrap_or_else(|_| Outcome::Original(KeepReason::Panic("panic in transcode".into())));
-    job.outcome = Some(outcome);
+    .unwrap_or_else(|_| {
+        Some(Outcome::Original(KeepReason::Panic(
+            "panic in transcode".into(),
+        )))
+    });
+    job.outcome = outcome;
     job.elapsed = start.elapsed();
-    return_memory();
+    if job.kind != Kind::Lookup {
+        return_memory();
+    }
 }
 
 /// Stack of a conversion thread: what a pool thread has (the default of
@@ -695,7 +881,9 @@ unsafe extern "C" fn job_done(ev: *mut ngx_event_t) {
         let job = Box::from_raw(slot.job);
         (slot, job)
     };
-    add_running(-1);
+    if slot.counted {
+        add_running(-1);
+    }
     let mut slot = slot;
     if slot.deadline.timer_set() != 0 {
         // SAFETY: armed in `post`, still in the timer tree.
@@ -713,7 +901,7 @@ unsafe extern "C" fn job_done(ev: *mut ngx_event_t) {
     // A thread is free: the next job waiting takes it.
     pump();
     if r.is_null() {
-        abandoned_done(pool, *job, waited);
+        finished_alone(pool, *job, waited);
         return;
     }
     // SAFETY: the request is alive (blocked) and waiting for this job; we
@@ -721,18 +909,56 @@ unsafe extern "C" fn job_done(ev: *mut ngx_event_t) {
     unsafe { deliver(r, on_done, Completion::Finished(job)) };
 }
 
-/// An abandoned job finished: its conversion goes to the stash.
-fn abandoned_done(pool: *mut ngx_thread_pool_t, job: Job, waited: Duration) {
+/// Stops counting `job` as in flight, if it is a background job.
+fn release(job: &Job) {
+    if job.kind == Kind::Background {
+        if let Some(key) = &job.key {
+            set_in_flight(key.name(), false);
+        }
+    }
+}
+
+/// A job no request waits for finished: an abandoned one (its request
+/// stopped waiting) or a background one. Its result goes to the stash.
+fn finished_alone(pool: *mut ngx_thread_pool_t, job: Job, waited: Duration) {
     let ran = job.elapsed.as_secs_f64() * 1000.0;
     let waited = waited.as_secs_f64() * 1000.0;
     let log = || {
         // SAFETY: the cycle's log is valid in a worker.
         unsafe { (*ngx_cycle).log }
     };
-    let (Some(Outcome::Converted(_)), Some(dir), Some(key)) = (&job.outcome, job.stash, job.key)
-    else {
-        // Nothing to keep: the stash is off, or the original was to be
-        // served anyway (say why).
+    let what = match job.kind {
+        // What it found is of no use to anyone now: the next request
+        // looks again.
+        Kind::Lookup => {
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                log(),
+                "smart_imaging: abandoned stash lookup finished after {:.1} ms (ran {:.1} ms)",
+                waited,
+                ran
+            );
+            return;
+        }
+        Kind::Wait => "abandoned conversion".to_string(),
+        Kind::Background => format!("background conversion of \"{}\"", job.uri),
+    };
+    if job.from_stash {
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            log(),
+            "smart_imaging: {} finished after {:.1} ms (ran {:.1} ms): its result was in the stash already",
+            what,
+            waited,
+            ran
+        );
+        release(&job);
+        return;
+    }
+    let keep = matches!(&job.outcome, Some(outcome) if stash::keeps(outcome));
+    if !keep || job.stash.is_none() || job.key.is_none() {
+        // Nothing to keep: the stash is off, or a panic was caught (say
+        // which).
         let why = match &job.outcome {
             Some(Outcome::Original(reason)) => format!(": the original is kept ({reason})"),
             _ => String::new(),
@@ -740,23 +966,29 @@ fn abandoned_done(pool: *mut ngx_thread_pool_t, job: Job, waited: Duration) {
         ngx_log_error!(
             NGX_LOG_INFO,
             log(),
-            "smart_imaging: abandoned conversion finished after {:.1} ms (ran {:.1} ms), result discarded{}",
+            "smart_imaging: {} finished after {:.1} ms (ran {:.1} ms), result discarded{}",
+            what,
             waited,
             ran,
             why
         );
+        release(&job);
         return;
-    };
-    let Some(Outcome::Converted(converted)) = job.outcome else {
-        unreachable!("matched above")
+    }
+    let (Some(outcome), Some(dir), Some(key)) = (job.outcome, job.stash, job.key) else {
+        unreachable!("checked above")
     };
     let write = Box::into_raw(Box::new(StashWrite {
         // SAFETY: a plain C struct, all-zero initially (as nginx's).
         task: unsafe { core::mem::zeroed() },
         dir,
         key,
-        converted,
+        outcome,
         stored: None,
+        background: job.kind == Kind::Background,
+        what,
+        waited,
+        ran,
     }));
     // SAFETY: `write` is ours until posted; then the pool thread's until
     // `stash_written` frees it on the event loop.
@@ -767,67 +999,91 @@ fn abandoned_done(pool: *mut ngx_thread_pool_t, job: Job, waited: Duration) {
         (*write).task.event.data = write.cast();
         ngx_thread_task_post(pool, ptr::addr_of_mut!((*write).task)) == NGX_OK as isize
     };
-    if posted {
-        ngx_log_error!(
-            NGX_LOG_INFO,
-            log(),
-            "smart_imaging: abandoned conversion finished after {:.1} ms (ran {:.1} ms), result stashed",
-            waited,
-            ran
-        );
-    } else {
+    if !posted {
         // SAFETY: not posted: still ours.
-        drop(unsafe { Box::from_raw(write) });
+        let w = unsafe { Box::from_raw(write) };
         ngx_log_error!(
             NGX_LOG_INFO,
             log(),
-            "smart_imaging: abandoned conversion finished after {:.1} ms (ran {:.1} ms), result discarded: the thread pool queue is full",
+            "smart_imaging: {} finished after {:.1} ms (ran {:.1} ms), result discarded: the thread pool queue is full",
+            w.what,
             waited,
             ran
         );
+        w.release();
     }
 }
 
-/// Writing an abandoned result to the stash, on a pool thread. Allocated
-/// with the global allocator, `#[repr(C)]` with the task first; freed by
+/// Writing a result to the stash, on a pool thread. Allocated with the
+/// global allocator, `#[repr(C)]` with the task first; freed by
 /// `stash_written`.
 #[repr(C)]
 struct StashWrite {
     task: ngx_thread_task_t,
     dir: StashDir,
     key: stash::Key,
-    converted: Converted,
+    outcome: Outcome,
     stored: Option<io::Result<Stored>>,
+    /// A background job's: in flight until written.
+    background: bool,
+    /// The job, for the error log: `abandoned conversion`, ...
+    what: String,
+    /// How long after its post the job finished, and how long it ran, in
+    /// milliseconds.
+    waited: f64,
+    ran: f64,
+}
+
+impl StashWrite {
+    /// The result is written (or not): a background job is no longer in
+    /// flight.
+    fn release(&self) {
+        if self.background {
+            set_in_flight(self.key.name(), false);
+        }
+    }
 }
 
 unsafe extern "C" fn run_stash_write(data: *mut c_void, _log: *mut ngx_log_t) {
-    // SAFETY: `data` is the StashWrite posted in `abandoned_done`, this
+    // SAFETY: `data` is the StashWrite posted in `finished_alone`, this
     // thread's until its completion event runs.
     let w = unsafe { &mut *data.cast::<StashWrite>() };
-    let stored = catch_unwind(AssertUnwindSafe(|| {
-        stash::put(&w.dir, &w.key, &w.converted)
-    }))
-    .unwrap_or_else(|_| Err(io::Error::other("panic")));
+    let stored = catch_unwind(AssertUnwindSafe(|| stash::put(&w.dir, &w.key, &w.outcome)))
+        .unwrap_or_else(|_| Err(io::Error::other("panic")));
     w.stored = Some(stored);
     return_memory();
 }
 
-/// The stash write is done, on the event loop: says so if it failed.
+/// The stash write is done, on the event loop: says how it went.
 unsafe extern "C" fn stash_written(ev: *mut ngx_event_t) {
     // SAFETY: `data` is the StashWrite; the pool thread is done with it.
     let w = unsafe { Box::from_raw((*ev).data.cast::<StashWrite>()) };
+    w.release();
     // SAFETY: the cycle's log is valid in a worker.
     let log = unsafe { (*ngx_cycle).log };
-    match w.stored {
-        Some(Ok(Stored::Yes)) | None => {}
+    match &w.stored {
+        Some(Ok(Stored::Yes)) => {
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                log,
+                "smart_imaging: {} finished after {:.1} ms (ran {:.1} ms), result stashed",
+                w.what,
+                w.waited,
+                w.ran
+            );
+        }
         Some(Ok(Stored::TooBig(size))) => {
             ngx_log_error!(
                 NGX_LOG_INFO,
                 log,
-                "smart_imaging: abandoned result of {} bytes not stashed: over the max_size of smart_imaging_stash_path",
+                "smart_imaging: {} finished after {:.1} ms (ran {:.1} ms), result of {} bytes not stashed: over the max_size of smart_imaging_stash_path",
+                w.what,
+                w.waited,
+                w.ran,
                 size
             );
         }
+        Some(Ok(Stored::NotKept)) | None => {}
         Some(Err(e)) => {
             ngx_log_error!(
                 NGX_LOG_WARN,

@@ -6,6 +6,7 @@
 //! converted format=webp in=120034 out=51876 saved=56.8% quality=90 encodes=4 time=2ms from=stash
 //! original reason=not-smaller in=1000 out=1200 time=9ms
 //! original reason=too-big in=20971520 buffer=10485760
+//! original reason=deferred in=120034 time=2ms
 //! ```
 //!
 //! One line of `key=value` fields separated by spaces, no value containing
@@ -43,11 +44,15 @@ pub const TIMEOUT: &str = "timeout";
 /// The request ended (the client closed the connection) while its
 /// conversion was queued; it never ran.
 pub const DROPPED: &str = "dropped";
+/// `smart_imaging_background on`: the stash has no result for the request
+/// yet; its conversion runs in the background (or already did, for an
+/// earlier request), and the original stands in meanwhile.
+pub const DEFERRED: &str = "deferred";
 /// A bug or an allocation failure of the nginx layer.
 pub const INTERNAL: &str = "internal";
 
 /// The reasons of this layer, above.
-const LAYER_REASONS: [&str; 12] = [
+const LAYER_REASONS: [&str; 13] = [
     OFF,
     NOT_CANDIDATE,
     TOO_BIG,
@@ -59,6 +64,7 @@ const LAYER_REASONS: [&str; 12] = [
     INCOMPLETE,
     TIMEOUT,
     DROPPED,
+    DEFERRED,
     INTERNAL,
 ];
 
@@ -88,7 +94,8 @@ pub enum Report {
         score: Option<f64>,
         encodes: usize,
         elapsed: Duration,
-        /// Served from the stash: an abandoned conversion's result.
+        /// Served from the stash: an abandoned or background conversion's
+        /// result.
         stashed: bool,
     },
     Kept(Kept),
@@ -111,6 +118,8 @@ pub struct Kept {
     /// Wall time of the transcode job, when one ran; for `timeout` and
     /// `dropped`, the time the request waited.
     pub elapsed: Option<Duration>,
+    /// The reason came from the stash (an earlier conversion's outcome).
+    pub stashed: bool,
 }
 
 impl Kept {
@@ -124,13 +133,14 @@ impl Kept {
 }
 
 impl Report {
-    /// The original was served for a reason of the moment (load, a bug),
-    /// not because of the image or the request: the next request may well
-    /// get the variant, so no cache may keep this response in its place.
-    /// The other reasons (`not-smaller`, `guard`, `too-big`, ...) give the
-    /// same answer every time, and may be cached like any response.
+    /// The original was served for a reason of the moment (load, a bug, a
+    /// conversion deferred to the background), not because of the image or
+    /// the request: the next request may well get the variant, so no cache
+    /// may keep this response in its place. The other reasons
+    /// (`not-smaller`, `guard`, `too-big`, ...) give the same answer every
+    /// time, and may be cached like any response.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Report::Kept(k) if matches!(k.reason, BUSY | TIMEOUT | INTERNAL))
+        matches!(self, Report::Kept(k) if matches!(k.reason, BUSY | TIMEOUT | DEFERRED | INTERNAL))
     }
 
     /// The original's size and the size of the body served, for a
@@ -249,6 +259,9 @@ impl fmt::Display for Report {
                 }
                 if let Some(d) = k.elapsed {
                     write!(f, " time={}ms", millis(d))?;
+                }
+                if k.stashed {
+                    write!(f, " from=stash")?;
                 }
                 Ok(())
             }

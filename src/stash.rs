@@ -1,11 +1,18 @@
-//! The stash: results of conversions whose request stopped waiting
-//! (`smart_imaging_timeout`), kept so the next request for the same image
-//! and variant gets them instead of converting again.
+//! The stash: results of conversions no request waited for, kept so the
+//! next requests for the same image and variant get them instead of
+//! converting again: those whose request stopped waiting
+//! (`smart_imaging_timeout`), and those `smart_imaging_background on` runs
+//! without a request.
 //!
 //! One file per result in the `smart_imaging_stash_path` directory, shared
 //! by every worker of the server. Only pool threads touch it (never the
-//! event loop): a job looks its key up before converting ([`take`]), and an
-//! abandoned result is written by a task of its own ([`put`]).
+//! event loop): a job looks its key up before converting ([`get`]), and a
+//! result is written by a task of its own ([`put`]).
+//!
+//! A result is the converted image, or the reason the original is kept
+//! when that reason holds every time (`not-smaller`, `guard`, ...: every
+//! [`KeepReason`] but a caught panic, see [`keeps`]), so that a background
+//! conversion that ends in the original is not run again at every request.
 //!
 //! - The key is the SHA-256 of the input bytes with everything else that
 //!   decides the output: the plan (its variant name and every setting, as
@@ -13,21 +20,26 @@
 //!   is the SHA-256 of that text; the file holds the text itself, and a
 //!   lookup serves it only if the text and the input's length match, so a
 //!   clash of names can never serve another image.
-//! - An entry is served once: the reader claims it by renaming it (atomic:
-//!   of two workers asking, one gets it), then deletes it.
-//! - An entry older than the TTL is never served; writing sweeps expired
-//!   and stale files, and the oldest entries beyond `max_size`.
+//! - An entry serves every request for its key until it is older than the
+//!   TTL (counted from when it was written), then never again: readers
+//!   only open and read it. Writing sweeps expired and stale files, and the
+//!   oldest entries beyond `max_size`.
 //! - Files are written to a temporary name and renamed into place, so a
-//!   reader never sees half an entry.
+//!   reader never sees half an entry; a reader that opened an entry keeps
+//!   reading that file, whole, whatever another worker renames over it or
+//!   removes meanwhile. Two workers may write the same key at once: the
+//!   last rename wins, and both files hold the same result.
+//! - Entries used to be served once (claimed by renaming them to
+//!   `.claim.*`, then deleted); such leftovers are swept like temporary
+//!   files.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
-use smart_imaging_core::{Converted, Format, Limits, Plan};
+use smart_imaging_core::{Converted, Format, KeepReason, Limits, Outcome, Plan};
 
 use crate::config::StashDir;
 
@@ -64,6 +76,19 @@ impl Key {
         let name = hex(&Sha256::digest(text.as_bytes()));
         Key { text, name }
     }
+
+    /// The entry's file name: a short identity of the result (for the
+    /// conversions in flight, which the event loop keeps by it).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Whether `outcome` may be stashed: a conversion, or an original kept for
+/// a reason that holds every time (not a caught panic, which says nothing
+/// about the next try).
+pub fn keeps(outcome: &Outcome) -> bool {
+    !matches!(outcome, Outcome::Original(KeepReason::Panic(_)))
 }
 
 /// Whether `name` is one of the stash's files (an entry, or one being
@@ -87,23 +112,14 @@ fn age(modified: io::Result<SystemTime>) -> std::time::Duration {
         .unwrap_or_default()
 }
 
-/// The entry of `key`, if one is there and fresh: claimed, read and
-/// deleted, so no other request gets it.
-pub fn take(stash: &StashDir, key: &Key) -> io::Result<Option<Converted>> {
-    let path = stash.dir.join(&key.name);
-    let claimed = stash.dir.join(unique(&format!(".claim.{}", key.name)));
-    match fs::rename(&path, &claimed) {
-        Ok(()) => {}
+/// The entry of `key`, if one is there and fresh. It stays there for the
+/// next requests, until it expires.
+pub fn get(stash: &StashDir, key: &Key) -> io::Result<Option<Outcome>> {
+    let mut file = match File::open(stash.dir.join(&key.name)) {
+        Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
-    }
-    let read = read_entry(&claimed, stash, key);
-    fs::remove_file(&claimed)?;
-    read
-}
-
-fn read_entry(path: &Path, stash: &StashDir, key: &Key) -> io::Result<Option<Converted>> {
-    let mut file = File::open(path)?;
+    };
     if age(file.metadata()?.modified()) > stash.ttl {
         return Ok(None);
     }
@@ -112,8 +128,21 @@ fn read_entry(path: &Path, stash: &StashDir, key: &Key) -> io::Result<Option<Con
     Ok(parse(&data, key))
 }
 
-/// An entry's contents: three lines (magic, key, fields), then the bytes.
-fn parse(data: &[u8], key: &Key) -> Option<Converted> {
+/// A float, exactly (its bits in hex), or `-`.
+fn float_text(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{:x}", v.to_bits()))
+}
+
+fn float_value(text: &str) -> Option<Option<f64>> {
+    match text {
+        "-" => Some(None),
+        bits => Some(Some(f64::from_bits(u64::from_str_radix(bits, 16).ok()?))),
+    }
+}
+
+/// An entry's contents: three lines (magic, key, fields), then the bytes
+/// (the image; for a kept original, the reason's text, if it has one).
+fn parse(data: &[u8], key: &Key) -> Option<Outcome> {
     let mut lines = data.splitn(4, |&b| b == b'\n');
     if lines.next()? != MAGIC.as_bytes() || lines.next()? != key.text.as_bytes() {
         return None;
@@ -129,41 +158,102 @@ fn parse(data: &[u8], key: &Key) -> Option<Converted> {
     if number("bytes")? != bytes.len() as u64 {
         return None;
     }
+    if let Some(code) = field("kept") {
+        let text = || String::from_utf8_lossy(bytes).into_owned();
+        let size = |name: &str| usize::try_from(number(name)?).ok();
+        let reason = match code {
+            "not-image" => KeepReason::NotAnImage,
+            "unsupported" => KeepReason::Unsupported(text()),
+            "too-many-pixels" => KeepReason::TooManyPixels {
+                width: u32::try_from(number("width")?).ok()?,
+                height: u32::try_from(number("height")?).ok()?,
+                max_pixels: number("max_pixels")?,
+            },
+            "decode" => KeepReason::Decode(text()),
+            "encode" => KeepReason::Encode(text()),
+            "not-smaller" => KeepReason::NotSmaller {
+                original: size("original")?,
+                converted: size("converted")?,
+            },
+            "guard" => KeepReason::NotComparable {
+                score: float_value(field("score")?)??,
+                threshold: float_value(field("threshold")?)??,
+            },
+            "nothing-to-do" => KeepReason::NothingToDo,
+            _ => return None,
+        };
+        return Some(Outcome::Original(reason));
+    }
     let format = Format::ALL
         .into_iter()
         .find(|f| f.name() == field("format").unwrap_or(""))?;
-    let score = match field("score")? {
-        "-" => None,
-        bits => Some(f64::from_bits(u64::from_str_radix(bits, 16).ok()?)),
-    };
-    Some(Converted {
+    Some(Outcome::Converted(Converted {
         bytes: bytes.to_vec(),
         format,
         width: u32::try_from(number("width")?).ok()?,
         height: u32::try_from(number("height")?).ok()?,
         quality: u8::try_from(number("quality")?).ok()?,
-        score,
+        score: float_value(field("score")?)?,
         encodes: usize::try_from(number("encodes")?).ok()?,
+    }))
+}
+
+/// The fields line and the bytes of `outcome`; None if it is not kept.
+fn fields(outcome: &Outcome) -> Option<(String, &[u8])> {
+    let reason = match outcome {
+        Outcome::Converted(c) => {
+            let fields = format!(
+                "format={} width={} height={} quality={} score={} encodes={}",
+                c.format.name(),
+                c.width,
+                c.height,
+                c.quality,
+                float_text(c.score),
+                c.encodes,
+            );
+            return Some((fields, &c.bytes));
+        }
+        Outcome::Original(reason) => reason,
+    };
+    let code = reason.code();
+    Some(match reason {
+        // Not a lasting answer for this image: never stored.
+        KeepReason::Panic(_) | KeepReason::Stopped => return None,
+        KeepReason::NotAnImage | KeepReason::NothingToDo => (format!("kept={code}"), &[]),
+        KeepReason::Unsupported(text) | KeepReason::Decode(text) | KeepReason::Encode(text) => {
+            (format!("kept={code}"), text.as_bytes())
+        }
+        KeepReason::TooManyPixels {
+            width,
+            height,
+            max_pixels,
+        } => (
+            format!("kept={code} width={width} height={height} max_pixels={max_pixels}"),
+            &[],
+        ),
+        KeepReason::NotSmaller {
+            original,
+            converted,
+        } => (
+            format!("kept={code} original={original} converted={converted}"),
+            &[],
+        ),
+        KeepReason::NotComparable { score, threshold } => (
+            format!(
+                "kept={code} score={} threshold={}",
+                float_text(Some(*score)),
+                float_text(Some(*threshold))
+            ),
+            &[],
+        ),
     })
 }
 
-fn serialize(key: &Key, c: &Converted) -> Vec<u8> {
-    let score = c
-        .score
-        .map_or_else(|| "-".to_string(), |s| format!("{:x}", s.to_bits()));
-    let mut out = format!(
-        "{MAGIC}\n{}\nformat={} width={} height={} quality={} score={score} encodes={} bytes={}\n",
-        key.text,
-        c.format.name(),
-        c.width,
-        c.height,
-        c.quality,
-        c.encodes,
-        c.bytes.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(&c.bytes);
-    out
+fn serialize(key: &Key, outcome: &Outcome) -> Option<Vec<u8>> {
+    let (fields, bytes) = fields(outcome)?;
+    let mut out = format!("{MAGIC}\n{}\n{fields} bytes={}\n", key.text, bytes.len()).into_bytes();
+    out.extend_from_slice(bytes);
+    Some(out)
 }
 
 /// What [`put`] did.
@@ -173,12 +263,16 @@ pub enum Stored {
     Yes,
     /// The entry alone is larger than `max_size`.
     TooBig(u64),
+    /// The outcome is not one the stash keeps ([`keeps`]).
+    NotKept,
 }
 
-/// Keeps `c` under `key` (replacing an entry of the same key), after
+/// Keeps `outcome` under `key` (replacing an entry of the same key), after
 /// sweeping expired files and making room under `max_size`.
-pub fn put(stash: &StashDir, key: &Key, c: &Converted) -> io::Result<Stored> {
-    let data = serialize(key, c);
+pub fn put(stash: &StashDir, key: &Key, outcome: &Outcome) -> io::Result<Stored> {
+    let Some(data) = serialize(key, outcome) else {
+        return Ok(Stored::NotKept);
+    };
     let size = data.len() as u64;
     if size > stash.max_size {
         return Ok(Stored::TooBig(size));

@@ -6,7 +6,8 @@
 //! - a queued job whose deadline passes, or whose client goes away, leaves
 //!   the queue and never starts;
 //! - a conversion abandoned at its deadline is stashed, and serves the next
-//!   request for the same image and variant (once), not another variant;
+//!   requests for the same image and variant (until the entry's TTL), not
+//!   another variant;
 //! - `smart_imaging_max_jobs` still bounds queued + running.
 //!
 //! `cargo test --test queue -- --nocapture` prints the timings.
@@ -309,8 +310,9 @@ fn stash_entries(n: &Nginx) -> Vec<PathBuf> {
 }
 
 /// A conversion abandoned at its (1 ms) deadline is stashed when it
-/// finishes; the next request for the same image and variant gets it
-/// (`from=stash`), once; a request for another variant does not.
+/// finishes; the next requests for the same image and variant get it
+/// (`from=stash`), as long as the entry lives; a request for another
+/// variant does not.
 #[test]
 fn abandoned_result_serves_the_next_identical_request() {
     let n = start("queue-stash");
@@ -365,7 +367,7 @@ fn abandoned_result_serves_the_next_identical_request() {
     assert_eq!(stash_entries(&n), entries);
 
     // The same variant (the plan does not depend on the timeout): served
-    // from the stash, WebP, and the entry is gone.
+    // from the stash, WebP, and the entry stays.
     let mark = n.error_log_mark();
     let r = get(port, "/images/ok.jpg", &[ACCEPT_WEBP_ONLY]);
     eprintln!("{}", debug(&r));
@@ -391,15 +393,18 @@ fn abandoned_result_serves_the_next_identical_request() {
         message.starts_with(&expected) && message.ends_with(" ms, from the stash"),
         "{message}"
     );
-    assert!(stash_entries(&n).is_empty(), "served once, then deleted");
+    assert_eq!(stash_entries(&n), entries, "the entry serves on");
 
-    // The next identical request converts again.
-    let r = get(port, "/images/ok.jpg", &[ACCEPT_WEBP_ONLY]);
+    // The next identical requests too, with the same bytes.
+    let again = get(port, "/images/ok.jpg", &[ACCEPT_WEBP_ONLY]);
     assert!(
-        debug(&r).starts_with("converted format=webp ") && !debug(&r).contains("from=stash"),
+        debug(&again).starts_with("converted format=webp ")
+            && debug(&again).ends_with(" from=stash"),
         "{}",
-        r.describe()
+        again.describe()
     );
+    assert!(again.body == r.body);
+    assert_eq!(stash_entries(&n), entries);
 
     // With the stash off, an abandoned result is discarded.
     let mark = n.error_log_mark();
@@ -420,7 +425,7 @@ fn abandoned_result_serves_the_next_identical_request() {
         "{}",
         n.error_log_since(mark)
     );
-    assert!(stash_entries(&n).is_empty());
+    assert_eq!(stash_entries(&n), entries, "nothing more stashed");
     n.assert_workers_survived(&workers);
     assert_no_alerts(&n);
 }

@@ -196,6 +196,8 @@ def cmd_report(results, *rows):
         else:
             o = fb["original"]
             fallbacks = f"timeout {o.get('timeout', 0)}, busy {o.get('busy', 0)}"
+            if o.get("deferred"):
+                fallbacks += f", deferred {o['deferred']}"
         errors = sum(w["errors"][k] for k in ("connect", "read", "write", "timeout"))
         non200 = f"{w['non200']}" + (f" (+{errors} socket errors)" if errors else "")
         probe_name = " (/healthcheck)" if r.get("probe_is_healthcheck") else ""

@@ -102,6 +102,8 @@ pub struct Directives {
     pub max_running: Option<MaxRunning>,
     /// `smart_imaging_stash_path <path> [max_size=<size>] [ttl=<time>] | off`
     pub stash_path: Tri<StashPath>,
+    /// `smart_imaging_background on | off`
+    pub background: Option<bool>,
     /// `smart_imaging_formats <format> ...`
     pub formats: Option<Vec<Format>>,
     /// `smart_imaging_webp_quality <0-100>` (JPEG 2000, JPEG XR follow it)
@@ -152,6 +154,7 @@ impl Directives {
         self.timeout.inherit(&parent.timeout);
         self.max_running.inherit(&parent.max_running);
         self.stash_path.inherit(&parent.stash_path);
+        self.background.inherit(&parent.background);
         self.formats.inherit(&parent.formats);
         self.webp_quality.inherit(&parent.webp_quality);
         self.avif_quality.inherit(&parent.avif_quality);
@@ -221,6 +224,7 @@ impl Directives {
             timeout_ms: self.timeout.unwrap_or(d.timeout_ms),
             max_running: self.max_running.unwrap_or(d.max_running),
             stash: self.stash_path.clone().or_default(d.stash),
+            background: self.background.unwrap_or(d.background),
             accept_ch: self.accept_ch.unwrap_or(d.accept_ch),
             debug_header: self.debug_header.unwrap_or(d.debug_header),
             limits: Limits {
@@ -255,9 +259,14 @@ pub struct Location {
     /// `smart_imaging_max_running`: conversions running at once, per
     /// worker (the others wait in the module's queue).
     pub max_running: MaxRunning,
-    /// `smart_imaging_stash_path`: where results of abandoned conversions
-    /// are kept for the next identical request; `None`: off.
+    /// `smart_imaging_stash_path`: where results of abandoned and
+    /// background conversions are kept for the next identical requests;
+    /// `None`: off.
     pub stash: Option<StashPath>,
+    /// `smart_imaging_background`: a request whose variant is not in the
+    /// stash gets the original at once, and its conversion runs on without
+    /// it, into the stash.
+    pub background: bool,
     /// `smart_imaging_accept_ch`
     pub accept_ch: AcceptCh,
     /// `smart_imaging_debug_header`
@@ -280,6 +289,7 @@ impl Default for Location {
             timeout_ms: 10_000,
             max_running: MaxRunning::Auto,
             stash: Some(StashPath::default()),
+            background: false,
             accept_ch: AcceptCh::Off,
             debug_header: false,
             limits: Limits::default(),
@@ -289,6 +299,21 @@ impl Default for Location {
 }
 
 impl Location {
+    /// Why nginx must refuse this location's configuration, if it must:
+    /// directives that cannot work together (checked where responses are
+    /// converted only).
+    pub fn conflict(&self) -> Option<Refusal> {
+        if self.enabled && self.background && self.stash.is_none() {
+            return Some(Refusal::Message(
+                "\"smart_imaging_background on\" needs the stash, but \
+                 \"smart_imaging_stash_path\" is off here (background \
+                 conversions leave their results in the stash)"
+                    .into(),
+            ));
+        }
+        None
+    }
+
     /// The client hints this location's settings can use (for
     /// `Accept-CH`).
     pub fn client_hints(&self) -> Vec<&'static str> {
@@ -1167,6 +1192,8 @@ mod tests {
         assert_eq!(l.limits.max_pixels, 16_000_000);
         assert_eq!(l.max_running, MaxRunning::Auto);
         assert_eq!(l.stash, Some(StashPath::default()));
+        assert!(!l.background);
+        assert_eq!(l.conflict(), None);
         assert_eq!(l.settings, Settings::default());
         assert_eq!(l.settings.guard, Guard::DEFAULT);
         assert!(l.client_hints().is_empty());
@@ -1195,6 +1222,47 @@ mod tests {
         assert_eq!(l.settings.dpr_header.as_deref(), Some("X-DPR"));
         assert_eq!(l.settings.quality.get(Format::Jxr), 70);
         assert_eq!(l.client_hints(), ["Sec-CH-DPR", "Sec-CH-Width"]);
+    }
+
+    #[test]
+    fn background_needs_the_stash() {
+        let http = Directives {
+            enable: Some(true),
+            background: Some(true),
+            ..Directives::default()
+        };
+        let l = http.resolve();
+        assert!(l.background && l.stash.is_some());
+        assert_eq!(l.conflict(), None);
+        let mut off = Directives {
+            stash_path: Tri::Off,
+            ..Directives::default()
+        };
+        off.inherit(&http);
+        let l = off.resolve();
+        assert!(l.background, "inherited");
+        assert_eq!(
+            l.conflict().map(|r| r.text("smart_imaging_background")),
+            Some(
+                "\"smart_imaging_background on\" needs the stash, but \
+                 \"smart_imaging_stash_path\" is off here (background conversions \
+                 leave their results in the stash)"
+                    .into()
+            )
+        );
+        // Where nothing is converted, nothing conflicts.
+        let mut front = Directives {
+            variant_only: Some(true),
+            ..Directives::default()
+        };
+        front.inherit(&off);
+        assert_eq!(front.resolve().conflict(), None);
+        let mut quiet = Directives {
+            background: Some(false),
+            ..Directives::default()
+        };
+        quiet.inherit(&off);
+        assert_eq!(quiet.resolve().conflict(), None);
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl KeepReason {
 
     /// Every [`KeepReason::code`], each once (for per-reason tables such as
     /// the status endpoint's counters).
-    pub const CODES: [&'static str; 9] = [
+    pub const CODES: [&'static str; 10] = [
         "not-image",
         "unsupported",
         "too-many-pixels",
@@ -91,6 +91,7 @@ impl KeepReason {
         "guard",
         "internal",
         "nothing-to-do",
+        "stopped",
     ];
 
     /// A short, stable token for logs and variables (`not-smaller`,
@@ -169,7 +170,24 @@ mod tests {
             },
             KeepReason::Panic(String::new()),
             KeepReason::NothingToDo,
+            KeepReason::Stopped,
         ];
+        // A match with every variant: a new one fails to compile here
+        // until it is listed above.
+        for reason in &every {
+            match reason {
+                KeepReason::NotAnImage
+                | KeepReason::Unsupported(_)
+                | KeepReason::TooManyPixels { .. }
+                | KeepReason::Decode(_)
+                | KeepReason::Encode(_)
+                | KeepReason::NotSmaller { .. }
+                | KeepReason::NotComparable { .. }
+                | KeepReason::Panic(_)
+                | KeepReason::NothingToDo
+                | KeepReason::Stopped => {}
+            }
+        }
         let codes: Vec<&str> = every.iter().map(KeepReason::code).collect();
         assert_eq!(codes, KeepReason::CODES);
     }

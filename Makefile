@@ -57,7 +57,7 @@ stop:
 	    for i in $$(seq 50); do [ -f $(RUN_DIR)/logs/nginx.pid ] || break; sleep 0.1; done; \
 	fi
 
-test: deps test-rust test-t test-system-nginx test-deb test-source-tree
+test: deps test-rust test-t test-system-nginx test-deb test-source-tree test-bench-load
 
 # `cargo test` alone does not produce the module (.so) the integration
 # tests load: build it first.
@@ -112,13 +112,17 @@ bench-corpus: deps
 #                          debug build `make build` makes (at 8 connections
 #                          on 2 cores a conversion takes seconds: 3 s rows
 #                          would see no module response complete)
-.PHONY: bench-load bench-load-smoke
+.PHONY: bench-load bench-load-smoke test-bench-load
 bench-load: deps
 	benches/load/run
 
 bench-load-smoke: build
 	DURATION=$${DURATION:-8} PROFILE=debug benches/load/run \
 	    module-webp-photos thumbor-webp-photos image-filter-photos plain-photos
+
+# The bounded run of the load harness that `make test` includes: the smoke
+# rows (the harness installs, starts, measures and stops every server).
+test-bench-load: bench-load-smoke
 
 clean-run: stop
 	rm -rf $(RUN_DIR)

@@ -379,12 +379,16 @@ impl Job<'_> {
         // What a rejection reports is the whole image's best score, not
         // the sample's.
         best_score = f64::NEG_INFINITY;
-        let mut whole = |quality: u8| -> Result<Candidate, Failed> {
+        // `raising`: a retry above a quality that failed the check; a
+        // result as large as the original then ends the search unscored
+        // (every further try is larger still). The first try is always
+        // scored: with room to spare, the lower one may be smaller.
+        let mut whole = |quality: u8, raising: bool| -> Result<Candidate, Failed> {
             tried += 1;
             let bytes = self
                 .encode(format, quality, Effort::Final)
                 .map_err(|reason| (reason, tried))?;
-            if bytes.len() >= self.original_len {
+            if raising && bytes.len() >= self.original_len {
                 // Never served, and every retry is at a higher quality:
                 // not worth a score.
                 return Err((
@@ -418,7 +422,7 @@ impl Job<'_> {
         let mut quality = found.quality.saturating_add(WHOLE_START_STEP).min(range.1);
         let mut failed: Option<(u8, f64)> = None;
         for attempt in 0..WHOLE_TRIES {
-            let candidate = whole(quality)?;
+            let candidate = whole(quality, attempt > 0)?;
             let score = candidate.score.unwrap_or(f64::NEG_INFINITY);
             if score >= pass {
                 // Room to spare: once lower, halfway back to the last
@@ -432,7 +436,7 @@ impl Job<'_> {
                     && failed.is_none_or(|(q, _)| lower > q);
                 if score > pass + DESCEND_HEADROOM && lower >= range.0 && worth_it {
                     // An error here costs the lower try, not the pass.
-                    if let Ok(low) = whole(lower) {
+                    if let Ok(low) = whole(lower, false) {
                         if low.score.is_some_and(|s| s >= pass)
                             && low.bytes.len() < candidate.bytes.len()
                         {

@@ -147,7 +147,7 @@ GET /sample.jpg
 --- response_headers_like
 Content-Type: image/webp
 Vary: Accept
-!Transfer-Encoding
+Transfer-Encoding:
 Content-Length: ^\d+$
 --- response_body_like: ^RIFF.{4}WEBP
 --- webp: sample.jpg
@@ -164,7 +164,7 @@ GET /sample.png
 --- response_headers_like
 Content-Type: image/webp
 Vary: Accept
-!Transfer-Encoding
+Transfer-Encoding:
 Content-Length: ^\d+$
 --- response_body_like: ^RIFF.{4}WEBP
 --- webp: sample.png

@@ -214,7 +214,7 @@ sub add_block_defaults {
 #                                "ETag: W/\".*\"\n")
 #
 # $exact: "Name: value" lines (the value matched literally, whole) and
-# "!Name" lines (in response_headers_like: absent or empty); $like: lines
+# "!Name" lines (absent, or empty: "Name:" in response_headers_like); $like: lines
 # as response_headers_like takes them (a regex matched against the whole
 # value).  Either may be an array ref (one element per request, as in
 # "--- request eval" arrays), then so is the result.
@@ -236,8 +236,10 @@ sub headers_like {
     my $out = '';
     for my $line (split /\n/, $exact // '') {
         next unless $line =~ /\S/;
-        if ($line =~ /^\s*!/) {
-            $out .= "$line\n";
+        if ($line =~ /^\s*!\s*(\S+)/) {
+            # "Name:" (empty) is what "!Name" is in response_headers_like,
+            # without the real Test::Nginx's "uninitialized value" warning.
+            $out .= "$1:\n";
         } elsif ($line =~ /^\s*([^:]+?)\s*:\s*(.*?)\s*$/) {
             $out .= "$1: \Q$2\E\n";
         } else {

@@ -262,6 +262,7 @@ Content-Type: text/html
     }
 --- must_die
 --- error_log
+[emerg]
 unknown directive "harness_bogus_directive"
 
 

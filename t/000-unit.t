@@ -1,6 +1,8 @@
 # Unit tests that need no nginx: the image header parsers of
-# t/lib/SmartImaging.pm, and (when our own harness is the one loaded) the
-# HTTP response parsing of t/lib/Test/Nginx/Socket.pm.
+# t/lib/SmartImaging.pm, and the internals of the project's harness in
+# t/lib/Test/Nginx (request building, response parsing, the checks and how
+# many tests they make), against what the real Test::Nginx does.  It loads
+# t/lib itself, first: under "prove -I REAL/lib" too, it tests t/lib.
 #
 #   prove -I t/lib t/000-unit.t
 

@@ -1090,7 +1090,8 @@ sub run_test {
             my $log = Test::Nginx::Util::slurp_file($ErrLogFile) // '';
             bail_out("$name - Cannot start nginx using command \""
                      . join(' ', Test::Nginx::Util::nginx_command())
-                     . "\" (status code $status).")
+                     . "\" (status code $status): "
+                     . $Test::Nginx::Util::StartStderr)
                 if $log !~ /Address already in use/
                    || Time::HiRes::time() > $deadline;
             Time::HiRes::sleep(0.5);

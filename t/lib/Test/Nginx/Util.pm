@@ -560,22 +560,33 @@ sub nginx_command {
     return @cmd;
 }
 
-# Runs nginx (daemon on), its stdout to /dev/null and its stderr to ours, as
-# the real harness does.  Returns the wait status.
+# What nginx wrote to stderr when it was last run (what it logs at startup
+# goes to error.log as well, thanks to -e).
+our $StartStderr = '';
+
+# Runs nginx (daemon on), its stdout to /dev/null.  Its stderr is kept in
+# $StartStderr (the real harness lets it through to the terminal: the
+# "nginx: [emerg] ..." of every must_die block).  Returns the wait status.
 sub run_nginx {
     my @cmd = nginx_command();
     diag_verbose("starting: @cmd");
+    my $errfile = File::Spec->catfile($LogDir, 'nginx.stderr');
     my $pid = fork;
     bail_out("fork() failed: $!") unless defined $pid;
     if ($pid == 0) {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>', '/dev/null';
+        open STDERR, '>', $errfile;
         { no warnings 'exec'; exec { $cmd[0] } @cmd; }
         print STDERR "exec $cmd[0] failed: $!\n";
         POSIX::_exit(127);
     }
     waitpid $pid, 0;
-    return $?;
+    my $status = $?;
+    $StartStderr = slurp_file($errfile) // '';
+    unlink $errfile;
+    diag_verbose("nginx: $StartStderr") if length $StartStderr;
+    return $status;
 }
 
 # Start nginx.  Returns the wait status of the nginx command (0: started;

@@ -214,10 +214,10 @@ sub add_block_defaults {
 #                                "ETag: W/\".*\"\n")
 #
 # $exact: "Name: value" lines (the value matched literally, whole) and
-# "!Name" lines (absent, or empty: "Name:" in response_headers_like); $like: lines
-# as response_headers_like takes them (a regex matched against the whole
-# value).  Either may be an array ref (one element per request, as in
-# "--- request eval" arrays), then so is the result.
+# "!Name" lines (absent, or empty: "Name:" in response_headers_like);
+# $like: lines as response_headers_like takes them (a regex matched against
+# the whole value).  Either may be an array ref (one element per request,
+# as in "--- request eval" arrays), then so is the result.
 sub headers_like {
     my ($exact, $like) = @_;
     if (ref $exact eq 'ARRAY' || ref $like eq 'ARRAY') {

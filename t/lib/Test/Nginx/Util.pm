@@ -475,9 +475,10 @@ sub write_config_file {
     }
 
     my $env = '';
-    for my $v (qw(MOCKEAGAIN_VERBOSE MOCKEAGAIN MOCKEAGAIN_WRITE_TIMEOUT_PATTERN
-                  LD_PRELOAD LD_LIBRARY_PATH DYLD_INSERT_LIBRARIES
-                  DYLD_FORCE_FLAT_NAMESPACE), @EnvToNginx)
+    for my $v (qw(MOCKEAGAIN_VERBOSE MOCKEAGAIN
+                  MOCKEAGAIN_WRITE_TIMEOUT_PATTERN LD_PRELOAD LD_LIBRARY_PATH
+                  DYLD_INSERT_LIBRARIES DYLD_FORCE_FLAT_NAMESPACE),
+               @EnvToNginx)
     {
         $env .= $v =~ /\s/ ? "env '$v';\n" : "env $v;\n";
     }

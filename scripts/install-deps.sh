@@ -12,8 +12,9 @@ packages=(
   # tests: HTTP/2 client, TLS certificates, reference WebP decoder, process tools
   curl openssl webp procps
   # t/: our Test::Nginx-compatible harness and what it builds on
+  # (t/run-real-test-nginx.sh, optional, also wants libtest-longstring-perl)
   perl libtest-base-perl libtext-diff-perl liblist-moreutils-perl libwww-perl
-  libipc-run-perl liburi-perl
+  libhttp-message-perl libipc-run-perl liburi-perl
   # JPEG XR encoder: jxrlib headers for bindgen, linked as a shared library
   # (runtime dependency of the module: Debian package libjxr0)
   libjxr-dev

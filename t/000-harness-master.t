@@ -4,6 +4,10 @@
 #   TEST_NGINX_BINARY=/usr/sbin/nginx prove -I t/lib t/000-harness-master.t
 
 use Test::Nginx::Socket;
+# t/lib after Test::Nginx::Socket: prove -I t/lib gives ours, -I REAL/lib the
+# real one.
+use FindBin ();
+use lib "$FindBin::Bin/lib";
 use SmartImaging ();
 
 if (!SmartImaging::nginx_binary_available()) {

@@ -1,11 +1,20 @@
 # Self-test of the Test::Nginx-compatible harness (t/lib/Test/Nginx/*.pm)
 # against a plain nginx: no smart-imaging module needed.  Only modules that
 # are part of nginx's default build are used (proxy, ssi, rewrite, ...).
+# Every block passes under the real Test::Nginx too (t/run-real-test-nginx.sh),
+# with the same number of tests: these are the semantics both share.
 #
 #   TEST_NGINX_BINARY=/usr/sbin/nginx prove -I t/lib t/000-harness.t
 
 use Test::Nginx::Socket;
+# t/lib after Test::Nginx::Socket: prove -I t/lib gives ours, -I REAL/lib the
+# real one.
+use FindBin ();
+use lib "$FindBin::Bin/lib";
 use SmartImaging ();
+
+# The real Test::Nginx does not set it (lua-nginx-module's t/*.t do this too).
+$ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
 
 if (!SmartImaging::nginx_binary_available()) {
     plan skip_all => 'no nginx binary (set TEST_NGINX_BINARY)';
@@ -71,9 +80,6 @@ GET /t
 X-Foo: bar
 !X-Bar
 X-Missing-Or-Empty:
---- response_headers_like
-Server: ^nginx(/[\d.]+)?$
-Date: GMT$
 --- raw_response_headers_like: ^HTTP/1\.1 200 OK\r\n
 --- response_body
 hello from return
@@ -238,15 +244,14 @@ from preprocessor
 
 
 
-=== TEST 14: own "location /" replaces the default one
+=== TEST 14: the default "location /" serves the html dir and its index.html
 --- config
-    location / {
-        return 200 "mine: $uri\n";
-    }
 --- request
-GET /anything
---- response_body
-mine: /anything
+GET /
+--- response_headers
+Content-Type: text/html
+--- response_body chomp
+<html><head><title>It works!</title></head><body>It works!</body></html>
 
 
 
@@ -257,6 +262,7 @@ mine: /anything
     }
 --- must_die
 --- error_log
+[emerg]
 unknown directive "harness_bogus_directive"
 
 
@@ -299,3 +305,96 @@ Content-Length: 13
 GET /never
 --- response_body
 never
+
+
+
+=== TEST 19: response_headers_like: anchored regexes; "!Name" is absent or empty
+--- config
+    location = /t {
+        add_header X-Foo bar;
+        add_header X-Empty "";
+        return 200 "ok\n";
+    }
+--- request
+GET /t
+--- response_headers_like
+X-Foo: ba[r]
+Server: nginx(/[\d.]+)?
+Date: \w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT
+!X-Empty
+!X-Absent
+--- response_body
+ok
+
+
+
+=== TEST 20: an array of requests: per-request headers, bodies, expectations
+--- config
+    location = /echo {
+        return 200 "$request_method x-n=$http_x_n len=$content_length\n";
+    }
+--- request eval
+["GET /echo", "POST /echo\nhello", "PUT /echo\n  padded body \n\n"]
+--- more_headers eval
+["X-N: 0", "X-N: 1", "X-N: 2"]
+--- error_code eval
+[200, 200, 200]
+--- response_headers eval
+["Content-Type: text/plain", "Content-Type: text/plain", "!X-Foo"]
+--- response_body eval
+["GET x-n=0 len=\n", "POST x-n=1 len=5\n", "PUT x-n=2 len=11\n"]
+
+
+
+=== TEST 21: pipelined_requests: one connection, one response each, in order
+--- config
+    location = /a { return 200 "a $connection_requests\n"; }
+    location = /b { return 201 "b $connection_requests $http_x_n\n"; }
+--- pipelined_requests eval
+["GET /a", "GET /b"]
+--- more_headers eval
+["X-N: first", "X-N: second"]
+--- error_code eval
+[200, 201]
+--- response_body eval
+["a 1\n", "b 2 second\n"]
+
+
+
+=== TEST 22: error_log is checked after each response of an array of requests
+--- request eval
+["GET /missing-one.txt", "GET /missing-two.txt"]
+--- error_code eval
+[404, 404]
+--- response_body_like eval
+["404 Not Found", "404 Not Found"]
+--- error_log eval
+qr/open\(\) "[^"]*missing-(?:one|two)\.txt" failed/
+--- no_error_log
+[alert]
+
+
+
+=== TEST 23: response_body eval with a qr// is a regex match
+--- config
+    location = /t { return 200 "abc 123\n"; }
+--- request
+GET /t
+--- response_body eval
+qr/^abc \d+$/
+
+
+
+=== TEST 24: grep_error_log and access_log
+--- request
+GET /missing-grep.txt
+--- error_code: 404
+--- response_body_like: 404 Not Found
+--- grep_error_log chop
+/missing-grep.txt" failed
+--- grep_error_log_out
+/missing-grep.txt" failed
+--- access_log
+"GET /missing-grep.txt HTTP/1.1" 404
+--- no_access_log
+HTTP/1.1" 500

@@ -1,6 +1,8 @@
 # Unit tests that need no nginx: the image header parsers of
-# t/lib/SmartImaging.pm, and (when our own harness is the one loaded) the
-# HTTP response parsing of t/lib/Test/Nginx/Socket.pm.
+# t/lib/SmartImaging.pm, and the internals of the project's harness in
+# t/lib/Test/Nginx (request building, response parsing, the checks and how
+# many tests they make), against what the real Test::Nginx does.  It loads
+# t/lib itself, first: under "prove -I REAL/lib" too, it tests t/lib.
 #
 #   prove -I t/lib t/000-unit.t
 
@@ -9,6 +11,9 @@ use warnings;
 
 use Compress::Zlib ();
 use Test::More;
+
+use FindBin ();
+use lib "$FindBin::Bin/lib";    # SmartImaging and our Test::Nginx, always
 
 use SmartImaging qw(webp_info png_info jpeg_info image_info);
 
@@ -117,44 +122,199 @@ sub make_png {
     is(jpeg_info("\xff\xd8\xff\xda\0\x02"), undef, 'SOS before SOF');
 }
 
-# Response parsing of our harness (skipped under CPAN's Test::Nginx, whose
-# internals differ).
-SKIP: {
-    my $ok = eval { require Test::Nginx::Socket; 1 }
-             && Test::Nginx::Socket->can('_parse_response');
-    skip 'not our Test::Nginx::Socket', 9 unless $ok;
+# Our harness (t/lib/Test/Nginx), always the one in t/lib (use lib above),
+# also when the rest of the suite runs under the real Test::Nginx: its
+# request building, response parsing and checks, against what the real
+# harness does (Test::Nginx 0.33; t/README.md).  Each check is recorded
+# rather than reported, then its outcome is asserted.
+require Test::Nginx::Socket;
+ok(Test::Nginx::Socket->can('_parse_response'), 'our Test::Nginx::Socket')
+    or BAIL_OUT('t/lib/Test/Nginx/Socket.pm not loaded');
 
-    my $parse = \&Test::Nginx::Socket::_parse_response;
+{
+    package FakeBlock;
+    our $AUTOLOAD;
+    sub new {
+        my ($class, %s) = @_;
+        $s{name} //= 'fake';
+        return bless { map { ($_ => [$s{$_}]) } keys %s }, $class;
+    }
+    sub AUTOLOAD {
+        my $self = shift;
+        (my $n = $AUTOLOAD) =~ s/.*:://;
+        return if $n eq 'DESTROY' || !exists $self->{$n};
+        return wantarray ? @{ $self->{$n} } : $self->{$n}[0];
+    }
+}
 
-    my $r = $parse->("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
-                     . "X-A: 1\r\nX-A: 2\r\n\r\n"
-                     . "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nT: x\r\n\r\n",
-                     'GET');
-    is($r->{body}, 'hello, world', 'chunked body decoded');
-    is($r->{error}, undef, 'chunked: no error');
-    is(Test::Nginx::Socket::header_value($r, 'x-a'), '1, 2',
-       'repeated headers joined');
+# Runs $code with the Test::More functions the harness calls replaced:
+# returns [[outcome (1 pass, 0 fail), function, args...], ...].  A bail out
+# dies with "BAIL: message".
+sub record {
+    my $code = shift;
+    my @r;
+    no warnings qw(redefine once);
+    local *Test::More::ok     = sub { push @r, [$_[0] ? 1 : 0, 'ok', @_]; $_[0] };
+    local *Test::More::is     = sub {
+        my $ok = (!defined $_[0] && !defined $_[1])
+              || (defined $_[0] && defined $_[1] && $_[0] eq $_[1]);
+        push @r, [$ok ? 1 : 0, 'is', @_]; $ok };
+    local *Test::More::isnt   = sub { push @r, [($_[0] // '') ne ($_[1] // '') ? 1 : 0, 'isnt', @_] };
+    local *Test::More::like   = sub { push @r, [($_[0] // '') =~ $_[1] ? 1 : 0, 'like', @_] };
+    local *Test::More::unlike = sub { push @r, [($_[0] // '') !~ $_[1] ? 1 : 0, 'unlike', @_] };
+    local *Test::More::pass   = sub { push @r, [1, 'pass', @_] };
+    local *Test::More::fail   = sub { push @r, [0, 'fail', @_] };
+    local *Test::More::diag   = sub { };
+    local *Test::Nginx::Socket::bail_out = sub { die "BAIL: @_\n" };
+    local $SIG{__WARN__} = sub { };
+    $code->();
+    return \@r;
+}
 
-    $r = $parse->("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  . "5\r\nhel", 'GET');
-    like($r->{error}, qr/truncated/, 'truncated chunk detected');
+sub outcomes { join '', map { $_->[0] } @{ $_[0] } }
 
-    $r = $parse->("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
-                  'GET');
-    like($r->{error}, qr/truncated body/, 'short Content-Length body');
+my $parse = \&Test::Nginx::Socket::_parse_response;
+my $res_of = sub { ($parse->('t', @_))[0] };
 
-    $r = $parse->("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nlonger",
-                  'GET');
-    like($r->{error}, qr/extra/, 'bytes beyond Content-Length');
+# --- requests ----------------------------------------------------------------
+{
+    my $reqs = Test::Nginx::Socket::_block_requests(FakeBlock->new(
+        request => "# a comment\n\nPOST /t\n  body with spaces \n\n",
+        more_headers => "X-A: 1\nX-B:2"));
+    is($reqs->[0][0]{value},
+       "POST /t HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+       . "X-A: 1\r\nX-B: 2\r\nContent-Length: 16\r\n\r\nbody with spaces",
+       'request: comment dropped, defaults, body trimmed, Content-Length');
 
-    $r = $parse->("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n", 'HEAD');
-    is($r->{body} . ($r->{error} // ''), '', 'HEAD: no body expected');
+    $reqs = Test::Nginx::Socket::_block_requests(FakeBlock->new(
+        request => "PUT /t HTTP/1.0\n body \n",
+        more_headers => "Content-Length: 7\nHost: h\nConnection: keep"));
+    is($reqs->[0][0]{value},
+       "PUT /t HTTP/1.0\r\nContent-Length: 7\r\nHost: h\r\nConnection: keep"
+       . "\r\n\r\n body \n",
+       'request: own Content-Length, Host, Connection: body as given');
 
-    $r = $parse->("HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n", 'GET');
-    is($r->{status}, 304, '304 parsed');
+    $reqs = Test::Nginx::Socket::_block_requests(FakeBlock->new(
+        request => ["GET /a", "GET /b"], more_headers => ["X-N: 0", "X-N: 1"]));
+    is(scalar @$reqs, 2, 'array of requests: one connection each');
+    like($reqs->[1][0]{value}, qr{^GET /b HTTP/1\.1\r\n.*X-N: 1\r\n}s,
+         'array of requests: more_headers per request');
 
-    $r = $parse->("garbage\r\n\r\n", 'GET');
-    like($r->{error}, qr/bad status line/, 'bad status line');
+    $reqs = Test::Nginx::Socket::_block_requests(FakeBlock->new(
+        pipelined_requests => ["GET /a", "GET /b"]));
+    is($reqs->[0][0]{value},
+       "GET /a HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"
+       . "GET /b HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+       'pipelined_requests: one connection, keep-alive but the last');
+
+    $reqs = Test::Nginx::Socket::_block_requests(FakeBlock->new(
+        request => [["POST /p\nab", { value => "cd", delay_before => 0.1 }]]));
+    is_deeply([map { $_->{value} } @{ $reqs->[0] }],
+              ["POST /p HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+               . "Content-Length: 4\r\n\r\nab", "cd"],
+              'packets: headers in the first, body split where it was');
+    is($reqs->[0][1]{delay_before}, 0.1, 'packets: delay_before kept');
+
+}
+{
+    my $died = eval { record(sub { Test::Nginx::Socket::_block_requests(
+        FakeBlock->new(request => ["GET /a", "GET /b"],
+                       more_headers => ["X-N: 0"])) }); 1 } ? '' : $@;
+    like($died, qr/^BAIL: --- more_headers lacks data/,
+         'more_headers array shorter than the requests: bail out');
+}
+
+# --- responses ---------------------------------------------------------------
+{
+    my ($r, $raw, $left) = $parse->('t',
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nX-A: 2"
+        . "\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\nHTTP/1.1 204", 0);
+    is($r->content, 'hello, world', 'chunked body decoded');
+    is(scalar $r->header('x-a'), '1, 2', 'repeated headers joined');
+    is($raw, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n"
+             . "X-A: 2\r\n", 'raw headers: status line and header lines');
+    is($left, 'HTTP/1.1 204', 'bytes after the last chunk kept');
+
+    my $rec = record(sub { $parse->('t', "HTTP/1.1 200 OK\r\nTransfer-Encoding:"
+                                    . " chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\n\r\n", 0) });
+    is(outcomes($rec), '0', 'chunk extensions are not accepted (as there)');
+    $rec = record(sub { $parse->('t', "HTTP/1.1 200 OK\r\nTransfer-Encoding:"
+                                 . " chunked\r\n\r\n5\r\nhel", 0) });
+    is(outcomes($rec), '0', 'truncated chunk: a failure');
+
+    local $SIG{__WARN__} = sub { };
+    my (undef, undef, undef, $short) = $parse->('t',
+        "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", 0);
+    is($short, 1, 'body shorter than Content-Length');
+    (undef, undef, undef, $short) = $parse->('t',
+        "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n", 1);
+    is($short, undef, 'HEAD: no body expected');
+    ($r, undef, $left) = $parse->('t',
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nlonger", 0);
+    is($r->content . "|$left", 'lo|nger', 'bytes beyond Content-Length');
+    is($res_of->("HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n", 0)->code,
+       304, '304 parsed');
+    is($res_of->('', 0)->code, undef, 'no response: no status');
+}
+
+# --- checks ------------------------------------------------------------------
+my $res = $res_of->("HTTP/1.1 200 OK\r\nX-Foo: bar\r\nX-Empty: \r\n"
+                    . "Content-Length: 3\r\n\r\nabc", 0);
+my $raw_headers = "HTTP/1.1 200 OK\r\nX-Foo: bar\r\nX-Empty: \r\n"
+                  . "Content-Length: 3\r\n";
+sub check_headers {
+    my %s = @_;
+    return record(sub { Test::Nginx::Socket::_check_response_headers(
+        FakeBlock->new(%s), $res, $raw_headers, 0, 0) });
+}
+is(outcomes(check_headers(response_headers_like => "X-Foo: ba")), '0',
+   'response_headers_like is anchored: "ba" does not match "bar"');
+is(outcomes(check_headers(response_headers_like => "X-Foo: b.r\n!X-Empty\n"
+                                                   . "!X-None")),
+   '111', 'response_headers_like: "!Name" passes for empty and absent');
+my $rec = check_headers(response_headers => "X-Foo: bar",
+                        response_headers_like => "X-Foo: nope");
+is(outcomes($rec) . " $rec->[0][1]", '1 is',
+   'response_headers_like is ignored when response_headers is there');
+# (checked in the order of the names: X-Foo, then x-foo)
+is(outcomes(check_headers(response_headers => "!x-foo\n!X-Foo")), '01',
+   '"!Name" looks for "Name:" in the raw headers, case-sensitively');
+is(outcomes(check_headers(response_headers => "X-Foo: bar\nX-Foo: bar")),
+   '1', 'a header named twice is checked once');
+
+sub check_response {
+    my ($res, %s) = @_;
+    my $block = FakeBlock->new(%s);
+    return record(sub {
+        Test::Nginx::Socket::_check_error_code($block, $res, 0, 0);
+        Test::Nginx::Socket::_transform_response_body($block, $res, 0);
+        Test::Nginx::Socket::_check_response_body($block, $res, 0, 0, 0);
+    });
+}
+is(outcomes(check_response($res)), '1', 'status 200 checked by default');
+is(outcomes(check_response($res, error_code => "200\n")), '0',
+   'error_code is compared as it is (a trailing newline fails there too)');
+is(outcomes(check_response($res, response_body => 'abc',
+                           response_body_like => 'nope')), '11',
+   'response_body_like is ignored when response_body is there');
+is(outcomes(check_response($res, response_body_like => "^abc\$\n")), '10',
+   'a text response_body_like keeps its trailing newline');
+is(outcomes(check_response($res, response_body_filters => 'uc length',
+                           response_body => '3')), '11',
+   'response_body_filters run before the body checks');
+my $died = eval { record(sub {
+    Test::Nginx::Socket::_check_error_code(
+        FakeBlock->new(error_code => 200), $res, 1, 1) }); 1 } ? '' : $@;
+like($died, qr/^BAIL: .*should be arrays as well/,
+     'several requests: a scalar expectation bails out');
+
+{
+    my @lines = ("2026/01/01 [error] 1#1: open() \"/a\" failed\n",
+                 "2026/01/01 [error] 1#1: open() \"/b\" failed\n");
+    my $rec = record(sub { Test::Nginx::Socket::_check_log_patterns(
+        't', 'error.log', \@lines, "open()\n[warn]", "failed\n[alert]", 0) });
+    is(outcomes($rec), '10001',
+       'error_log: a test per pattern; no_error_log: a failure per line');
 }
 
 done_testing();

@@ -10,9 +10,16 @@
 #       prove -I t/lib t/003-headers.t
 
 use Test::Nginx::Socket;
+# t/lib after Test::Nginx::Socket: prove -I t/lib gives ours, -I REAL/lib the
+# real one.
+use FindBin ();
+use lib "$FindBin::Bin/lib";
 use SmartImaging ();
 use POSIX ();
 use Time::Local ();
+
+# The real Test::Nginx does not set it (lua-nginx-module's t/*.t do this too).
+$ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
 
 my %Samples = SmartImaging::default_samples();
 
@@ -48,6 +55,9 @@ our @Files = (
 );
 
 repeat_each(2);
+# Blocks have a "location /" of their own (static_location() among them): no
+# default one from the harness.
+no_root_location();
 no_long_string();
 
 # For "--- http_config eval" sections that add servers: "$::Types . ...".
@@ -213,11 +223,10 @@ Content-Type: image/webp
 Accept: image/webp
 --- request
 GET /sample.jpg
---- response_headers eval
-"Content-Type: image/webp\nETag: $::JpegWebpETag\nLast-Modified: $::LastModified\n!Accept-Ranges\n!Transfer-Encoding\n"
---- response_headers_like
-ETag: ^W/".*-webp-q100-src"$
-Content-Length: ^\d+$
+--- response_headers_like eval
+SmartImaging::headers_like(
+"Content-Type: image/webp\nETag: $::JpegWebpETag\nLast-Modified: $::LastModified\n!Accept-Ranges\n!Transfer-Encoding\n",
+"Content-Length: ^\\d+\$\n")
 --- webp: sample.jpg
 
 

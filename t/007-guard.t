@@ -12,7 +12,14 @@
 #       prove -I t/lib t/007-guard.t
 
 use Test::Nginx::Socket;
+# t/lib after Test::Nginx::Socket: prove -I t/lib gives ours, -I REAL/lib the
+# real one.
+use FindBin ();
+use lib "$FindBin::Bin/lib";
 use SmartImaging ();
+
+# The real Test::Nginx does not set it (lua-nginx-module's t/*.t do this too).
+$ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
 
 my %Samples = (
     'coffee.jpg' => 'sk_coffee.jpg',        # 600x400 photo
@@ -63,12 +70,11 @@ __DATA__
 Accept: image/webp,*/*
 --- request
 GET /img/coffee.jpg
---- response_headers
-Content-Type: image/webp
-Vary: Accept
 --- response_headers_like eval
+SmartImaging::headers_like(
+"Content-Type: image/webp\nVary: Accept\n",
 "X-Smart-Imaging: ^converted format=webp in=$::CoffeeLen out=\\d+ saved=[\\d.]+% quality=\\d+ score=$::Pass80 encodes=[1-6] time=\\d+ms\$\n" .
-'ETag: ^W/"[0-9a-f]+-[0-9a-f]+-webp-q100-src"$'
+'ETag: ^W/"[0-9a-f]+-[0-9a-f]+-webp-q100-src"$')
 --- webp: coffee.jpg
 --- no_error_log
 [error]
@@ -82,12 +88,11 @@ Vary: Accept
 Accept: image/webp,*/*
 --- request
 GET /strict/coffee.jpg
---- response_headers
-Content-Type: image/jpeg
-Vary: Accept
 --- response_headers_like eval
+SmartImaging::headers_like(
+"Content-Type: image/jpeg\nVary: Accept\n",
 "X-Smart-Imaging: ^original reason=guard in=$::CoffeeLen score=\\d+\\.\\d time=\\d+ms\$\n" .
-'ETag: ^"[0-9a-f]+-[0-9a-f]+"$'
+'ETag: ^"[0-9a-f]+-[0-9a-f]+"$')
 --- response_body eval
 $::Coffee
 --- error_log
@@ -103,11 +108,11 @@ no encoding passed the visual-quality guard
 Accept: image/webp,*/*
 --- request eval
 ["GET /img/coffee.jpg?qlt=95", "GET /img/coffee.jpg?qlt=30"]
---- response_headers eval
-["Content-Type: image/webp", "Content-Type: image/jpeg"]
 --- response_headers_like eval
-["X-Smart-Imaging: ^converted format=webp .* score=$::Pass80 ",
- "X-Smart-Imaging: ^original reason=guard in=$::CoffeeLen score="]
+SmartImaging::headers_like(
+["Content-Type: image/webp", "Content-Type: image/jpeg"],
+["X-Smart-Imaging: ^converted format=webp .* score=$::Pass80 .*",
+ "X-Smart-Imaging: ^original reason=guard in=$::CoffeeLen score=\\d+\\.\\d time=\\d+ms"])
 --- response_body_like eval
 [qr/\ARIFF/, qr/\A\Q$::Coffee\E\z/s]
 
@@ -119,8 +124,8 @@ Accept: image/webp,*/*
 --- request eval
 ["GET /noguard/photo.png?qlt=50", "GET /noguard/photo.png"]
 --- response_headers_like eval
-["X-Smart-Imaging: ^converted format=webp .* quality=\\d+ encodes=1 time=",
- "X-Smart-Imaging: ^converted format=webp .* quality=100 encodes=1 time="]
+["X-Smart-Imaging: ^converted format=webp .* quality=\\d+ encodes=1 time=\\d+ms",
+ "X-Smart-Imaging: ^converted format=webp .* quality=100 encodes=1 time=\\d+ms"]
 --- response_body_like eval
 [qr/\ARIFF/, qr/\ARIFF/]
 --- body_sizes: 0 < 1
@@ -132,11 +137,11 @@ Accept: image/webp,*/*
 ["Accept: image/webp\nSave-Data: on\n", "Accept: image/webp\n"]
 --- request eval
 ["GET /net/coffee.jpg", "GET /net/coffee.jpg"]
---- response_headers eval
-["Content-Type: image/webp\n", "Content-Type: image/webp\n"]
 --- response_headers_like eval
-["X-Smart-Imaging: ^converted format=webp .* score=(?:6[5-9]|7\\d)\\.\\d ",
- "X-Smart-Imaging: ^converted format=webp .* score=$::Pass80 "]
+SmartImaging::headers_like(
+["Content-Type: image/webp\n", "Content-Type: image/webp\n"],
+["X-Smart-Imaging: ^converted format=webp .* score=(?:6[5-9]|7\\d)\\.\\d .*",
+ "X-Smart-Imaging: ^converted format=webp .* score=$::Pass80 .*"])
 --- webp eval
 ["coffee.jpg", "coffee.jpg"]
 --- body_sizes: 0 < 1
@@ -148,11 +153,10 @@ Accept: image/webp,*/*
 Accept: image/webp,*/*
 --- request
 GET /strict/photo.png
---- response_headers
+--- response_headers_like
 Content-Type: image/webp
 Vary: Accept
---- response_headers_like
-X-Smart-Imaging: ^converted format=webp 
+X-Smart-Imaging: ^converted format=webp .*
 --- response_body_like eval
 qr/\ARIFF.{4}WEBPVP8L/s
 --- webp: 128x96

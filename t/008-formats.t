@@ -25,7 +25,14 @@
 #       prove -I t/lib t/008-formats.t
 
 use Test::Nginx::Socket;
+# t/lib after Test::Nginx::Socket: prove -I t/lib gives ours, -I REAL/lib the
+# real one.
+use FindBin ();
+use lib "$FindBin::Bin/lib";
 use SmartImaging ();
+
+# The real Test::Nginx does not set it (lua-nginx-module's t/*.t do this too).
+$ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
 
 my %Samples = SmartImaging::default_samples();   # sample.jpg: 512x512
 our $Jpeg = SmartImaging::require_samples(\%Samples)->{'sample.jpg'};
@@ -121,14 +128,11 @@ __DATA__
 main::client($::ChromeAccept, $::ChromeUA)
 --- request
 GET /img/sample.jpg
---- response_headers
-Content-Type: image/avif
-Vary: Accept
-!Cache-Control
-!Transfer-Encoding
 --- response_headers_like eval
+SmartImaging::headers_like(
+"Content-Type: image/avif\nVary: Accept\n!Cache-Control\n!Transfer-Encoding\n",
 main::converted('avif', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
-. "ETag: ^W/\"[0-9a-f]+-[0-9a-f]+-avif\\+webp-q90-src\"\$\n"
+. "ETag: ^W/\"[0-9a-f]+-[0-9a-f]+-avif\\+webp-q90-src\"\$\n")
 --- decode: avif sample.jpg
 --- no_error_log
 [error]
@@ -142,12 +146,12 @@ main::converted('avif', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
  main::client($::Firefox128Accept, $::FirefoxUA)]
 --- request eval
 ["GET /img/sample.jpg", "GET /img/sample.jpg"]
---- response_headers eval
-["Content-Type: image/avif\nVary: Accept\n!Cache-Control\n!Transfer-Encoding\n",
- "Content-Type: image/avif\nVary: Accept\n!Cache-Control\n!Transfer-Encoding\n"]
 --- response_headers_like eval
+SmartImaging::headers_like(
+["Content-Type: image/avif\nVary: Accept\n!Cache-Control\n!Transfer-Encoding\n",
+ "Content-Type: image/avif\nVary: Accept\n!Cache-Control\n!Transfer-Encoding\n"],
 [main::converted('avif', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n",
- main::converted('avif', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"]
+ main::converted('avif', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"])
 --- decode eval
 ["avif sample.jpg", "avif sample.jpg"]
 --- no_error_log
@@ -161,12 +165,10 @@ main::converted('avif', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
 main::client($::Safari17Accept, $::Safari17UA)
 --- request
 GET /img/sample.jpg
---- response_headers
-Content-Type: image/avif
-Vary: Accept
-!Cache-Control
 --- response_headers_like eval
-main::converted('avif', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
+SmartImaging::headers_like(
+"Content-Type: image/avif\nVary: Accept\n!Cache-Control\n",
+main::converted('avif', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n")
 --- decode: avif sample.jpg
 --- no_error_log
 [error]
@@ -179,14 +181,11 @@ main::converted('avif', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
 main::client($::Firefox65Accept, $::Firefox65UA)
 --- request
 GET /img/sample.jpg
---- response_headers
-Content-Type: image/webp
-Vary: Accept
-!Cache-Control
-!Transfer-Encoding
 --- response_headers_like eval
+SmartImaging::headers_like(
+"Content-Type: image/webp\nVary: Accept\n!Cache-Control\n!Transfer-Encoding\n",
 main::converted('webp', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
-. "ETag: ^W/\"[0-9a-f]+-[0-9a-f]+-webp-q100-src\"\$\n"
+. "ETag: ^W/\"[0-9a-f]+-[0-9a-f]+-webp-q100-src\"\$\n")
 --- decode: webp sample.jpg
 --- no_error_log
 [error]
@@ -199,14 +198,11 @@ main::converted('webp', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
 main::client($::OldSafariAccept, $::Safari13UA)
 --- request
 GET /img/sample.jpg
---- response_headers
-Content-Type: image/jp2
-Vary: Accept, User-Agent
-Cache-Control: private
-!Transfer-Encoding
 --- response_headers_like eval
+SmartImaging::headers_like(
+"Content-Type: image/jp2\nVary: Accept, User-Agent\nCache-Control: private\n!Transfer-Encoding\n",
 main::converted('jp2', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
-. "ETag: ^W/\"[0-9a-f]+-[0-9a-f]+-jp2-q100-src\"\$\n"
+. "ETag: ^W/\"[0-9a-f]+-[0-9a-f]+-jp2-q100-src\"\$\n")
 --- decode: jp2 sample.jpg
 --- no_error_log
 [error]
@@ -219,13 +215,10 @@ main::converted('jp2', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
 main::client($::OldSafariAccept, $::Ios13UA)
 --- request
 GET /img/sample.jpg
---- response_headers
-Content-Type: image/jp2
-Vary: Accept, User-Agent
-Cache-Control: private
-!Transfer-Encoding
 --- response_headers_like eval
-main::converted('jp2', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
+SmartImaging::headers_like(
+"Content-Type: image/jp2\nVary: Accept, User-Agent\nCache-Control: private\n!Transfer-Encoding\n",
+main::converted('jp2', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n")
 --- decode: jp2 sample.jpg
 --- no_error_log
 [error]
@@ -238,14 +231,11 @@ main::converted('jp2', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
 main::client($::IeAccept, $::Ie11UA)
 --- request
 GET /img/sample.jpg
---- response_headers
-Content-Type: image/jxr
-Vary: Accept, User-Agent
-Cache-Control: private
-!Transfer-Encoding
 --- response_headers_like eval
+SmartImaging::headers_like(
+"Content-Type: image/jxr\nVary: Accept, User-Agent\nCache-Control: private\n!Transfer-Encoding\n",
 main::converted('jxr', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
-. "ETag: ^W/\"[0-9a-f]+-[0-9a-f]+-jxr-q100-src\"\$\n"
+. "ETag: ^W/\"[0-9a-f]+-[0-9a-f]+-jxr-q100-src\"\$\n")
 --- decode: jxr sample.jpg
 --- no_error_log
 [error]
@@ -260,14 +250,14 @@ main::converted('jxr', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
  main::client($::IeAccept, $::Edge17UA)]
 --- request eval
 ["GET /img/sample.jpg", "GET /img/sample.jpg", "GET /img/sample.jpg"]
---- response_headers eval
+--- response_headers_like eval
+SmartImaging::headers_like(
 ["Content-Type: image/jxr\nVary: Accept\n!Cache-Control\n",
  "Content-Type: image/jxr\nVary: Accept\n!Cache-Control\n",
- "Content-Type: image/jxr\nVary: Accept, User-Agent\nCache-Control: private\n"]
---- response_headers_like eval
+ "Content-Type: image/jxr\nVary: Accept, User-Agent\nCache-Control: private\n"],
 [main::converted('jxr', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n",
  main::converted('jxr', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n",
- main::converted('jxr', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"]
+ main::converted('jxr', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"])
 --- decode eval
 ["jxr sample.jpg", "jxr sample.jpg", "jxr sample.jpg"]
 --- no_error_log
@@ -284,14 +274,14 @@ main::converted('jxr', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
  main::client($::IeAccept, $::Ie11UA)]
 --- request eval
 [("GET /img/photo.png") x 4]
---- response_headers eval
+--- response_headers_like eval
+SmartImaging::headers_like(
 ["Content-Type: image/avif\nVary: Accept\n!Cache-Control\n",
  "Content-Type: image/webp\nVary: Accept\n!Cache-Control\n",
  "Content-Type: image/jp2\nVary: Accept, User-Agent\nCache-Control: private\n",
- "Content-Type: image/jxr\nVary: Accept, User-Agent\nCache-Control: private\n"]
---- response_headers_like eval
+ "Content-Type: image/jxr\nVary: Accept, User-Agent\nCache-Control: private\n"],
 [map { main::converted($_, $::PngLen) . "Content-Length: ^[1-9][0-9]*\$\n" }
-     qw(avif webp jp2 jxr)]
+     qw(avif webp jp2 jxr)])
 --- decode eval
 ["avif 160x120", "webp 160x120", "jp2 160x120", "jxr 160x120"]
 --- no_error_log
@@ -343,12 +333,12 @@ main::converted('jxr', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
  main::client($::ChromeAccept, $::ChromeUA)]
 --- request eval
 ["GET /avifpx/sample.jpg", "GET /avifpx/photo.png"]
---- response_headers eval
-["Content-Type: image/webp\nVary: Accept\n!Cache-Control\n",
- "Content-Type: image/avif\nVary: Accept\n!Cache-Control\n"]
 --- response_headers_like eval
+SmartImaging::headers_like(
+["Content-Type: image/webp\nVary: Accept\n!Cache-Control\n",
+ "Content-Type: image/avif\nVary: Accept\n!Cache-Control\n"],
 [main::converted('webp', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n",
- main::converted('avif', $::PngLen) . "Content-Length: ^[1-9][0-9]*\$\n"]
+ main::converted('avif', $::PngLen) . "Content-Length: ^[1-9][0-9]*\$\n"])
 --- decode eval
 ["webp sample.jpg", "avif 160x120"]
 --- no_error_log
@@ -364,17 +354,19 @@ main::converted('jxr', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
  main::client($::IeAccept, $::Ie11UA)]
 --- request eval
 [("GET /webponly/sample.jpg") x 3]
---- response_headers eval
+--- response_headers_like eval
+SmartImaging::headers_like(
 ["Content-Type: image/webp\nVary: Accept\n!Cache-Control\n",
  "Content-Type: image/jpeg\nVary: Accept\n!Cache-Control\nContent-Length: $::JpegLen\n",
- "Content-Type: image/jpeg\nVary: Accept\n!Cache-Control\nContent-Length: $::JpegLen\n"]
---- response_headers_like eval
+ "Content-Type: image/jpeg\nVary: Accept\n!Cache-Control\nContent-Length: $::JpegLen\n"],
 [main::converted('webp', $::JpegLen)
  . "ETag: ^W/\"[0-9a-f]+-[0-9a-f]+-webp-q100-src\"\$\n",
  "X-Smart-Imaging: ^original reason=nothing-to-do in=$::JpegLen\$\n",
- "X-Smart-Imaging: ^original reason=nothing-to-do in=$::JpegLen\$\n"]
+ "X-Smart-Imaging: ^original reason=nothing-to-do in=$::JpegLen\$\n"])
 --- response_body eval
-[undef, $::Jpeg, $::Jpeg]
+# One per response (Test::Nginx compares an undef too): the converted body
+# is checked by "--- decode".
+[qr/\ARIFF/, $::Jpeg, $::Jpeg]
 --- decode eval
 ["webp sample.jpg", undef, undef]
 --- no_error_log
@@ -397,7 +389,9 @@ main::converted('jxr', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
  . "X-Smart-Imaging: original reason=nothing-to-do in=$::JpegLen\n",
  "Content-Type: image/avif\nVary: Accept\n!Cache-Control\n"]
 --- response_body eval
-[$::Jpeg, $::Jpeg, undef]
+# One per response (Test::Nginx compares an undef too): the converted body
+# is checked by "--- decode".
+[$::Jpeg, $::Jpeg, qr/\A\0\0\0.ftypavif/s]
 --- decode eval
 [undef, undef, "avif sample.jpg"]
 --- no_error_log
@@ -411,12 +405,10 @@ main::converted('jxr', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
 main::client($::ChromeAccept, $::ChromeUA)
 --- request
 GET /avifq10/sample.jpg
---- response_headers
-Content-Type: image/webp
-Vary: Accept
-!Cache-Control
 --- response_headers_like eval
-main::converted('webp', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
+SmartImaging::headers_like(
+"Content-Type: image/webp\nVary: Accept\n!Cache-Control\n",
+main::converted('webp', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n")
 --- decode: webp sample.jpg
 --- no_error_log
 [error]
@@ -430,11 +422,11 @@ main::converted('webp', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
 main::client($::ChromeAccept, $::ChromeUA)
 --- request
 GET /strict/sample.jpg
---- response_headers eval
-"Content-Type: image/jpeg\nVary: Accept\n!Cache-Control\nContent-Length: $::JpegLen\n"
 --- response_headers_like eval
+SmartImaging::headers_like(
+"Content-Type: image/jpeg\nVary: Accept\n!Cache-Control\nContent-Length: $::JpegLen\n",
 "X-Smart-Imaging: ^original reason=guard in=$::JpegLen score=\\d+\\.\\d time=\\d+ms\$\n" .
-'ETag: ^"[0-9a-f]+-[0-9a-f]+"$'
+'ETag: ^"[0-9a-f]+-[0-9a-f]+"$')
 --- response_body eval
 $::Jpeg
 --- error_log
@@ -451,10 +443,10 @@ no encoding passed the visual-quality guard
 main::client($::OldSafariAccept, $::Safari13UA)
 --- request
 GET /strict/sample.jpg
---- response_headers eval
-"Content-Type: image/jpeg\nVary: Accept, User-Agent\nCache-Control: private\nContent-Length: $::JpegLen\n"
 --- response_headers_like eval
-"X-Smart-Imaging: ^original reason=guard in=$::JpegLen score=\\d+\\.\\d time=\\d+ms\$\n"
+SmartImaging::headers_like(
+"Content-Type: image/jpeg\nVary: Accept, User-Agent\nCache-Control: private\nContent-Length: $::JpegLen\n",
+"X-Smart-Imaging: ^original reason=guard in=$::JpegLen score=\\d+\\.\\d time=\\d+ms\$\n")
 --- response_body eval
 $::Jpeg
 --- no_error_log
@@ -468,13 +460,11 @@ $::Jpeg
 main::client('image/avif;q=0,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8', $::ChromeUA)
 --- request
 GET /img/sample.jpg
---- response_headers
-Content-Type: image/webp
-Vary: Accept
-!Cache-Control
 --- response_headers_like eval
+SmartImaging::headers_like(
+"Content-Type: image/webp\nVary: Accept\n!Cache-Control\n",
 main::converted('webp', $::JpegLen) . "Content-Length: ^[1-9][0-9]*\$\n"
-. "ETag: ^W/\"[0-9a-f]+-[0-9a-f]+-webp-q100-src\"\$\n"
+. "ETag: ^W/\"[0-9a-f]+-[0-9a-f]+-webp-q100-src\"\$\n")
 --- decode: webp sample.jpg
 --- no_error_log
 [error]

@@ -4,7 +4,14 @@
 # sendfile / aio threads / directio.
 
 use Test::Nginx::Socket;
+# t/lib after Test::Nginx::Socket: prove -I t/lib gives ours, -I REAL/lib the
+# real one.
+use FindBin ();
+use lib "$FindBin::Bin/lib";
 use SmartImaging ();
+
+# The real Test::Nginx does not set it (lua-nginx-module's t/*.t do this too).
+$ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
 
 my %Samples = (
     'up/photo.jpg' => 'sk_coffee.jpg',

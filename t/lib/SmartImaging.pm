@@ -31,7 +31,8 @@ our @EXPORT_OK = qw(
     jpeg_sof_offset jpeg_with_size webp_body_check body_sizes_check
     gradient_png image_body_check add_image_check
     default_samples require_samples types_config static_location
-    static_defaults set_defaults add_block_defaults add_webp_check
+    static_defaults set_defaults stash_in_temp add_block_defaults headers_like
+    add_webp_check
     image_format bmp_size find_program reference_decode
     decode_body_check add_decode_check
 );
@@ -162,7 +163,7 @@ sub static_defaults {
 
 # For add_block_preprocessor subs: gives $block each of %sections it does
 # not have (an undefined section).  An array value (user_files) is copied
-# for each block.
+# for each block.  Then stash_in_temp($block).
 sub set_defaults {
     my ($block, %sections) = @_;
     for my $section (sort keys %sections) {
@@ -171,6 +172,24 @@ sub set_defaults {
         $block->set_value($section,
                           ref $value eq 'ARRAY' ? [@$value] : $value);
     }
+    stash_in_temp($block);
+}
+
+# The module creates its stash directory at startup, by default
+# "smart_imaging_stash" in nginx's prefix: the server root.  The real
+# Test::Nginx (and ours, like it) recreates the server root for each block
+# and stops the run when it holds anything but conf/, logs/, html/, cache/,
+# *_cache and *_temp: so every block that has no smart_imaging_stash_path
+# of its own in http_config gets one named *_temp, at http level.
+our $StashPath = 'smart_imaging_stash_temp';
+
+sub stash_in_temp {
+    my $block = shift;
+    my $http = $block->http_config;
+    $http = '' unless defined $http;
+    return if $http =~ /\bsmart_imaging_stash_path\b/;
+    $block->set_value('http_config',
+                      "    smart_imaging_stash_path $StashPath;\n$http");
 }
 
 # set_defaults() for every block, with the caller's
@@ -183,6 +202,53 @@ sub add_block_defaults {
     _test_function('add_block_preprocessor')->(sub {
         set_defaults(shift, %sections);
     });
+}
+
+# "--- response_headers_like" from exact header lines and regex lines.
+# Test::Nginx checks "--- response_headers_like" only in a block without
+# "--- response_headers" (one or the other), so a block that wants both
+# gives both here:
+#
+#     --- response_headers_like eval
+#     SmartImaging::headers_like("Content-Type: image/webp\n!Cache-Control\n",
+#                                "ETag: W/\".*\"\n")
+#
+# $exact: "Name: value" lines (the value matched literally, whole) and
+# "!Name" lines (absent, or empty: "Name:" in response_headers_like);
+# $like: lines as response_headers_like takes them (a regex matched against
+# the whole value).  Either may be an array ref (one element per request,
+# as in "--- request eval" arrays), then so is the result.
+sub headers_like {
+    my ($exact, $like) = @_;
+    if (ref $exact eq 'ARRAY' || ref $like eq 'ARRAY') {
+        my $n = ref $exact eq 'ARRAY' ? @$exact : @$like;
+        return [map {
+            headers_like(ref $exact eq 'ARRAY' ? $exact->[$_] : $exact,
+                         ref $like eq 'ARRAY' ? $like->[$_] : $like)
+        } 0 .. $n - 1];
+    }
+    # A name given twice would be checked once (the last line wins).
+    my %seen;
+    for my $line (split /\n/, ($exact // '') . "\n" . ($like // '')) {
+        next unless $line =~ /^\s*!?\s*([^:\s]+)/;
+        die "headers_like: $1 given twice\n" if $seen{lc $1}++;
+    }
+    my $out = '';
+    for my $line (split /\n/, $exact // '') {
+        next unless $line =~ /\S/;
+        if ($line =~ /^\s*!\s*(\S+)/) {
+            # "Name:" (empty) is what "!Name" is in response_headers_like,
+            # without the real Test::Nginx's "uninitialized value" warning.
+            $out .= "$1:\n";
+        } elsif ($line =~ /^\s*([^:]+?)\s*:\s*(.*?)\s*$/) {
+            $out .= "$1: \Q$2\E\n";
+        } else {
+            die "headers_like: bad header line '$line'\n";
+        }
+    }
+    $out .= $like // '';
+    $out .= "\n" if length $out && $out !~ /\n\z/;
+    return $out;
 }
 
 # Implements the "--- webp: SPEC" section (see webp_body_check below) with

@@ -1,124 +1,189 @@
 package Test::Nginx::Util;
 
-# Server-side plumbing for our minimal Test::Nginx-compatible harness:
-# settings (environment variables and the configuration functions such as
-# workers() / master_on() / log_level()), the server root layout, nginx.conf
-# generation, and starting / stopping the nginx process.
+# Server-side plumbing of our Test::Nginx-compatible harness: settings
+# (environment variables and the configuration functions such as workers()
+# / master_on() / log_level()), the server root, nginx.conf, starting and
+# stopping nginx, and reading the logs.
 #
 # The HTTP client side and the per-block expectations live in
-# Test::Nginx::Socket.  See the POD there for the supported subset.
+# Test::Nginx::Socket.  See the POD there for what is supported.
 #
-# This is an independent implementation written against the documented
-# behaviour of CPAN's Test::Nginx; it shares no code with it.
+# This is an independent implementation written to behave like the
+# openresty/test-nginx harness (Test::Nginx 0.33, lib/ of commit cf245a0)
+# wherever a test file could tell the difference; it shares no code with it.
 
 use strict;
 use warnings;
 
-use Cwd ();
+use Carp ();
 use Exporter ();
 use File::Path ();
 use File::Spec ();
+use IO::Socket::INET ();
 use POSIX ();
 use Test::More ();
 use Time::HiRes ();
 
 our @ISA = ('Exporter');
 
+# What Test::Nginx::Socket re-exports to the test files (the same names as
+# the real module's Socket.pm exports; no variables).
 our @EXPORT = qw(
-    repeat_each workers master_on master_off log_level no_long_string
-    no_shuffle no_root_location config_preamble server_name server_port
-    server_root html_dir env_to_nginx check_accum_error_log no_nginx_manager
-    add_cleanup_handler bail_out
-    $ServerPort $ServRoot $HtmlDir $LogDir $ConfDir $ConfFile $PidFile
-    $ErrLogFile $AccLogFile $NginxBinary $RepeatEach $NoLongString
+    env_to_nginx is_str repeat_each config_preamble worker_connections
+    master_process_enabled no_long_string workers master_on master_off
+    log_level no_shuffle no_root_location use_hup server_name server_addr
+    server_root html_dir server_port server_port_for_client timeout
+    no_nginx_manager check_accum_error_log add_block_preprocessor bail_out
+    add_test_cleanup_handler add_cleanup_handler
 );
 
 # Internals used by Test::Nginx::Socket.
 our @EXPORT_OK = qw(
-    expand_env_in_text parse_time slurp_file find_nginx_binary
-    setup_server_root truncate_logs write_user_files write_config_file
-    start_nginx stop_nginx nginx_alive cleanup
-    $NoNginxManager $CheckAccumErrLog
+    expand_env_in_text parse_time slurp_file sleep_time find_nginx_binary
+    nginx_version setup_server_root write_user_files write_config_file
+    start_nginx stop_nginx nginx_alive read_pid error_log_data
+    access_log_data reset_error_log_pos cleanup cleanup_test
+    unsupported_env_warnings
+    $NoNginxManager $CheckAccumErrLog $NoShuffle $ForceRestartOnTest
+    $RepeatEach $NoLongString $ServerPort $ServerPortForClient $ServerAddr
+    $ServerName $Timeout $LogLevel $ServRoot $HtmlDir $ErrLogFile
+    $AccLogFile $PidFile $ConfFile $NginxBinary $Verbose
+    @BlockPreprocessors @TestCleanupHandlers
 );
 
 # ---------------------------------------------------------------------------
-# Settings (overridable from the environment, like the real Test::Nginx)
+# Settings (environment variables first, as in the real harness)
 # ---------------------------------------------------------------------------
 
 our $NginxBinary = $ENV{TEST_NGINX_BINARY} || 'nginx';
 
+our $ServerAddr = '127.0.0.1';
+our $ServerName = 'localhost';
 our $ServerPort = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT}
                   || 1984;
-$ENV{TEST_NGINX_SERVER_PORT} = $ServerPort;
+our $ServerPortForClient = $ENV{TEST_NGINX_CLIENT_PORT} || $ServerPort;
 
-our $ServRoot = $ENV{TEST_NGINX_SERVROOT}
-                || File::Spec->catdir(Cwd::cwd() || '.', 't', 'servroot');
-$ServRoot = File::Spec->rel2abs($ServRoot);
+our $ServRoot = File::Spec->rel2abs($ENV{TEST_NGINX_SERVROOT}
+                                    || File::Spec->catdir('t', 'servroot'));
+# Like the real harness: exported at load time (TEST_NGINX_SERVER_PORT is
+# set by run_tests() when missing; TEST_NGINX_HTML_DIR is never set: files
+# that use it set it themselves from html_dir()).
+$ENV{TEST_NGINX_SERVER_ROOT} = $ServRoot;
 
-our $HtmlDir    = File::Spec->catdir($ServRoot, 'html');
 our $LogDir     = File::Spec->catdir($ServRoot, 'logs');
+our $HtmlDir    = File::Spec->catdir($ServRoot, 'html');
 our $ConfDir    = File::Spec->catdir($ServRoot, 'conf');
+our $CacheDir   = File::Spec->catdir($ServRoot, 'cache');
 our $ConfFile   = File::Spec->catfile($ConfDir, 'nginx.conf');
 our $PidFile    = File::Spec->catfile($LogDir, 'nginx.pid');
 our $ErrLogFile = File::Spec->catfile($LogDir, 'error.log');
 our $AccLogFile = File::Spec->catfile($LogDir, 'access.log');
 
-# Files we keep nginx's own stdout/stderr of the start command in.
-our $StartOutFile = File::Spec->catfile($LogDir, 'nginx-start.out');
+our $Timeout           = $ENV{TEST_NGINX_TIMEOUT} || 3;
+our $Sleep             = $ENV{TEST_NGINX_SLEEP} || 0.015;
+our $LogLevel          = $ENV{TEST_NGINX_LOG_LEVEL} || 'debug';
+our $MasterProcess     = $ENV{TEST_NGINX_MASTER_PROCESS} || 'off';
+our $NoShuffle         = $ENV{TEST_NGINX_NO_SHUFFLE} || 0;
+our $CheckAccumErrLog  = $ENV{TEST_NGINX_CHECK_ACCUM_ERR_LOG};
+our $NoNginxManager    = $ENV{TEST_NGINX_NO_NGINX_MANAGER} || 0;
+our $ForceRestartOnTest = defined $ENV{TEST_NGINX_FORCE_RESTART_ON_TEST}
+                          ? $ENV{TEST_NGINX_FORCE_RESTART_ON_TEST} : 1;
+our $WorkerUser        = $ENV{TEST_NGINX_WORKER_USER};
+our $EventType         = $ENV{TEST_NGINX_EVENT_TYPE};
+our $Verbose           = $ENV{TEST_NGINX_VERBOSE};
 
-# Exported to the blocks ($TEST_NGINX_HTML_DIR substitution and %ENV in
-# "eval" sections), as the real module does at load time.
-$ENV{TEST_NGINX_HTML_DIR} ||= $HtmlDir;
+if (defined $WorkerUser && $WorkerUser !~ /^\w[-\w]+(?:\s+\w[-\w]+)?$/) {
+    die "Bad value in the env TEST_NGINX_WORKER_USER: $WorkerUser\n";
+}
 
 our $RepeatEach        = 1;
 our $Workers           = 1;
-our $MasterProcess     = 'off';
-our $LogLevel          = 'debug';
+our $WorkerConnections = 64;
 our $NoLongString      = 0;
 our $NoRootLocation    = 0;
 our $ConfigPreamble    = '';
-our $ServerName        = 'localhost';
-our $CheckAccumErrLog  = 0;
-our $NoNginxManager    = $ENV{TEST_NGINX_NO_NGINX_MANAGER} ? 1 : 0;
-our @EnvToNginx        = qw(LD_PRELOAD LD_LIBRARY_PATH ASAN_OPTIONS);
+our @EnvToNginx;
 our @CleanupHandlers;
+our @TestCleanupHandlers;
+our @BlockPreprocessors;
 
-# "worker_connections" of the generated events {} block.
-our $WorkerConnections = 64;
+# Testing modes of the real harness this one does not have.  They are
+# reported once (unsupported_env_warnings) and otherwise ignored.
+my @UnsupportedEnv = qw(
+    TEST_NGINX_USE_HUP TEST_NGINX_USE_VALGRIND TEST_NGINX_USE_STAP
+    TEST_NGINX_CHECK_LEAK TEST_NGINX_BENCHMARK TEST_NGINX_USE_HTTP2
+    TEST_NGINX_USE_HTTP3 TEST_NGINX_RANDOMIZE TEST_NGINX_USE_RR
+    TEST_NGINX_POSTPONE_OUTPUT
+);
+
+sub unsupported_env_warnings {
+    for my $v (@UnsupportedEnv) {
+        Test::More::diag("$v is not supported by this harness (t/lib):"
+                         . " ignored")
+            if $ENV{$v};
+    }
+}
+
+# ---------------------------------------------------------------------------
+# Configuration functions
+# ---------------------------------------------------------------------------
 
 sub repeat_each {
-    if (@_) {
-        $RepeatEach = shift;
-    }
+    $RepeatEach = shift if @_;
     return $RepeatEach;
 }
 
-sub workers        { $Workers = shift if @_; return $Workers }
-sub master_on      { $MasterProcess = 'on' }
-sub master_off     { $MasterProcess = 'off' }
-sub log_level      { $LogLevel = shift if @_; return $LogLevel }
-sub no_long_string { $NoLongString = 1 }
-sub no_root_location { $NoRootLocation = 1 }
-sub config_preamble  { $ConfigPreamble = shift if @_; return $ConfigPreamble }
-sub server_name    { $ServerName = shift if @_; return $ServerName }
-sub server_port    { $ServerPort = shift if @_; return $ServerPort }
-sub server_root    { return $ServRoot }
-sub html_dir       { return $HtmlDir }
-sub check_accum_error_log { $CheckAccumErrLog = 1 }
-sub no_nginx_manager      { $NoNginxManager = 1 }
+sub workers            { $Workers = shift if @_; return $Workers }
+sub worker_connections { $WorkerConnections = shift if @_;
+                         return $WorkerConnections }
+sub master_on          { $MasterProcess = 'on' }
+sub master_off         { $MasterProcess = 'off' }
 
-# The real harness shuffles blocks unless told not to; we always keep the
-# file order, so this is a no-op kept for source compatibility.
-sub no_shuffle { 1 }
-
-sub env_to_nginx { push @EnvToNginx, @_ }
-
-sub add_cleanup_handler {
-    my $code = shift;
-    die "add_cleanup_handler: code reference expected\n"
-        unless ref $code eq 'CODE';
-    push @CleanupHandlers, $code;
+sub master_process_enabled {
+    $MasterProcess = $_[0] ? 'on' : 'off' if @_;
+    return $MasterProcess;
 }
+
+sub log_level        { $LogLevel = shift if @_; return $LogLevel }
+sub no_long_string   { $NoLongString = 1 }
+sub no_root_location { $NoRootLocation = 1 }
+sub no_shuffle       { $NoShuffle = 1 }
+sub no_nginx_manager { $NoNginxManager = 1 }
+sub check_accum_error_log { $CheckAccumErrLog = 1 }
+sub config_preamble  { $ConfigPreamble = shift }
+sub server_name      { $ServerName = shift if @_; return $ServerName }
+sub server_addr      { $ServerAddr = shift if @_; return $ServerAddr }
+sub server_port      { $ServerPort = shift if @_; return $ServerPort }
+sub server_port_for_client { $ServerPortForClient = shift if @_;
+                             return $ServerPortForClient }
+sub server_root      { return $ServRoot }
+sub html_dir         { return $HtmlDir }
+sub timeout          { $Timeout = shift if @_; return $Timeout }
+sub sleep_time       { return $Sleep }
+
+# The real harness then reloads nginx with HUP between blocks (master on);
+# here every block still gets a restarted nginx, with the master process.
+sub use_hup { $MasterProcess = 'on' }
+
+sub env_to_nginx {
+    Carp::croak("env_to_nginx: no arguments specified") unless @_;
+    for my $v (@_) {
+        Carp::croak("env_to_nginx: bad argument value: $v\n")
+            if $v !~ /^[A-Za-z_]/ || $v =~ /\n/;
+        push @EnvToNginx, $v;
+    }
+}
+
+# Handlers registered later run first (as in the real harness).
+sub add_block_preprocessor {
+    my $code = shift;
+    Carp::croak("add_block_preprocessor: code reference expected")
+        unless ref $code eq 'CODE';
+    unshift @BlockPreprocessors, $code;
+}
+
+sub add_cleanup_handler      { unshift @CleanupHandlers, shift }
+sub add_test_cleanup_handler { unshift @TestCleanupHandlers, shift }
 
 sub bail_out {
     my $msg = join '', @_;
@@ -130,36 +195,106 @@ sub bail_out {
 # Helpers
 # ---------------------------------------------------------------------------
 
-sub verbose { $ENV{TEST_NGINX_VERBOSE} }
-
-sub diag_verbose {
-    Test::More::diag(@_) if verbose();
+sub _printable {
+    my $s = shift;
+    return $s =~ /\A[\x09\x0a\x0d\x20-\x7e]*\z/;
 }
 
-# Expand $TEST_NGINX_FOO (and ${TEST_NGINX_FOO}) from %ENV.  An undefined
-# variable aborts the run, like the real harness does.
+sub _hex_excerpt {
+    my ($s, $off) = @_;
+    my $start = $off > 16 ? $off - 16 : 0;
+    my $hex = join ' ', map { sprintf '%02x', ord } split //,
+                                                 substr($s, $start, 48);
+    return "at $start: $hex";
+}
+
+# String comparison for long and binary strings: on failure it reports the
+# lengths and the first differing offset instead of dumping both.  A Regexp
+# "expected" does a like() instead.  Same pass/fail as the real is_str.
+sub is_str {
+    my ($got, $expected, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+    if (ref $expected && ref $expected eq 'Regexp') {
+        return Test::More::like($got, $expected, $name);
+    }
+    if (!defined $got || !defined $expected) {
+        return Test::More::is($got, $expected, $name);
+    }
+    if ($got eq $expected) {
+        return Test::More::pass($name);
+    }
+    if ($NoLongString || (length($got) + length($expected) < 4000
+                          && _printable($got) && _printable($expected)))
+    {
+        return Test::More::is($got, $expected, $name);
+    }
+    my $i = 0;
+    my $min = length($got) < length($expected) ? length($got)
+                                               : length($expected);
+    $i++ while $i < $min && substr($got, $i, 1) eq substr($expected, $i, 1);
+    Test::More::fail($name);
+    Test::More::diag(sprintf(
+        "    got length %d, expected length %d, first difference at"
+        . " offset %d\n    got      %s\n    expected %s",
+        length($got), length($expected), $i,
+        _hex_excerpt($got, $i), _hex_excerpt($expected, $i)));
+    return 0;
+}
+
+sub diag_verbose { Test::More::diag(@_) if $Verbose }
+
+# Ports for $TEST_NGINX_RAND_PORT_N, per block.
+our %RandPorts;
+
+sub _free_port {
+    my %used = map { $_ => 1 } $ServerPort, values %RandPorts;
+    for (1 .. 100) {
+        my $sock = IO::Socket::INET->new(LocalAddr => $ServerAddr,
+                                         LocalPort => 0, Proto => 'tcp',
+                                         Listen => 1, ReuseAddr => 1)
+            or next;
+        my $port = $sock->sockport;
+        close $sock;
+        return $port unless $used{$port};
+    }
+    return undef;
+}
+
+# Replace $TEST_NGINX_FOO with $ENV{TEST_NGINX_FOO}; an undefined variable
+# bails out.  Only the "$NAME" form (no "${NAME}"), as in the real harness.
 sub expand_env_in_text {
-    my ($text, $what) = @_;
-    return $text unless defined $text;
-    $text =~ s{\$(?:\{(TEST_NGINX_[_A-Z0-9]+)\}|(TEST_NGINX_[_A-Z0-9]+))}{
-        my $name = defined $1 ? $1 : $2;
-        if (!defined $ENV{$name}) {
-            bail_out("No environment $name defined"
-                     . (defined $what ? " (used in $what)" : '') . ".\n");
+    my ($text, $name) = @_;
+    return $text unless defined $text && !ref $text;
+    $name = '' unless defined $name;
+    $text =~ s{\$(TEST_NGINX_[_A-Z0-9]+)}{
+        my $var = $1;
+        my $val;
+        if ($var =~ /^TEST_NGINX_RAND_PORT_\d+$/) {
+            $val = $RandPorts{$var} //= _free_port()
+                // bail_out("$name - Cannot find an available listening"
+                            . " port number for $var.\n");
+        } else {
+            bail_out("$name - No environment $var defined.\n")
+                unless defined $ENV{$var};
+            $val = $ENV{$var};
         }
-        $ENV{$name};
+        $val;
     }ge;
     return $text;
 }
 
-# Parse "1.5", "2s", "50ms" into seconds.
+# "1.5" and "2s" are seconds, "50ms" milliseconds; undef stays undef.
 sub parse_time {
-    my $v = shift;
-    return undef unless defined $v;
-    $v =~ s/^\s+|\s+$//g;
-    return $1 / 1000 if $v =~ /^(\d+(?:\.\d+)?)ms$/;
-    return $1        if $v =~ /^(\d+(?:\.\d+)?)s?$/;
-    die "Bad time value: '$v'\n";
+    my $t = shift;
+    return undef unless defined $t;
+    if ($t =~ /^\s*(\d+(?:\.\d*)?|\.\d+)\s*ms\s*$/) {
+        return $1 / 1000;
+    }
+    if ($t =~ /^\s*(\d+(?:\.\d*)?|\.\d+)\s*s?\s*$/) {
+        return $1 + 0;
+    }
+    return $t;
 }
 
 sub slurp_file {
@@ -171,18 +306,15 @@ sub slurp_file {
     return defined $data ? $data : '';
 }
 
-# Whether the process $pid is gone or a zombie.  Exited daemons can linger as
-# zombies when nobody reaps them, so "kill 0" is not a usable liveness test.
+# Whether process $pid is gone or a zombie ("kill 0" succeeds on zombies).
 sub process_gone {
     my $pid = shift;
     my $stat = slurp_file("/proc/$pid/stat");
     if (defined $stat) {
-        # pid (comm) state ...; comm may contain spaces/parens.
-        return 1 if $stat =~ /\)\s+([ZXx])\s/;
-        return 0;
+        return $stat =~ /\)\s+([ZXx])\s/ ? 1 : 0;
     }
-    return 1 if -d '/proc/self';        # procfs present, pid absent: gone
-    return kill(0, $pid) ? 0 : 1;       # no procfs: best effort
+    return 1 if -d '/proc/self';
+    return kill(0, $pid) ? 0 : 1;
 }
 
 sub read_pid {
@@ -191,22 +323,27 @@ sub read_pid {
     return $1;
 }
 
-# nginx version as a comparable number (1.19.5 -> 1019005); undef if unknown.
 my $NginxVersion;
 sub nginx_version {
     return $NginxVersion if defined $NginxVersion;
     my $out = `\Q$NginxBinary\E -v 2>&1`;
-    if (defined $out && $out =~ m{nginx/(\d+)\.(\d+)\.(\d+)}) {
-        $NginxVersion = $1 * 1000000 + $2 * 1000 + $3;
-    } else {
-        $NginxVersion = 0;
-    }
+    $NginxVersion = defined $out && $out =~ m{nginx/(\d+)\.(\d+)\.(\d+)}
+                    ? $1 * 1000000 + $2 * 1000 + $3 : 0;
     return $NginxVersion;
 }
 
+my $NginxV;
+sub nginx_V {
+    $NginxV = `\Q$NginxBinary\E -V 2>&1` // '' unless defined $NginxV;
+    return $NginxV;
+}
+
 sub find_nginx_binary {
-    return $NginxBinary if $NginxBinary =~ m{/} && -x $NginxBinary;
-    for my $dir (split /:/, ($ENV{PATH} || '')) {
+    if ($NginxBinary =~ m{/}) {
+        return -f $NginxBinary && -x _ ? $NginxBinary : undef;
+    }
+    for my $dir ((split /:/, ($ENV{PATH} || '')), '.') {
+        next unless length $dir;
         my $f = File::Spec->catfile($dir, $NginxBinary);
         return $f if -f $f && -x _;
     }
@@ -217,82 +354,76 @@ sub find_nginx_binary {
 # Server root
 # ---------------------------------------------------------------------------
 
+# Recreate the server root: conf/, logs/, html/ (with an index.html), and
+# nothing else (cache and *_temp / *_cache dirs go).  As in the real harness,
+# anything else left in the server root stops the run: it is not ours to
+# delete.
 sub setup_server_root {
-    for my $dir ($ServRoot, $LogDir, $ConfDir) {
-        next if -d $dir;
-        File::Path::mkpath($dir) or bail_out("Cannot create $dir: $!\n");
+    if (-d $ServRoot) {
+        File::Path::rmtree([$ConfDir, $CacheDir, $HtmlDir, $LogDir,
+                            glob("$ServRoot/*_cache"),
+                            glob("$ServRoot/*_temp")]);
+        rmdir $ServRoot
+            or bail_out("Can't remove $ServRoot (not empty?): $!");
     }
-    # The html dir is ours (always $ServRoot/html): start each block clean.
-    File::Path::rmtree($HtmlDir) if -d $HtmlDir;
-    File::Path::mkpath($HtmlDir) or bail_out("Cannot create $HtmlDir: $!\n");
+    for my $dir ($ServRoot, $LogDir, $HtmlDir, $ConfDir) {
+        mkdir $dir or bail_out("Failed to do mkdir $dir: $!\n");
+    }
+    my $index = File::Spec->catfile($HtmlDir, 'index.html');
+    open my $out, '>', $index
+        or bail_out("Can't open $index for writing: $!\n");
+    print $out '<html><head><title>It works!</title></head>'
+               . '<body>It works!</body></html>';
+    close $out;
 }
 
-sub truncate_logs {
-    for my $f ($ErrLogFile, $AccLogFile) {
-        if (open my $fh, '>', $f) { close $fh }
-    }
-}
-
-# Parse a touch(1)-style timestamp (CCYYMMDDhhmm[.ss]) or epoch seconds.
-sub parse_mtime {
-    my $t = shift;
-    if ($t =~ /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(?:\.(\d\d))?$/) {
-        return POSIX::mktime($6 || 0, $5, $4, $3, $2 - 1, $1 - 1900);
-    }
-    return $t if $t =~ /^\d+$/;
-    die "Bad user_files timestamp '$t'\n";
-}
-
-# Create the files of a "--- user_files" section.  $spec is either the text
-# form (">>> name [mtime]" headers followed by the content) or, from an
-# "eval" section, an array ref of [name, content, mtime?] entries.
+# Create the files of a "--- user_files" section: the text form (">>> name
+# [touch -t date]" lines, each starting a file) or, from "eval", an array
+# ref of [name, content, date?].  Relative names are under the html dir.
+# $TEST_NGINX_* is expanded in every content (as the real harness does).
 sub write_user_files {
-    my ($spec, $name) = @_;
-    return unless defined $spec;
+    my $block = shift;
+    my $name = $block->name;
+    my $spec = $block->user_files;
+    return unless $spec;
 
     my @files;
-    if (ref $spec eq 'ARRAY') {
-        for my $f (@$spec) {
-            die "$name - user_files: each entry must be [name, content]\n"
-                unless ref $f eq 'ARRAY' && @$f >= 2;
-            push @files, [@$f];
-        }
-    } elsif (!ref $spec) {
+    if (!ref $spec) {
         my $cur;
         for my $line (split /^/m, $spec) {
-            if ($line =~ /^>>>\s+(\S+)(?:\s+(\S+))?\s*$/) {
-                $cur = [$1, '', $2];
+            if ($line =~ />>> (\S+)(?:\s+(.+))?/) {
+                $cur = [$1, undef, $2];
                 push @files, $cur;
-                next;
+            } elsif ($cur) {
+                $cur->[1] .= $line;
             }
-            if (!$cur) {
-                next if $line =~ /^\s*$/;
-                die "$name - user_files: content before the first '>>> name'"
-                    . " line\n";
-            }
-            $cur->[1] .= $line;
         }
-        for my $f (@files) {
-            $f->[1] = expand_env_in_text($f->[1], "user_files");
-        }
+    } elsif (ref $spec eq 'ARRAY') {
+        @files = map { [@$_] } @$spec;
     } else {
-        die "$name - user_files: unsupported value type " . ref($spec) . "\n";
+        bail_out("$name - wrong value type: " . ref($spec)
+                 . ", only scalar or ARRAY are accepted");
     }
 
     for my $f (@files) {
-        my ($fname, $body, $mtime) = @$f;
-        die "$name - user_files: unsafe file name '$fname'\n"
-            if $fname =~ m{(?:^|/)\.\.(?:/|$)} || $fname =~ m{^/};
-        my $path = File::Spec->catfile($HtmlDir, $fname);
-        my (undef, $dir) = File::Spec->splitpath($path);
-        File::Path::mkpath($dir) unless -d $dir;
+        my ($fname, $body, $date) = @$f;
+        $body = '' unless defined $body;
+        my $path = $fname =~ m{^/} ? $fname : "$HtmlDir/$fname";
+        if ($path =~ m{(.*)/}) {
+            my $dir = $1;
+            File::Path::mkpath($dir) unless -d $dir;
+            -d $dir or bail_out("$name - Cannot create directory $dir");
+        }
+        $body = expand_env_in_text($body, $name);
         open my $out, '>:raw', $path
-            or bail_out("Cannot write user file $path: $!\n");
-        print $out (defined $body ? $body : '');
+            or bail_out("$name - Cannot open $path for writing: $!\n");
+        print $out $body;
         close $out;
-        if (defined $mtime) {
-            my $t = parse_mtime($mtime);
-            utime $t, $t, $path;
+        if ($date) {
+            local $ENV{TZ} = 'GMT';
+            system('touch', '-t', $date, $path) == 0
+                or bail_out("Failed to run shell command: touch -t $date"
+                            . " $path\n");
         }
     }
 }
@@ -301,96 +432,94 @@ sub write_user_files {
 # nginx.conf
 # ---------------------------------------------------------------------------
 
-# The load_module lines from TEST_NGINX_LOAD_MODULES (space separated .so
-# paths).  Relative paths are taken relative to the current directory (not
-# to nginx's prefix, which is the server root).
-sub load_module_lines {
+# TEST_NGINX_LOAD_MODULES: space separated .so paths.  Unlike the real
+# harness (which writes them as given, i.e. relative to the server root),
+# relative paths are taken relative to the current directory.
+sub load_module_directives {
     my $mods = $ENV{TEST_NGINX_LOAD_MODULES};
-    return '' unless defined $mods && $mods =~ /\S/;
-    my $out = '';
-    for my $m (split ' ', $mods) {
-        $out .= "load_module " . File::Spec->rel2abs($m) . ";\n";
-    }
-    return $out;
+    return () unless defined $mods;
+    return map { "load_module " . File::Spec->rel2abs($_) . ";" }
+           grep { length } split /\s+/, $mods;
 }
 
-sub env_lines {
-    my $out = '';
-    for my $e (@EnvToNginx) {
-        if ($e =~ /\s/) {
-            (my $q = $e) =~ s/'/\\'/g;
-            $out .= "env '$q';\n";
-        } else {
-            $out .= "env $e;\n";
-        }
-    }
-    return $out;
-}
-
-# %args: main_config, post_main_config, http_config, config, log_level,
-#        server_name.
+# Writes nginx.conf for $block with the (already expanded) server config
+# $config.  The layout is that of the real harness: the same directives in
+# the same order.
 sub write_config_file {
-    my %args = @_;
+    my ($block, $config) = @_;
+    my $name = $block->name;
 
-    my $main_config  = defined $args{main_config} ? $args{main_config} : '';
-    my $post_main    = defined $args{post_main_config}
-                       ? $args{post_main_config} : '';
-    my $http_config  = defined $args{http_config} ? $args{http_config} : '';
-    my $config       = defined $args{config} ? $args{config} : '';
-    my $log_level    = $args{log_level} || $LogLevel;
-    my $server_name  = defined $args{server_name} ? $args{server_name}
-                       : $ServerName;
+    my $http_config = expand_env_in_text($block->http_config // '', $name);
+    my $main_config = $block->main_config // '';
+    if (my @mods = load_module_directives()) {
+        $main_config = join ' ', @mods, $main_config;
+    }
+    $main_config = expand_env_in_text($main_config, $name);
+    my $post_main = expand_env_in_text($block->post_main_config // '',
+                                       $name);
+    my $err_log = expand_env_in_text($block->error_log_file || $ErrLogFile,
+                                     $name);
+    my $server_name = $block->server_name // $ServerName;
+    my $log_level = $block->log_level || $LogLevel;
+    $config = '' unless defined $config;
 
-    # When running as root, keep the workers as root too so they can read the
-    # server root (and so behaviour matches the master-off single process).
-    my $user = '';
-    if ($> == 0 && $main_config !~ /^\s*user\s/m) {
-        $user = "user root;\n";
+    my $V = nginx_V();
+    my @temp;
+    push @temp, "client_body_temp_path $ServRoot/client_body_temp;"
+        unless $http_config =~ /\bclient_body_temp_path\b/;
+    push @temp, "proxy_temp_path $ServRoot/proxy_temp;"
+        unless $http_config =~ /\bproxy_temp_path\b/;
+    for my $m (qw(fastcgi scgi uwsgi)) {
+        push @temp, "${m}_temp_path $ServRoot/${m}_temp;"
+            unless $V =~ /--without-http_${m}_module/;
     }
 
-    my $root_location = '';
-    if (!$NoRootLocation && $config !~ m{\blocation\s+/\s*\{}) {
-        $root_location = <<"_EOC_";
+    my $env = '';
+    for my $v (qw(MOCKEAGAIN_VERBOSE MOCKEAGAIN
+                  MOCKEAGAIN_WRITE_TIMEOUT_PATTERN LD_PRELOAD LD_LIBRARY_PATH
+                  DYLD_INSERT_LIBRARIES DYLD_FORCE_FLAT_NAMESPACE),
+               @EnvToNginx)
+    {
+        $env .= $v =~ /\s/ ? "env '$v';\n" : "env $v;\n";
+    }
+
+    my $root_location = $NoRootLocation ? '' : <<"_EOC_";
         location / {
             root $HtmlDir;
             index index.html index.htm;
         }
 _EOC_
-    }
 
-    my $load_modules = load_module_lines();
-    my $env = env_lines();
+    my $use_events = $EventType ? "    use $EventType;\n" : '';
+    my $user = defined $WorkerUser ? "user $WorkerUser;\n"
+             : $> == 0             ? "user root;\n"
+             :                       '';
 
     my $conf = <<"_EOC_";
-# Generated by t/lib/Test/Nginx/Util.pm (smart-imaging test harness).
-$load_modules
 worker_processes  $Workers;
 daemon on;
 master_process $MasterProcess;
-error_log $ErrLogFile $log_level;
+error_log $err_log $log_level;
 pid       $PidFile;
-$user$env
-# Begin main_config
+$env
 $main_config
-# End main_config
 
 http {
-    access_log $AccLogFile;
+    access_log $AccLogFile; @temp
 
     default_type text/plain;
-    keepalive_timeout  68;
+    keepalive_timeout  68000ms;
 
-# Begin http_config
 $http_config
-# End http_config
-
     server {
         listen          $ServerPort;
-        server_name     $server_name;
-
+        server_name     '$server_name';
         client_max_body_size 30M;
 
+        # Begin preamble config...
 $ConfigPreamble
+        # End preamble config...
+
         # Begin test case config...
 $config
         # End test case config.
@@ -398,16 +527,20 @@ $config
 $root_location    }
 }
 
+$post_main
+
 events {
     accept_mutex off;
     worker_connections  $WorkerConnections;
-}
-
-$post_main
+$use_events}
+env ASAN_OPTIONS;
+env MOCKNOEAGAIN_VERBOSE;
+env MOCKNOEAGAIN;
+$user
 _EOC_
 
     open my $out, '>', $ConfFile
-        or bail_out("Cannot open $ConfFile for writing: $!\n");
+        or bail_out("Can't open $ConfFile for writing: $!\n");
     print $out $conf;
     close $out;
 }
@@ -416,111 +549,138 @@ _EOC_
 # Starting / stopping nginx
 # ---------------------------------------------------------------------------
 
-our $NginxRunning = 0;
-
-# Set once this process has started an nginx: only then does the END-time
-# cleanup stop the nginx named by the pid file (a process that merely loads
-# this module must not stop somebody else's server).
+# Set once this process has started an nginx: only then does cleanup stop
+# the nginx named by the pid file.
 our $StartedNginx = 0;
 
 sub nginx_command {
-    my @cmd = ($NginxBinary, '-p', "$ServRoot/", '-c', $ConfFile);
-    # -e (nginx >= 1.19.5) sends the errors nginx logs before it has read
-    # error_log from the config (and config errors) to our error.log rather
-    # than to the compiled-in default, which may be unwritable.
+    my @cmd = ($NginxBinary);
+    # -e (nginx >= 1.19.5): errors before error_log is read go to our log.
     push @cmd, '-e', $ErrLogFile if nginx_version() >= 1019005;
+    push @cmd, '-p', "$ServRoot/", '-c', $ConfFile;
     return @cmd;
 }
 
-# Run a command with stdout+stderr to $file; return the wait status.
-sub run_to_file {
-    my ($file, @cmd) = @_;
+# What nginx wrote to stderr when it was last run (what it logs at startup
+# goes to error.log as well, thanks to -e).
+our $StartStderr = '';
+
+# Runs nginx (daemon on), its stdout to /dev/null.  Its stderr is kept in
+# $StartStderr (the real harness lets it through to the terminal: the
+# "nginx: [emerg] ..." of every must_die block).  Returns the wait status.
+sub run_nginx {
+    my @cmd = nginx_command();
+    diag_verbose("starting: @cmd");
+    my $errfile = File::Spec->catfile($LogDir, 'nginx.stderr');
     my $pid = fork;
-    bail_out("fork failed: $!\n") unless defined $pid;
+    bail_out("fork() failed: $!") unless defined $pid;
     if ($pid == 0) {
         open STDIN, '<', '/dev/null';
-        open STDOUT, '>', $file or POSIX::_exit(126);
-        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', $errfile;
         { no warnings 'exec'; exec { $cmd[0] } @cmd; }
         print STDERR "exec $cmd[0] failed: $!\n";
         POSIX::_exit(127);
     }
     waitpid $pid, 0;
-    return $?;
+    my $status = $?;
+    $StartStderr = slurp_file($errfile) // '';
+    unlink $errfile;
+    diag_verbose("nginx: $StartStderr") if length $StartStderr;
+    return $status;
 }
 
-# Start nginx (daemon on).  Returns (1, '') on success or (0, $why).
+# Start nginx.  Returns the wait status of the nginx command (0: started;
+# then the daemon's pid file has been written).
 sub start_nginx {
     unlink $PidFile;
     $StartedNginx = 1;
-    my @cmd = nginx_command();
-    diag_verbose("starting: @cmd");
-    my $status = run_to_file($StartOutFile, @cmd);
-    my $out = slurp_file($StartOutFile);
-    $out = '' unless defined $out;
-    if ($status != 0) {
-        my $code = $status >> 8;
-        return (0, "nginx exited with code $code: $out", $code);
-    }
-    # daemon on: the foreground process has already bound the listening
-    # sockets; wait for the daemon to write its pid file.
+    my $status = run_nginx();
+    return $status if $status != 0;
     my $deadline = Time::HiRes::time() + 5;
-    while (Time::HiRes::time() < $deadline) {
-        if (defined read_pid()) {
-            $NginxRunning = 1;
-            return (1, $out, 0);
-        }
-        Time::HiRes::sleep(0.01);
+    while (!defined read_pid() && Time::HiRes::time() < $deadline) {
+        Time::HiRes::sleep(0.005);
     }
-    return (0, "nginx did not write its pid file $PidFile: $out", undef);
+    Time::HiRes::sleep($Sleep);
+    return 0;
 }
 
-# Stop nginx if a pid file says it runs: TERM, wait for the pid file to go
-# away (nginx removes it on exit), escalate to KILL.
+# Stop the nginx the pid file names: QUIT (graceful, TERM with
+# TEST_NGINX_FAST_SHUTDOWN), wait up to timeout(), then KILL.
 sub stop_nginx {
     my $pid = read_pid();
-    $NginxRunning = 0;
     return 1 unless defined $pid;
-
     if (process_gone($pid)) {
         unlink $PidFile;
         return 1;
     }
-
-    for my $sig ('TERM', 'KILL') {
+    for my $sig ($ENV{TEST_NGINX_FAST_SHUTDOWN} ? 'TERM' : 'QUIT', 'KILL') {
+        diag_verbose("sending $sig to $pid");
         kill $sig, $pid;
-        my $deadline = Time::HiRes::time() + ($sig eq 'TERM' ? 5 : 2);
+        my $deadline = Time::HiRes::time() + ($sig eq 'KILL' ? 2 : $Timeout);
         while (Time::HiRes::time() < $deadline) {
-            return 1 if !-e $PidFile;
             if (process_gone($pid)) {
                 unlink $PidFile;
                 return 1;
             }
             Time::HiRes::sleep(0.01);
         }
-        Test::More::diag("nginx (pid $pid) did not exit on SIG$sig")
-            if $sig eq 'TERM';
+        warn "timeout when waiting for the nginx process $pid to exit\n"
+            unless $sig eq 'KILL';
     }
     unlink $PidFile;
     return 0;
 }
 
-# Whether the nginx we started is still alive (crash detection).
 sub nginx_alive {
     my $pid = read_pid();
-    return 0 unless defined $pid;
-    return process_gone($pid) ? 0 : 1;
+    return defined $pid && !process_gone($pid);
 }
 
-my $cleaned = 0;
+# ---------------------------------------------------------------------------
+# Logs
+# ---------------------------------------------------------------------------
+
+# Where the next error_log_data() starts reading (reset before a block's
+# requests; every read moves it to the end unless check_accum_error_log).
+our $ErrLogFilePos = 0;
+
+sub reset_error_log_pos { $ErrLogFilePos = 0 }
+
+# The lines of error.log written since the last read (all of them with
+# check_accum_error_log), after a short sleep for what nginx logs once the
+# response is out (the log phase).
+sub error_log_data {
+    Time::HiRes::sleep($Sleep * 3);
+    open my $in, '<', $ErrLogFile or return undef;
+    seek $in, $ErrLogFilePos, 0 if !$CheckAccumErrLog && $ErrLogFilePos > 0;
+    my @lines = <$in>;
+    $ErrLogFilePos = tell $in unless $CheckAccumErrLog;
+    close $in;
+    return \@lines;
+}
+
+sub access_log_data {
+    Time::HiRes::sleep($Sleep * 3);
+    open my $in, '<', $AccLogFile or die "open $AccLogFile failed: $!";
+    my @lines = <$in>;
+    close $in;
+    return \@lines;
+}
+
+# ---------------------------------------------------------------------------
+# Cleanup
+# ---------------------------------------------------------------------------
+
+sub cleanup_test {
+    my $block = shift;
+    $_->($block) for @TestCleanupHandlers;
+}
+
 sub cleanup {
-    return if $cleaned++;
     for my $h (@CleanupHandlers) {
         eval { $h->() };
         warn "cleanup handler failed: $@" if $@;
-    }
-    if ($StartedNginx && !$ENV{TEST_NGINX_NO_CLEAN} && !$NoNginxManager) {
-        stop_nginx();
     }
 }
 
@@ -528,6 +688,9 @@ END {
     # Keep the test's exit status: cleanup must not clobber $?.
     local $?;
     cleanup();
+    if ($StartedNginx && !$ENV{TEST_NGINX_NO_CLEAN} && !$NoNginxManager) {
+        stop_nginx();
+    }
 }
 
 1;

@@ -448,16 +448,9 @@ pub unsafe fn post(
         on_done,
     }));
     if !counted || (queued == 0 && running < bounds.max_running) {
-        // SAFETY: `slot` is ours, not queued.
-        if !unsafe { start(slot) } {
-            // SAFETY: not posted, so we still own slot and job; the
-            // cleanup record keeps its NULL handler.
-            let job = unsafe {
-                drop(Box::from_raw(slot));
-                Box::from_raw(job)
-            };
-            return Err((job, PostError::QueueFull));
-        }
+        // SAFETY: `slot` was just allocated with `job`, not queued. (If the
+        // pool refuses it, the cleanup record keeps its NULL handler.)
+        unsafe { start_now(slot, job) }.map_err(|job| (job, PostError::QueueFull))?;
     } else {
         enqueue(slot);
         req.log(
@@ -531,17 +524,10 @@ pub unsafe fn post_detached(
         on_done: no_request,
     }));
     if queued == 0 && running < bounds.max_running {
-        // SAFETY: `slot` is ours, not queued.
-        if !unsafe { start(slot) } {
-            // SAFETY: not posted, so we still own slot and job.
-            let job = unsafe {
-                drop(Box::from_raw(slot));
-                Box::from_raw(job)
-            };
-            return Err((job, PostError::QueueFull));
-        }
+        // SAFETY: `slot` was just allocated with `job`, not queued.
+        unsafe { start_now(slot, job) }.map_err(|job| (job, PostError::QueueFull))?;
     } else {
-        QUEUE.with(|q| q.borrow_mut().push_back(slot));
+        enqueue(slot);
         req.log(
             NGX_LOG_INFO,
             format_args!(
@@ -554,6 +540,24 @@ pub unsafe fn post_detached(
         set_in_flight(&name, true);
     }
     Ok(())
+}
+
+/// Starts `slot` at once; if the thread pool refuses it, frees the slot
+/// and hands the job back.
+///
+/// # Safety
+/// `slot` was just allocated by the caller, with `job` as its job, and is
+/// not queued.
+unsafe fn start_now(slot: *mut Slot, job: *mut Job) -> Result<(), Box<Job>> {
+    // SAFETY: as the caller promises.
+    if unsafe { start(slot) } {
+        return Ok(());
+    }
+    // SAFETY: not posted, so the slot and the job are still ours alone.
+    Err(unsafe {
+        drop(Box::from_raw(slot));
+        Box::from_raw(job)
+    })
 }
 
 /// Posts a queued (or new) slot's job to its thread pool; false if the

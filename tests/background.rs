@@ -120,20 +120,6 @@ fn config() -> Config {
     cfg
 }
 
-fn debug(r: &Response) -> &str {
-    r.header("X-Smart-Imaging").unwrap_or("")
-}
-
-/// The module's `info` messages since `mark` that start with `prefix` and
-/// end with `suffix`.
-fn info_lines(n: &Nginx, mark: usize, prefix: &str, suffix: &str) -> Vec<String> {
-    n.error_log_since(mark)
-        .lines()
-        .filter_map(|l| module_log_message(l, "info"))
-        .filter(|m| m.starts_with(prefix) && m.ends_with(suffix))
-        .collect()
-}
-
 /// Waits up to `secs` for `count` such messages; returns those found.
 fn wait_info(
     n: &Nginx,
@@ -260,15 +246,6 @@ fn etag_names(r: &Response, formats: &str) -> bool {
         .is_some_and(|e| e.contains(&format!("-{formats}-q")))
 }
 
-fn assert_no_alerts(n: &Nginx) {
-    let log = n.error_log();
-    let bad: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("[alert]") || l.contains("[crit]") || l.contains("[emerg]"))
-        .collect();
-    assert!(bad.is_empty(), "in the error log:\n{}", bad.join("\n"));
-}
-
 fn stash_entries(n: &Nginx) -> Vec<PathBuf> {
     let dir = n.prefix.join("smart_imaging_stash");
     let mut v: Vec<PathBuf> = fs::read_dir(&dir)
@@ -277,15 +254,6 @@ fn stash_entries(n: &Nginx) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-fn concurrent(port: u16, url: &str, count: usize, accept: (&str, &str)) -> Vec<Response> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..count)
-            .map(|_| s.spawn(move || get(port, url, &[accept])))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    })
 }
 
 /// The first request for a ~1 MP photo gets the original at once; once its
@@ -384,7 +352,7 @@ fn concurrent_first_requests_start_one_conversion() {
     let workers = n.worker_pids();
     let uri = format!("/images/{name}");
     let mark = n.error_log_mark();
-    let responses = concurrent(n.port(), &uri, 6, ACCEPT_WEBP_ONLY);
+    let responses = concurrent(n.port(), &uri, 6, &[ACCEPT_WEBP_ONLY]);
     for (i, r) in responses.iter().enumerate() {
         eprintln!("#{i}: {} in {:.1} ms", debug(r), ms(r.elapsed));
         assert_stand_in(r, &big, "deferred", &format!("#{i}"));

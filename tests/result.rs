@@ -72,18 +72,6 @@ const HTTP: &str = r#"
     }
 "#;
 
-/// A 1-bit grayscale noise PNG: tiny, and lossy WebP of it is much larger.
-fn noise_png(width: u32, height: u32, seed: u64) -> Vec<u8> {
-    let row = width.div_ceil(8) as usize;
-    let mut rng = Rng::new(seed);
-    let mut raw = Vec::new();
-    for _ in 0..height {
-        raw.push(0);
-        raw.extend(rng.bytes(row));
-    }
-    png_raw(width, height, 1, 0, &zlib_stored(&raw))
-}
-
 struct Files {
     photo: Vec<u8>,
     noise: Vec<u8>,

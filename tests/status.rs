@@ -79,18 +79,6 @@ fn config(zone: &str, workers: u32, timeout: &str) -> Config {
     cfg
 }
 
-/// A 1-bit grayscale noise PNG: tiny, and lossy WebP of it is larger.
-fn noise_png(width: u32, height: u32, seed: u64) -> Vec<u8> {
-    let row = width.div_ceil(8) as usize;
-    let mut rng = Rng::new(seed);
-    let mut raw = Vec::new();
-    for _ in 0..height {
-        raw.push(0);
-        raw.extend(rng.bytes(row));
-    }
-    png_raw(width, height, 1, 0, &zlib_stored(&raw))
-}
-
 /// The JFIF header of a real JPEG followed by random bytes: sniffed as a
 /// JPEG, refused by the decoder.
 fn corrupt_jpeg() -> Vec<u8> {

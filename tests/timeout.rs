@@ -76,10 +76,6 @@ fn start(name: &str) -> (Nginx, String, Vec<u8>) {
     (n, big_name, big)
 }
 
-fn debug(r: &Response) -> &str {
-    r.header("X-Smart-Imaging").unwrap_or("")
-}
-
 /// The original response, whole: status, type, length, body, `Vary`.
 fn assert_original(r: &Response, big: &[u8], what: &str) {
     assert_eq!(r.status, 200, "{what}\n{}", r.describe());
@@ -135,26 +131,6 @@ fn wait_any_lines(n: &Nginx, mark: usize, needles: &[&str], count: usize, secs: 
     }
 }
 
-fn concurrent(port: u16, url: &str, count: usize) -> Vec<Response> {
-    std::thread::scope(|s| {
-        let hs: Vec<_> = (0..count)
-            .map(|_| s.spawn(|| request(port, "GET", url, &[ACCEPT_ALL])))
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().unwrap().expect("request failed"))
-            .collect()
-    })
-}
-
-fn assert_no_alerts(n: &Nginx) {
-    let log = n.error_log();
-    let bad: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("[alert]") || l.contains("[crit]") || l.contains("[emerg]"))
-        .collect();
-    assert!(bad.is_empty(), "in the error log:\n{}", bad.join("\n"));
-}
-
 /// Conversions queued on one thread, each over the 200 ms deadline: every
 /// client gets the original at about the deadline, static and proxied; the
 /// jobs still in the module's queue never start, the abandoned ones finish
@@ -168,7 +144,7 @@ fn slow_conversions_serve_the_original() {
     let mut abandoned = 0;
     for prefix in ["/slow/", "/slow-shop/"] {
         let url = format!("{prefix}{name}");
-        for (i, r) in concurrent(port, &url, 3).iter().enumerate() {
+        for (i, r) in concurrent(port, &url, 3, &[ACCEPT_ALL]).iter().enumerate() {
             let what = format!("{url} #{i}");
             eprintln!("{what}: {} in {:.0} ms", debug(r), ms(r.elapsed));
             assert_original(r, &big, &what);
@@ -286,7 +262,7 @@ fn send_timeout_caps_the_wait() {
     let port = n.port();
     let mark = n.error_log_mark();
     let url = format!("/send-timeout/{name}");
-    let responses = concurrent(port, &url, 4);
+    let responses = concurrent(port, &url, 4, &[ACCEPT_ALL]);
     let mut timed_out = 0;
     for (i, r) in responses.iter().enumerate() {
         let what = format!("{url} #{i}");

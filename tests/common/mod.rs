@@ -1601,3 +1601,52 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+/// The `X-Smart-Imaging` header (`smart_imaging_debug_header on`), or "".
+pub fn debug(r: &Response) -> &str {
+    r.header("X-Smart-Imaging").unwrap_or("")
+}
+
+/// `count` concurrent GETs of `url`, each with `headers`, on connections
+/// of their own.
+pub fn concurrent(port: u16, url: &str, count: usize, headers: &[(&str, &str)]) -> Vec<Response> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..count)
+            .map(|_| s.spawn(move || get(port, url, headers)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// The module's `info` messages since `mark` (durations masked, see
+/// [`module_log_message`]) that start with `prefix` and end with `suffix`.
+pub fn info_lines(n: &Nginx, mark: usize, prefix: &str, suffix: &str) -> Vec<String> {
+    n.error_log_since(mark)
+        .lines()
+        .filter_map(|l| module_log_message(l, "info"))
+        .filter(|m| m.starts_with(prefix) && m.ends_with(suffix))
+        .collect()
+}
+
+/// Nothing at `alert`, `crit` or `emerg` in the whole error log.
+pub fn assert_no_alerts(n: &Nginx) {
+    let log = n.error_log();
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("[alert]") || l.contains("[crit]") || l.contains("[emerg]"))
+        .collect();
+    assert!(bad.is_empty(), "in the error log:\n{}", bad.join("\n"));
+}
+
+/// A 1-bit grayscale noise PNG: tiny, and lossy WebP of it is much larger
+/// (an original kept as `not-smaller`).
+pub fn noise_png(width: u32, height: u32, seed: u64) -> Vec<u8> {
+    let row = width.div_ceil(8) as usize;
+    let mut rng = Rng::new(seed);
+    let mut raw = Vec::new();
+    for _ in 0..height {
+        raw.push(0);
+        raw.extend(rng.bytes(row));
+    }
+    png_raw(width, height, 1, 0, &zlib_stored(&raw))
+}

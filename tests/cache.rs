@@ -239,7 +239,11 @@ fn load_fallback_is_not_cached() {
         edit(
             c,
             CONVERTING,
-            &format!("{CONVERTING}            smart_imaging_timeout 1ms;\n"),
+            // No stash: an abandoned conversion would serve the next
+            // requests from it once done.
+            &format!(
+                "{CONVERTING}            smart_imaging_timeout 1ms;\n            smart_imaging_stash_path off;\n"
+            ),
         )
     };
     let mut n = start("cache-fallback", tiny_timeout);

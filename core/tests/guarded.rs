@@ -38,7 +38,7 @@ fn photo_jpeg() -> (Vec<u8>, Image) {
         w,
         h,
         &JpegOptions {
-            quality: 90.0,
+            quality: 95.0,
             ..JpegOptions::default()
         },
     );

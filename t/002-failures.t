@@ -116,7 +116,7 @@ Vary: Accept
 --- response_body eval
 $::CorruptJpeg
 --- error_log eval
-qr/\[warn\] .*smart_imaging: "\/corrupt\.jpg" not converted \([\d.]+ ms\): decode failed: JPEG: .+, serving original/
+qr/\[warn\] .*smart_imaging: "\/corrupt\.jpg" not converted \([\d.]+ ms\): decode failed: JPEG(?: warning)?: .+, serving original/
 --- no_error_log eval
 [qr/\[(?:alert|crit|emerg)\]/, "converted to webp"]
 

@@ -637,3 +637,38 @@ fn progressive_scan_bomb_is_refused_quickly() {
     }
     assert!(start.elapsed() < Duration::from_millis(100));
 }
+
+/// A JPEG whose entropy-coded data ends early (an EOI marker in the middle
+/// of the scan): libjpeg only warns ("Corrupt JPEG data: premature end of
+/// data segment") and makes up the rest of the pixels. That is a failure
+/// naming the warning, and `transcode` keeps the original.
+#[test]
+fn entropy_damaged_jpeg_is_a_decode_error_naming_the_warning() {
+    let (w, h) = (256, 192);
+    let good = jpeg(&noisy_photo(w, h), w, h, &JpegOptions::default());
+    codecs::decode(&good, &Limits::default()).expect("the intact file decodes");
+    // The scan starts after the SOS segment (FF DA, length).
+    let sos = good
+        .windows(2)
+        .position(|m| m == [0xFF, 0xDA])
+        .expect("an SOS marker");
+    let scan = sos + 2 + usize::from(u16::from_be_bytes([good[sos + 2], good[sos + 3]]));
+    let mut damaged = good[..scan + (good.len() - scan) / 3].to_vec();
+    damaged.extend_from_slice(&[0xFF, 0xD9]);
+    match codecs::decode(&damaged, &Limits::default()) {
+        Err(KeepReason::Decode(message)) => assert!(
+            message.starts_with("JPEG warning: Corrupt JPEG data"),
+            "{message}"
+        ),
+        other => panic!("expected a decode error, got {:?}", other.map(|i| i.width)),
+    }
+    match transcode(
+        &damaged,
+        &Plan::new(vec![smart_imaging_core::Format::WebP]),
+        &Limits::default(),
+    ) {
+        Outcome::Original(KeepReason::Decode(_)) => {}
+        Outcome::Original(other) => panic!("kept for another reason: {other}"),
+        Outcome::Converted(_) => panic!("a derivative of made-up pixels was served"),
+    }
+}

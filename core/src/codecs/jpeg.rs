@@ -273,21 +273,25 @@ extern "C-unwind" fn error_exit(cinfo: &mut jpeg_common_struct) {
     resume_unwind(Box::new(format!("JPEG: {}", message(cinfo))));
 }
 
-/// Warnings (level < 0) and trace messages. Corrupt-data warnings leave an
-/// image browsers show just as libjpeg decodes it, so they are tolerated;
-/// but at a premature end of file libjpeg invents the missing rows, where a
-/// browser would leave them empty: that one is an error for us.
+/// Warnings (level < 0) and trace messages (ignored). Every warning is a
+/// failure, named in the reason (and so in the `error_log` line): libjpeg
+/// goes on after "Corrupt JPEG data: premature end of data segment" and
+/// the like with pixels it made up (grey rows, garbled blocks), and a
+/// derivative of those would be served as if it were the image. The
+/// original is served instead, as the browser would show it. Warnings
+/// that only concern metadata (an unknown JFIF revision) are failures too:
+/// a file that makes libjpeg complain is not one to rewrite.
 extern "C-unwind" fn emit_message(cinfo: &mut jpeg_common_struct, level: c_int) {
     if level >= 0 {
         return;
     }
     // SAFETY: libjpeg calls this with `cinfo.err` pointing to the error
     // manager installed by `error_manager()`, alive for the whole decode.
-    let err = unsafe { &mut *cinfo.err };
-    if err.msg_code == JWRN_JPEG_EOF as c_int {
+    let code = unsafe { (*cinfo.err).msg_code };
+    if code == JWRN_JPEG_EOF as c_int {
         resume_unwind(Box::new(String::from("JPEG: file is truncated")));
     }
-    err.num_warnings += 1;
+    resume_unwind(Box::new(format!("JPEG warning: {}", message(cinfo))));
 }
 
 /// The (unformatted) libjpeg message for the current error code.

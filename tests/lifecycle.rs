@@ -129,30 +129,6 @@ fn wait_gone(pids: &BTreeSet<u32>, timeout: Duration) -> Option<Instant> {
     }
 }
 
-/// Live worker processes whose parent is `master`.
-fn workers_of(master: u32) -> BTreeSet<u32> {
-    let mut out = BTreeSet::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut f = rest.split_whitespace();
-        let state = f.next().unwrap_or("");
-        let ppid: u32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if ppid == master && state != "Z" && cmdline.starts_with(b"nginx: worker process") {
-            out.insert(pid);
-        }
-    }
-    out
-}
-
 /// One client's request, and when its response ended.
 struct Flight {
     /// Which of the [`Files`] it asked for.

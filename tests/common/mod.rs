@@ -667,36 +667,7 @@ impl Nginx {
 
     /// PIDs of the master's live children (the workers), sorted.
     pub fn worker_pids(&self) -> BTreeSet<u32> {
-        let mut out = BTreeSet::new();
-        let Ok(rd) = fs::read_dir("/proc") else {
-            return out;
-        };
-        for e in rd.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            // pid (comm) state ppid ...: comm may contain spaces, so split
-            // after the last ')'.
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-                continue;
-            };
-            let mut f = rest.split_whitespace();
-            let state = f.next().unwrap_or("");
-            let ppid: u32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-            // Only workers: the cache manager and loader (with proxy_cache)
-            // come and go on their own schedule.
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if ppid == self.master_pid
-                && state != "Z"
-                && cmdline.starts_with(b"nginx: worker process")
-            {
-                out.insert(pid);
-            }
-        }
-        out
+        workers_of(self.master_pid)
     }
 
     /// Asserts that no worker died: same worker PIDs as `before` and no
@@ -1649,4 +1620,35 @@ pub fn noise_png(width: u32, height: u32, seed: u64) -> Vec<u8> {
         raw.extend(rng.bytes(row));
     }
     png_raw(width, height, 1, 0, &zlib_stored(&raw))
+}
+
+/// Live worker processes whose parent is `master`, sorted.
+pub fn workers_of(master: u32) -> BTreeSet<u32> {
+    let mut out = BTreeSet::new();
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may contain spaces, so split
+        // after the last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().unwrap_or("");
+        let ppid: u32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        // Only workers: the cache manager and loader (with proxy_cache)
+        // come and go on their own schedule.
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == master && state != "Z" && cmdline.starts_with(b"nginx: worker process") {
+            out.insert(pid);
+        }
+    }
+    out
 }

@@ -672,3 +672,50 @@ fn entropy_damaged_jpeg_is_a_decode_error_naming_the_warning() {
         Outcome::Converted(_) => panic!("a derivative of made-up pixels was served"),
     }
 }
+
+/// A PNG chunk whose CRC does not match its data, a critical one (IDAT) or
+/// an ancillary one the decoder otherwise skips (tEXt): a failure, and
+/// `transcode` keeps the original.
+#[test]
+fn png_chunks_with_a_broken_crc_are_decode_errors() {
+    let (w, h) = (64, 48);
+    let good = png(
+        w,
+        h,
+        ColorType::Rgb,
+        BitDepth::Eight,
+        &noisy_photo(w as usize, h as usize),
+        |_| {},
+    );
+    codecs::decode(&good, &Limits::default()).expect("the intact file decodes");
+    let broken_crc = |png: &[u8], kind: &[u8; 4]| -> Vec<u8> {
+        let at = png.windows(4).position(|k| k == kind).expect("the chunk") - 4;
+        let len = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
+        let mut out = png.to_vec();
+        out[at + 8 + len] ^= 0x55; // first byte of the CRC
+        out
+    };
+    let with_text = with_chunk(&good, b"tEXt", b"Comment\0hello");
+    codecs::decode(&with_text, &Limits::default()).expect("a valid tEXt chunk decodes");
+    for (what, bad) in [
+        ("IDAT", broken_crc(&good, b"IDAT")),
+        ("tEXt", broken_crc(&with_text, b"tEXt")),
+    ] {
+        assert!(
+            matches!(
+                codecs::decode(&bad, &Limits::default()),
+                Err(KeepReason::Decode(_))
+            ),
+            "{what}: a broken CRC decoded"
+        );
+        match transcode(
+            &bad,
+            &Plan::new(vec![smart_imaging_core::Format::WebP]),
+            &Limits::default(),
+        ) {
+            Outcome::Original(KeepReason::Decode(message)) => eprintln!("{what}: {message}"),
+            Outcome::Original(other) => panic!("{what}: kept for another reason: {other}"),
+            Outcome::Converted(_) => panic!("{what}: converted"),
+        }
+    }
+}

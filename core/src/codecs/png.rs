@@ -39,6 +39,38 @@ const PLAIN_GAMMA: std::ops::RangeInclusive<u32> = 40_000..=50_000;
 /// cICP code points for sRGB: BT.709 primaries, sRGB transfer function.
 const CICP_SRGB: (u8, u8) = (1, 13);
 
+/// Checks the CRC of every complete chunk up to IEND. A mismatch is a
+/// damaged file, whatever the chunk: the `png` crate checks the chunks it
+/// reads, but skips those it ignores (text) unchecked, and a file damaged
+/// there may be damaged elsewhere too. Structure errors (a length running
+/// past the end) are left to the decoder, which reports them.
+fn check_crcs(bytes: &[u8]) -> Result<(), KeepReason> {
+    let mut at = 8; // the signature
+    while let Some(header) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let kind = &header[4..8];
+        let Some(end) = (at + 8).checked_add(len) else {
+            return Ok(());
+        };
+        let (Some(typed_data), Some(stored)) = (bytes.get(at + 4..end), bytes.get(end..end + 4))
+        else {
+            return Ok(());
+        };
+        let stored = u32::from_be_bytes([stored[0], stored[1], stored[2], stored[3]]);
+        if crc32fast::hash(typed_data) != stored {
+            return Err(KeepReason::Decode(format!(
+                "PNG: CRC error in a {} chunk",
+                String::from_utf8_lossy(kind)
+            )));
+        }
+        if kind == b"IEND" {
+            return Ok(());
+        }
+        at = end + 4;
+    }
+    Ok(())
+}
+
 pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> {
     // Caps the crate's own allocations (row buffers, decompressed iCCP);
     // the output buffer is ours and sized after check_dimensions. Those
@@ -48,6 +80,7 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason>
     let png_limits = png::Limits {
         bytes: usize::try_from(budget).unwrap_or(usize::MAX),
     };
+    check_crcs(bytes)?;
     let mut decoder = Decoder::new_with_limits(Cursor::new(bytes), png_limits);
 
     // IHDR only: nothing sized by the image has been allocated yet.

@@ -59,7 +59,13 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
     // The search runs on a small sample of the image when it is large
     // enough to have one: see `Job::sampled_search`.
     let sample = match plan.guard.threshold {
-        Some(_) if pixels >= SEARCH_SAMPLE_MIN_PIXELS => {
+        Some(_)
+            if pixels >= SEARCH_SAMPLE_MIN_PIXELS
+                && plan
+                    .targets
+                    .iter()
+                    .any(|&format| searched_on_a_sample(format, &image)) =>
+        {
             guard::sample(&image, search_sample_pixels(pixels))
                 .map(|image| -> Result<Sample, KeepReason> {
                     let reference = guard::Reference::new(&image)?;
@@ -225,6 +231,13 @@ fn retry_step(deficit: f64, slope: Option<f64>) -> u8 {
 const MIN_SLOPE: f64 = 0.2;
 const MAX_RETRY_STEP: u8 = 16;
 
+/// Whether `format` is searched on a sample of `image` (when it is large
+/// enough, [`SEARCH_SAMPLE_MIN_PIXELS`]); see `Job::best` for why only
+/// opaque WebP is.
+fn searched_on_a_sample(format: Format, image: &Image) -> bool {
+    format == Format::WebP && !image.has_alpha
+}
+
 /// Below this, a tile would be too large a share of the image for the
 /// sample to save anything.
 pub const SEARCH_SAMPLE_MIN_PIXELS: u64 = 400_000;
@@ -313,8 +326,10 @@ impl Job<'_> {
         // whose edges a few tiles do not show (WebP: 55 against 70 %); not
         // JPEG 2000 (photos 25 against 37 %) or JPEG XR (27 against 33 %),
         // whose scores the sample misjudges most.
-        let sampled = format == Format::WebP && !self.image.has_alpha;
-        if let Some(sample) = self.sample.filter(|_| sampled) {
+        if let Some(sample) = self
+            .sample
+            .filter(|_| searched_on_a_sample(format, self.image))
+        {
             return self.sampled_search(format, sample, reference, threshold, range);
         }
         // What the reference implementation would score can be up to

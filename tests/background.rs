@@ -25,7 +25,6 @@
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -244,16 +243,6 @@ fn assert_from_stash(r: &Response, format: &str, dims: (u32, u32), what: &str) {
 fn etag_names(r: &Response, formats: &str) -> bool {
     r.header("ETag")
         .is_some_and(|e| e.contains(&format!("-{formats}-q")))
-}
-
-fn stash_entries(n: &Nginx) -> Vec<PathBuf> {
-    let dir = n.prefix.join("smart_imaging_stash");
-    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v
 }
 
 /// The first request for a ~1 MP photo gets the original at once; once its

@@ -432,17 +432,6 @@ fn read_pid(path: &std::path::Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Starts nginx as a daemon (the harness runs it in the foreground), with
 /// the module and [`HTTP`] on a free port, in `n`'s prefix; returns the
 /// master's pid and the port. nginx ignores `USR2` in a master whose

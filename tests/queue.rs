@@ -16,7 +16,6 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -265,16 +264,6 @@ fn client_gone_while_queued_drops_the_job() {
     assert!(debug(&r).starts_with("converted "), "{}", r.describe());
     n.assert_workers_survived(&workers);
     assert_no_alerts(&n);
-}
-
-fn stash_entries(n: &Nginx) -> Vec<PathBuf> {
-    let dir = n.prefix.join("smart_imaging_stash");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v
 }
 
 /// A conversion abandoned at its (1 ms) deadline is stashed when it

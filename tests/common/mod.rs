@@ -244,7 +244,9 @@ pub struct Nginx {
     conf_text: String,
 }
 
-fn is_root() -> bool {
+/// Whether the tests run as root (nginx then needs `user` and readable
+/// directories).
+pub fn is_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -1651,4 +1653,16 @@ pub fn workers_of(master: u32) -> BTreeSet<u32> {
         }
     }
     out
+}
+
+/// The stash directory's entries (`smart_imaging_stash` under the
+/// prefix, the default `smart_imaging_stash_path`), sorted.
+pub fn stash_entries(n: &Nginx) -> Vec<PathBuf> {
+    let dir = n.prefix.join("smart_imaging_stash");
+    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
 }

@@ -447,20 +447,9 @@ pub unsafe fn post(
         limit,
         on_done,
     }));
-    if !counted || (queued == 0 && running < bounds.max_running) {
-        // SAFETY: `slot` was just allocated with `job`, not queued. (If the
-        // pool refuses it, the cleanup record keeps its NULL handler.)
-        unsafe { start_now(slot, job) }.map_err(|job| (job, PostError::QueueFull))?;
-    } else {
-        enqueue(slot);
-        req.log(
-            NGX_LOG_INFO,
-            format_args!(
-                "smart_imaging: conversion queued: {running} running (smart_imaging_max_running {}), {queued} waiting before it",
-                bounds.max_running
-            ),
-        );
-    }
+    // SAFETY: `slot` was just allocated with `job`, not queued. (If the
+    // pool refuses it, the cleanup record keeps its NULL handler.)
+    unsafe { start_or_queue(req, slot, job, !counted, bounds, (running, queued), "") }?;
     // SAFETY: `r` is valid; see the module comment for the protocol. The
     // timer lives in the slot, which outlives it (deleted or fired before
     // the slot is freed). The waiter lives in the request pool, `cln` was
@@ -523,22 +512,51 @@ pub unsafe fn post_detached(
         limit: Deadline::new(0, 0),
         on_done: no_request,
     }));
-    if queued == 0 && running < bounds.max_running {
-        // SAFETY: `slot` was just allocated with `job`, not queued.
-        unsafe { start_now(slot, job) }.map_err(|job| (job, PostError::QueueFull))?;
-    } else {
-        enqueue(slot);
-        req.log(
-            NGX_LOG_INFO,
-            format_args!(
-                "smart_imaging: background conversion queued: {running} running (smart_imaging_max_running {}), {queued} waiting before it",
-                bounds.max_running
-            ),
-        );
-    }
+    // SAFETY: `slot` was just allocated with `job`, not queued.
+    unsafe {
+        start_or_queue(
+            req,
+            slot,
+            job,
+            false,
+            bounds,
+            (running, queued),
+            "background ",
+        )
+    }?;
     if let Some(name) = name {
         set_in_flight(&name, true);
     }
+    Ok(())
+}
+
+/// Starts `slot` now when `at_once` or when there is room under
+/// `smart_imaging_max_running` and nobody waits before it; else puts it
+/// last in the queue, with an `info` line (`{what}conversion queued: ...`).
+///
+/// # Safety
+/// As [`start_now`].
+unsafe fn start_or_queue(
+    req: Req<'_>,
+    slot: *mut Slot,
+    job: *mut Job,
+    at_once: bool,
+    bounds: Bounds,
+    (running, queued): (usize, usize),
+    what: &str,
+) -> Result<(), (Box<Job>, PostError)> {
+    if at_once || (queued == 0 && running < bounds.max_running) {
+        // SAFETY: as the caller promises.
+        return unsafe { start_now(slot, job) }.map_err(|job| (job, PostError::QueueFull));
+    }
+    enqueue(slot);
+    req.log(
+        NGX_LOG_INFO,
+        format_args!(
+            "smart_imaging: {what}conversion queued: {running} running (smart_imaging_max_running {}), {queued} waiting before it",
+            bounds.max_running
+        ),
+    );
     Ok(())
 }
 

@@ -420,6 +420,8 @@ fn send_result<'a>(req: Req<'a>, ctx: &mut RequestCtx) -> Output<'a> {
                 // nginx is stopping (the line is seldom written: the
                 // worker exits without running the completion).
                 KeepReason::Stopped => NGX_LOG_INFO,
+                // The client went away: nothing is sent to anyone.
+                KeepReason::Cancelled => NGX_LOG_INFO,
                 KeepReason::Panic(_) => NGX_LOG_ALERT,
                 _ => NGX_LOG_WARN,
             };

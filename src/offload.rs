@@ -14,7 +14,11 @@
 //! complete. `smart_imaging_max_jobs` bounds queued + running. A queued job
 //! whose request gives up (its deadline passes, or the request ends: the
 //! client closed the connection) leaves the queue and never runs: the
-//! request's cleanup ([`Waiter`]) tells us. Every change of the running
+//! request's cleanup ([`Waiter`]) tells us. A *running* job whose request
+//! ends that way is cancelled ([`smart_imaging_core::stop::Cancel`]): it
+//! gives up at its next step (between the guard's encodes at least), so
+//! that clients that hang up take their work with them instead of holding
+//! the pool for requests that are still there. Every change of the running
 //! count or the queue goes through `add_running`, `enqueue`, `unqueue` or
 //! `pump`, which publish both to `smart_imaging_status` (its
 //! `smart_imaging_conversions_running` and `_queued` gauges, see
@@ -72,6 +76,7 @@ use ngx::ffi::{
     ngx_thread_task_t, NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::ngx_log_error;
+use smart_imaging_core::stop::{run_cancellable, Cancel};
 use smart_imaging_core::{transcode, KeepReason, Limits, Outcome, Plan};
 
 use crate::config::StashDir;
@@ -190,6 +195,9 @@ pub struct Job {
     key: Option<stash::Key>,
     /// The request's URI, for the error log of a background job.
     uri: String,
+    /// Set (by the event loop) when the request that waited for the job
+    /// ended while it ran: the conversion gives up at its next step.
+    cancel: Cancel,
 }
 
 impl Job {
@@ -206,6 +214,7 @@ impl Job {
             stash_error: None,
             key: None,
             uri: String::new(),
+            cancel: Cancel::new(),
         }
     }
 
@@ -363,6 +372,9 @@ struct Slot {
     posted: Instant,
     limit: Deadline,
     on_done: OnDone,
+    /// The job's [`Job::cancel`], which the event loop may set while the
+    /// pool thread owns the job.
+    cancel: Cancel,
 }
 
 /// The data of the request's cleanup handler (`ngx_http_cleanup_add`), in
@@ -429,6 +441,7 @@ pub unsafe fn post(
     if cln.is_null() {
         return Err((job, PostError::NoMemory));
     }
+    let cancel = job.cancel.clone();
     let job = Box::into_raw(job);
     let slot = Box::into_raw(Box::new(Slot {
         // SAFETY: plain C structs, for which all-zero is their initial
@@ -446,6 +459,7 @@ pub unsafe fn post(
         posted: Instant::now(),
         limit,
         on_done,
+        cancel,
     }));
     // SAFETY: `slot` was just allocated with `job`, not queued. (If the
     // pool refuses it, the cleanup record keeps its NULL handler.)
@@ -494,6 +508,7 @@ pub unsafe fn post_detached(
     if running + queued >= bounds.max_jobs {
         return Err((job, PostError::Overloaded(running + queued)));
     }
+    let cancel = job.cancel.clone();
     let job = Box::into_raw(job);
     let slot = Box::into_raw(Box::new(Slot {
         // SAFETY: plain C structs, for which all-zero is their initial
@@ -511,6 +526,7 @@ pub unsafe fn post_detached(
         posted: Instant::now(),
         limit: Deadline::new(0, 0),
         on_done: no_request,
+        cancel,
     }));
     // SAFETY: `slot` was just allocated with `job`, not queued.
     unsafe {
@@ -733,8 +749,8 @@ impl Posted {
 /// The request's cleanup (`ngx_http_cleanup_add`): nginx terminates or
 /// frees the request, which may still wait for its job. A queued job is
 /// dropped and the request unblocked, so nginx can finish it now; a
-/// running one is left to complete (the request stays blocked until then,
-/// as with nginx's own thread tasks).
+/// running one is cancelled: it gives up at its next step, and the request
+/// stays blocked until then, as with nginx's own thread tasks.
 unsafe extern "C" fn request_gone(data: *mut c_void) {
     // SAFETY: `data` is the waiter `post` put in the request pool, alive
     // while the request is.
@@ -743,17 +759,39 @@ unsafe extern "C" fn request_gone(data: *mut c_void) {
     // request (every path that stops the wait clears it).
     unsafe {
         let slot = (*waiter).slot;
-        if slot.is_null() || (*slot).state != State::Queued || !unqueue(slot) {
+        if slot.is_null() {
+            return;
+        }
+        let r = (*slot).r;
+        let c = (*r).connection;
+        let why = if (*(*c).read).eof() != 0 {
+            "client closed the connection"
+        } else if (*c).error() != 0 {
+            // HTTP/2: the client reset the stream, or the connection
+            // failed under it.
+            "client went away"
+        } else {
+            "request terminated"
+        };
+        if (*slot).state == State::Running {
+            // Only a conversion (a lookup is quick and converts nothing).
+            if (*slot).counted {
+                (*slot).cancel.cancel();
+                ngx_log_error!(
+                    NGX_LOG_INFO,
+                    (*c).log,
+                    "smart_imaging: running conversion cancelled: {} ({:.1} ms)",
+                    why,
+                    (*slot).posted.elapsed().as_secs_f64() * 1000.0
+                );
+            }
+            return;
+        }
+        if !unqueue(slot) {
             return;
         }
         let waited = (*slot).posted.elapsed();
         let (r, on_done) = forget(slot);
-        let c = (*r).connection;
-        let why = if (*(*c).read).eof() != 0 {
-            "client closed the connection"
-        } else {
-            "request terminated"
-        };
         ngx_log_error!(
             NGX_LOG_INFO,
             (*c).log,
@@ -807,7 +845,12 @@ unsafe extern "C" fn run_job(data: *mut c_void, _log: *mut ngx_log_t) {
         if job.kind == Kind::Lookup {
             return None;
         }
-        Some(transcode_unless_stopped(&job.input, &job.plan, &job.limits))
+        Some(transcode_unless_stopped(
+            &job.input,
+            &job.plan,
+            &job.limits,
+            &job.cancel,
+        ))
     }))
     .unwrap_or_else(|_| {
         Some(Outcome::Original(KeepReason::Panic(
@@ -839,23 +882,34 @@ const STOP_POLL: Duration = Duration::from_millis(10);
 /// its next step; one that cannot (a long AVIF encode) runs on until the
 /// process exits, in code that stays mapped until then
 /// ([`crate::pin_module`]). Without the pin (or a thread), it converts
-/// here, as before.
-fn transcode_unless_stopped(input: &Arc<Vec<u8>>, plan: &Plan, limits: &Limits) -> Outcome {
+/// here, as before. Either way the conversion runs under `cancel`.
+fn transcode_unless_stopped(
+    input: &Arc<Vec<u8>>,
+    plan: &Plan,
+    limits: &Limits,
+    cancel: &Cancel,
+) -> Outcome {
     if !crate::module_pinned() {
-        return transcode(input, plan, limits);
+        return run_cancellable(cancel, || transcode(input, plan, limits));
     }
     let (tx, rx) = mpsc::sync_channel(1);
-    let owned = (Arc::clone(input), plan.clone(), limits.clone());
+    let owned = (
+        Arc::clone(input),
+        plan.clone(),
+        limits.clone(),
+        cancel.clone(),
+    );
     let spawned = std::thread::Builder::new()
         .name("smart-imaging".into())
         .stack_size(CONVERSION_STACK)
         .spawn(move || {
-            let (input, plan, limits) = owned;
+            let (input, plan, limits, cancel) = owned;
             // transcode() catches the codecs' panics itself.
-            let _ = tx.send(transcode(&input, &plan, &limits));
+            let outcome = run_cancellable(&cancel, || transcode(&input, &plan, &limits));
+            let _ = tx.send(outcome);
         });
     let Ok(thread) = spawned else {
-        return transcode(input, plan, limits);
+        return run_cancellable(cancel, || transcode(input, plan, limits));
     };
     loop {
         match rx.recv_timeout(STOP_POLL) {
@@ -925,6 +979,17 @@ unsafe extern "C" fn job_done(ev: *mut ngx_event_t) {
     if r.is_null() {
         finished_alone(pool, *job, waited);
         return;
+    }
+    if matches!(job.outcome, Some(Outcome::Original(KeepReason::Cancelled))) {
+        // SAFETY: the request is alive (blocked), with its connection.
+        let log = unsafe { (*(*r).connection).log };
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            log,
+            "smart_imaging: cancelled conversion gave up after {:.1} ms (ran {:.1} ms)",
+            waited.as_secs_f64() * 1000.0,
+            job.elapsed.as_secs_f64() * 1000.0
+        );
     }
     // SAFETY: the request is alive (blocked) and waiting for this job; we
     // are on the event loop.

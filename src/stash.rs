@@ -86,9 +86,12 @@ impl Key {
 
 /// Whether `outcome` may be stashed: a conversion, or an original kept for
 /// a reason that holds every time (not a caught panic, which says nothing
-/// about the next try).
+/// about the next try, nor a conversion that gave up).
 pub fn keeps(outcome: &Outcome) -> bool {
-    !matches!(outcome, Outcome::Original(KeepReason::Panic(_)))
+    !matches!(
+        outcome,
+        Outcome::Original(KeepReason::Panic(_) | KeepReason::Stopped | KeepReason::Cancelled)
+    )
 }
 
 /// Whether `name` is one of the stash's files (an entry, or one being
@@ -218,7 +221,7 @@ fn fields(outcome: &Outcome) -> Option<(String, &[u8])> {
     let code = reason.code();
     Some(match reason {
         // Not a lasting answer for this image: never stored.
-        KeepReason::Panic(_) | KeepReason::Stopped => return None,
+        KeepReason::Panic(_) | KeepReason::Stopped | KeepReason::Cancelled => return None,
         KeepReason::NotAnImage | KeepReason::NothingToDo => (format!("kept={code}"), &[]),
         KeepReason::Unsupported(text) | KeepReason::Decode(text) | KeepReason::Encode(text) => {
             (format!("kept={code}"), text.as_bytes())

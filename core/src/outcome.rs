@@ -63,6 +63,9 @@ pub enum KeepReason {
     NothingToDo,
     /// The process is stopping ([`crate::stop`]): the conversion gave up.
     Stopped,
+    /// Nobody waits for the result any more ([`crate::stop::Cancel`]: the
+    /// client went away): the conversion gave up.
+    Cancelled,
 }
 
 impl KeepReason {
@@ -76,12 +79,13 @@ impl KeepReason {
                 | KeepReason::NotAnImage
                 | KeepReason::NothingToDo
                 | KeepReason::Stopped
+                | KeepReason::Cancelled
         )
     }
 
     /// Every [`KeepReason::code`], each once (for per-reason tables such as
     /// the status endpoint's counters).
-    pub const CODES: [&'static str; 10] = [
+    pub const CODES: [&'static str; 11] = [
         "not-image",
         "unsupported",
         "too-many-pixels",
@@ -92,6 +96,7 @@ impl KeepReason {
         "internal",
         "nothing-to-do",
         "stopped",
+        "cancelled",
     ];
 
     /// A short, stable token for logs and variables (`not-smaller`,
@@ -108,6 +113,7 @@ impl KeepReason {
             KeepReason::Panic(_) => "internal",
             KeepReason::NothingToDo => "nothing-to-do",
             KeepReason::Stopped => "stopped",
+            KeepReason::Cancelled => "cancelled",
         }
     }
 }
@@ -134,6 +140,7 @@ impl fmt::Display for KeepReason {
             KeepReason::Panic(s) => write!(f, "internal error: {s}"),
             KeepReason::NothingToDo => write!(f, "neither format nor size would change"),
             KeepReason::Stopped => write!(f, "the process is stopping"),
+            KeepReason::Cancelled => write!(f, "nobody waits for the result any more"),
         }
     }
 }
@@ -171,6 +178,7 @@ mod tests {
             KeepReason::Panic(String::new()),
             KeepReason::NothingToDo,
             KeepReason::Stopped,
+            KeepReason::Cancelled,
         ];
         // A match with every variant: a new one fails to compile here
         // until it is listed above.
@@ -185,7 +193,8 @@ mod tests {
                 | KeepReason::NotComparable { .. }
                 | KeepReason::Panic(_)
                 | KeepReason::NothingToDo
-                | KeepReason::Stopped => {}
+                | KeepReason::Stopped
+                | KeepReason::Cancelled => {}
             }
         }
         let codes: Vec<&str> = every.iter().map(KeepReason::code).collect();

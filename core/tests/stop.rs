@@ -70,3 +70,47 @@ fn a_conversion_checks_before_each_step_and_gives_up_when_stopping() {
     assert_eq!(KeepReason::Stopped.code(), "stopped");
     assert!(!KeepReason::Stopped.is_failure());
 }
+
+#[test]
+fn a_cancelled_conversion_gives_up_at_its_next_step() {
+    let plan = Plan::new(vec![Format::WebP]);
+    // Cancelled before it starts: nothing is decoded.
+    let cancel = stop::Cancel::new();
+    cancel.cancel();
+    let outcome =
+        stop::run_cancellable(&cancel, || transcode(&coffee(), &plan, &Limits::default()));
+    assert!(
+        matches!(outcome, Outcome::Original(KeepReason::Cancelled)),
+        "cancelled: {outcome:?}"
+    );
+    // Cancelled by another thread while it runs: it gives up at a later
+    // step (or has finished, if it was quicker than the cancel).
+    let cancel = stop::Cancel::new();
+    let canceller = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            cancel.cancel();
+        })
+    };
+    let outcome =
+        stop::run_cancellable(&cancel, || transcode(&coffee(), &plan, &Limits::default()));
+    canceller.join().unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Original(KeepReason::Cancelled) | Outcome::Converted(_)
+        ),
+        "{outcome:?}"
+    );
+    // Not cancelled, or outside run_cancellable: it converts; the token is
+    // this thread's only while the closure runs.
+    let outcome = stop::run_cancellable(&stop::Cancel::new(), || {
+        transcode(&coffee(), &plan, &Limits::default())
+    });
+    assert!(matches!(outcome, Outcome::Converted(_)), "{outcome:?}");
+    let outcome = transcode(&coffee(), &plan, &Limits::default());
+    assert!(matches!(outcome, Outcome::Converted(_)), "{outcome:?}");
+    assert_eq!(KeepReason::Cancelled.code(), "cancelled");
+    assert!(!KeepReason::Cancelled.is_failure());
+}

@@ -246,6 +246,17 @@ fn busy(req: Req<'_>, why: PostError, input: usize) -> Report {
         PostError::QueueFull => "the thread pool queue is full".to_string(),
         PostError::NoMemory => "no memory to queue the conversion".to_string(),
         PostError::InFlight => "the conversion is already running".to_string(),
+        PostError::WouldWait {
+            predicted_ms,
+            deadline_ms,
+            queued,
+            running,
+        } => {
+            kept.jobs = Some(queued + running);
+            format!(
+                "{running} transcodes running and {queued} queued would keep it waiting about {predicted_ms:.0} ms, too close to its deadline of {deadline_ms} ms"
+            )
+        }
     };
     req.log(
         NGX_LOG_WARN,

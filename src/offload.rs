@@ -11,7 +11,13 @@
 //! each one slower, so that most outlast their deadline and are wasted.
 //! The others wait in this worker's FIFO, here, on the event loop (no lock:
 //! only the event loop thread touches it), and are posted as running ones
-//! complete. `smart_imaging_max_jobs` bounds queued + running. A queued job
+//! complete. `smart_imaging_max_jobs` bounds queued + running. A request
+//! that would wait longer than its deadline is not queued at all: from how
+//! long this worker's conversions have run lately ([`recent_run`]), the
+//! wait for the jobs ahead of it plus its own is predicted, and if that is
+//! over `smart_imaging_timeout` the original is served at once (`busy`):
+//! under overload clients get originals without waiting, and no CPU goes
+//! to conversions that would only be abandoned. A queued job
 //! whose request gives up (its deadline passes, or the request ends: the
 //! client closed the connection) leaves the queue and never runs: the
 //! request's cleanup ([`Waiter`]) tells us. A *running* job whose request
@@ -95,6 +101,56 @@ thread_local! {
     /// jobs, from their post until their result is in the stash (or
     /// discarded). Event loop thread only.
     static IN_FLIGHT: RefCell<Option<HashSet<String>>> = const { RefCell::new(None) };
+    /// How long this worker's conversions ran lately, in milliseconds: an
+    /// exponentially weighted mean (0 before the first one finished).
+    /// Event loop thread only.
+    static RECENT_RUN_MS: Cell<f64> = const { Cell::new(0.0) };
+}
+
+/// The weight of the newest conversion in [`recent_run`]'s mean: about the
+/// last ten count.
+const RECENT_WEIGHT: f64 = 0.2;
+
+/// The share of a request's deadline that the predicted wait may take for
+/// it to be queued: conversions slow down as the machine gets busier, and
+/// the mean lags behind, so the prediction is given a quarter of headroom
+/// (measured: admitting up to the whole deadline let 9 of 40 admitted
+/// requests time out in tests/overload.rs; see docs/failures.md).
+const ADMIT_SHARE: f64 = 0.75;
+
+/// How long this worker's conversions ran lately (milliseconds; 0 before
+/// the first).
+fn recent_run() -> f64 {
+    RECENT_RUN_MS.with(Cell::get)
+}
+
+/// Counts a conversion that ran `ms` into [`recent_run`].
+fn note_run(ms: f64) {
+    RECENT_RUN_MS.with(|mean| {
+        let old = mean.get();
+        mean.set(if old == 0.0 {
+            ms
+        } else {
+            old + RECENT_WEIGHT * (ms - old)
+        });
+    });
+}
+
+/// How long a conversion posted now would wait for its result, in
+/// milliseconds, with `running` jobs on the pool and `queued` waiting,
+/// under `max_running`; None when it would start at once (nothing to
+/// predict) or nothing is known yet. The jobs ahead of it that must end
+/// before it starts are shared among `max_running` threads, each taking
+/// [`recent_run`] (the running ones are on average half done, which the
+/// estimate ignores: it errs towards queueing); then it runs itself.
+fn predicted_wait(running: usize, queued: usize, max_running: usize) -> Option<f64> {
+    let mean = recent_run();
+    let max_running = max_running.max(1);
+    if mean == 0.0 || (queued == 0 && running < max_running) {
+        return None;
+    }
+    let ahead = (running + queued + 1).saturating_sub(max_running) as f64;
+    Some(ahead / max_running as f64 * mean + mean)
 }
 
 /// Whether a background job of this worker is converting (or stashing)
@@ -402,6 +458,15 @@ pub enum PostError {
     /// A background job of this worker is already making this result
     /// ([`post_detached`]).
     InFlight,
+    /// The jobs ahead would keep it waiting past its deadline: this long
+    /// (predicted, ms), with this many queued and running.
+    WouldWait {
+        predicted_ms: f64,
+        /// The request's deadline, ms.
+        deadline_ms: u64,
+        queued: usize,
+        running: usize,
+    },
 }
 
 /// How many jobs a location lets a worker have.
@@ -435,6 +500,19 @@ pub unsafe fn post(
     let counted = job.kind != Kind::Lookup;
     if counted && running + queued >= bounds.max_jobs {
         return Err((job, PostError::Overloaded(running + queued)));
+    }
+    if let Some(predicted) = predicted_wait(running, queued, bounds.max_running) {
+        if counted && predicted > limit.ms as f64 * ADMIT_SHARE {
+            return Err((
+                job,
+                PostError::WouldWait {
+                    predicted_ms: predicted,
+                    deadline_ms: limit.ms as u64,
+                    queued,
+                    running,
+                },
+            ));
+        }
     }
     // SAFETY: `r` is a valid main request; the record lives in its pool.
     let cln = unsafe { ngx_http_cleanup_add(r, core::mem::size_of::<Waiter>()) };
@@ -959,6 +1037,15 @@ unsafe extern "C" fn job_done(ev: *mut ngx_event_t) {
     };
     if slot.counted {
         add_running(-1);
+        // What a conversion costs here now, for predicting waits: not a
+        // stash hit, nor one that gave up.
+        let gave_up = matches!(
+            job.outcome,
+            Some(Outcome::Original(KeepReason::Cancelled | KeepReason::Stopped)) | None
+        );
+        if !job.from_stash && !gave_up {
+            note_run(job.elapsed.as_secs_f64() * 1000.0);
+        }
     }
     let mut slot = slot;
     if slot.deadline.timer_set() != 0 {

@@ -1041,7 +1041,9 @@ unsafe extern "C" fn job_done(ev: *mut ngx_event_t) {
         // stash hit, nor one that gave up.
         let gave_up = matches!(
             job.outcome,
-            Some(Outcome::Original(KeepReason::Cancelled | KeepReason::Stopped)) | None
+            Some(Outcome::Original(
+                KeepReason::Cancelled | KeepReason::Stopped
+            )) | None
         );
         if !job.from_stash && !gave_up {
             note_run(job.elapsed.as_secs_f64() * 1000.0);

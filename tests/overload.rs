@@ -104,7 +104,12 @@ fn overload_sheds_to_originals_at_once_and_small_files_stay_fast() {
             .collect();
         (answers, probes)
     });
-    let count = |prefix: &str| answers.iter().filter(|(w, _)| w.starts_with(prefix)).count();
+    let count = |prefix: &str| {
+        answers
+            .iter()
+            .filter(|(w, _)| w.starts_with(prefix))
+            .count()
+    };
     let converted = count("converted ");
     let busy = count("original reason=busy");
     let timeout = count("original reason=timeout");

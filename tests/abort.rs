@@ -6,7 +6,7 @@
 //!   cancelled`), and a normal request right after converts without waiting
 //!   for any of them;
 //! - the same over HTTP/2 with `RST_STREAM` (the connection stays open and
-//!   serves the next stream).
+//!   serves the next stream), and with `GOAWAY` and a closed connection.
 //!
 //! `cargo test --test abort -- --nocapture` prints the timings.
 
@@ -348,6 +348,27 @@ fn http2_stream_reset_cancels_its_conversion_and_the_connection_goes_on() {
     assert!(
         log.contains("/images/coffee.jpg") && log.contains("converted to"),
         "{log}"
+    );
+    // GOAWAY, then the connection closes, while a conversion runs: it is
+    // cancelled too.
+    let mark = n.error_log_mark();
+    let mut h2 = H2::connect(port);
+    h2.get(1, port, "/images/big.png", ACCEPT_AVIF.1);
+    std::thread::sleep(Duration::from_millis(200));
+    // GOAWAY: last stream 0, NO_ERROR.
+    h2.frame(7, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 0]);
+    drop(h2);
+    assert_eq!(
+        wait_info(&n, mark, "running conversion cancelled", 1, 30),
+        1,
+        "{}",
+        n.error_log_since(mark)
+    );
+    assert_eq!(
+        wait_info(&n, mark, "cancelled conversion gave up", 1, 60),
+        1,
+        "{}",
+        n.error_log_since(mark)
     );
     n.assert_workers_survived(&workers);
     assert_no_alerts(&n);

@@ -70,6 +70,14 @@ pub unsafe extern "C" fn body_filter(
 }
 
 fn filter_body(req: Req<'_>, chain: Chain<'_>) -> ngx_int_t {
+    // A HEAD the module turned into a GET, whose header has gone out
+    // header-only: the body the GET still produces (an upstream's, read on
+    // after a held header was sent as the original) must not follow it on
+    // the wire, where the client would read it as its next response.
+    if req.header_only() && req.head_turned_into_get() {
+        chain.consume();
+        return NGX_OK as ngx_int_t;
+    }
     let Some(ctx) = ctx::get(req) else {
         return next_body(req, chain);
     };
@@ -485,7 +493,14 @@ fn send_response<'a>(
 /// Passes the held header on, then `body` and `rest`.
 fn respond(req: Req<'_>, body: &[u8], last: bool, rest: Chain<'_>) -> ngx_int_t {
     let rc = next_header(req);
-    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || req.header_only() {
+    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t {
+        return rc;
+    }
+    if req.header_only() {
+        // A HEAD (served as a GET): no body follows its header. What came
+        // with the chain is done with all the same, or an upstream would
+        // wait for its buffers to be sent, and stall.
+        rest.consume();
         return rc;
     }
     if body.is_empty() && !last {

@@ -20,7 +20,8 @@
 //!   Untouched ── the header filter passes the response over (not an image
 //!        │       of an enabled location, bfc=off, a subrequest, ...)
 //!        │ an image: Vary (and Cache-Control) added, then
-//!        ├── 304, 206, HEAD, nothing to do, too big ──> Done (header passed on)
+//!        ├── 304, 206, HEAD left a HEAD, nothing to do, too big ──> Done
+//!        │   (header passed on; other HEADs come as GETs: crate::head)
 //!        v otherwise the header is held
 //!   Buffering ── body over limit / not an image / can't offload ──> Done (original)
 //!        │ last buffer: the transcode is posted to the thread pool

@@ -2,11 +2,14 @@
 //! so holds its header until the body has been seen (see [`crate::ctx`]
 //! for the phases that follow).
 //!
-//! Responses it decides about without converting (304, 206, HEAD, nothing
-//! to do, too big) go on at once, their context in the `Done` phase with
-//! the report; responses it passes over (not an image, `bfc=off`, ...) keep
-//! an `Untouched` context, or none, and `$smart_imaging_result` works their
-//! reason out from the request.
+//! A `HEAD` reaches it as the `GET` [`crate::head`] made of it, and is
+//! decided about as one.
+//!
+//! Responses it decides about without converting (304, 206, nothing to
+//! do, too big, a `HEAD` left a `HEAD`) go on at once, their context in the
+//! `Done` phase with the report; responses it passes over (not an image,
+//! `bfc=off`, ...) keep an `Untouched` context, or none, and
+//! `$smart_imaging_result` works their reason out from the request.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -163,7 +166,10 @@ fn negotiate(req: Req<'_>, ctx: &mut RequestCtx, status: u32) -> Header {
         // validated as the original, so it is passed on as it is.
         return pass(req, ctx, Report::kept(result::RANGE, None));
     }
-    // HEAD is only marked header-only at the end of the chain.
+    // A HEAD of an enabled location is a GET by now (`head`), unless its
+    // response was made before the content phase or the mark could not be
+    // allocated: then there is no body to convert. (HEAD is only marked
+    // header-only at the end of the chain.)
     if req.header_only() || req.method_is_head() {
         return pass(req, ctx, Report::kept(result::HEAD, req.content_length()));
     }

@@ -54,6 +54,23 @@ unsafe fn str_bytes<'a>(s: ngx_str_t) -> &'a [u8] {
     unsafe { slice::from_raw_parts(s.data, s.len) }
 }
 
+/// The data of the request pool's cleanup entry that marks a `HEAD`
+/// turned into a `GET` ([`Req::turn_head_into_get`]): the address of a
+/// static of this module, which no other entry has.
+static HEAD_MARK: u8 = 0;
+
+fn head_mark() -> *mut c_void {
+    ptr::addr_of!(HEAD_MARK).cast_mut().cast()
+}
+
+/// An nginx string of static bytes (nginx never writes to a method name).
+fn static_str(s: &'static [u8]) -> ngx_str_t {
+    ngx_str_t {
+        len: s.len(),
+        data: s.as_ptr().cast_mut(),
+    }
+}
+
 /// A request nginx handed to this module, valid for `'a` (the call).
 ///
 /// All access goes through the raw pointer, one field or C call at a time:
@@ -112,6 +129,74 @@ impl<'a> Req<'a> {
     pub fn method_is_head(self) -> bool {
         // SAFETY: a valid request.
         unsafe { (*self.r).method == NGX_HTTP_HEAD as ngx_uint_t }
+    }
+
+    fn method_is_get(self) -> bool {
+        // SAFETY: a valid request.
+        unsafe { (*self.r).method == NGX_HTTP_GET as ngx_uint_t }
+    }
+
+    /// Makes a `GET` of this `HEAD` request, so that the content handler
+    /// produces the body the response's headers depend on (the static
+    /// module reads the file, `proxy_pass` asks the upstream for a `GET`),
+    /// and marks it so in the request pool; false (the request left as it
+    /// is) if the mark cannot be allocated. [`Req::restore_head`] gives the
+    /// method back.
+    pub fn turn_head_into_get(self) -> bool {
+        // SAFETY: a valid request and its pool. A cleanup entry without a
+        // handler runs nothing (ngx_destroy_pool calls only set handlers,
+        // ngx_pool_run_cleanup_file matches on the handler); its data is
+        // only compared, never read. The method names are static.
+        unsafe {
+            let cln = ngx_pool_cleanup_add((*self.r).pool, 0);
+            if cln.is_null() {
+                return false;
+            }
+            (*cln).handler = None;
+            (*cln).data = head_mark();
+            (*self.r).method = NGX_HTTP_GET as ngx_uint_t;
+            (*self.r).method_name = static_str(b"GET");
+        }
+        true
+    }
+
+    /// Whether this is a main request whose `HEAD` this module turned
+    /// into a `GET` ([`Req::turn_head_into_get`]), whatever its method is
+    /// now. The mark is in the request pool, so it survives what the
+    /// module's context does not: internal redirects (`try_files`,
+    /// `error_page`, `X-Accel-Redirect`) wipe `r->ctx`.
+    pub fn head_turned_into_get(self) -> bool {
+        if !self.is_main() {
+            return false;
+        }
+        let mark = head_mark();
+        // SAFETY: a valid request's pool; its cleanup list is NULL-terminated
+        // and only changes on this thread.
+        unsafe {
+            let mut c = (*(*self.r).pool).cleanup;
+            while !c.is_null() {
+                if (*c).data == mark {
+                    return true;
+                }
+                c = (*c).next;
+            }
+        }
+        false
+    }
+
+    /// A `HEAD` turned into a `GET` is a `HEAD` again (from here on, for
+    /// the rest of the request): nginx's last header filter marks its
+    /// response header-only, the chunked filter leaves it unchunked, and
+    /// `$request_method` says `HEAD`. Nothing for other requests.
+    pub fn restore_head(self) {
+        if !self.method_is_get() || !self.head_turned_into_get() {
+            return;
+        }
+        // SAFETY: a valid request; the method name is static.
+        unsafe {
+            (*self.r).method = NGX_HTTP_HEAD as ngx_uint_t;
+            (*self.r).method_name = static_str(b"HEAD");
+        }
     }
 
     /// `GET` or `HEAD`.
@@ -392,13 +477,16 @@ impl<'a> Link<'a> {
         unsafe { (*(*self.cl).buf).last_buf() != 0 }
     }
 
-    /// Marks the buffer as sent.
+    /// Marks the buffer as sent (its bytes in memory and in a file).
     pub fn consume(self) {
         // SAFETY: as above; the buffer is ours to update while the filter
         // runs.
         unsafe {
             let b = (*self.cl).buf;
             (*b).pos = (*b).last;
+            if (*b).in_file() != 0 {
+                (*b).file_pos = (*b).file_last;
+            }
         }
     }
 

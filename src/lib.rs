@@ -18,7 +18,8 @@
 //!
 //! ```text
 //! 5  header_filter  body_filter   the filters nginx calls;
-//!    status                       the log phase counter, the status handler
+//!    status                       the log phase counter, the status handler;
+//!    head                         HEAD served as GET (precontent, log phases)
 //! 4  send  variables              passing on down the chain; $smart_imaging_*
 //! 3  ctx                          per-request context, Location (the conf)
 //! 2  headers  offload             header rewriting (methods of Req); jobs
@@ -41,6 +42,7 @@
 mod body_filter;
 mod config;
 mod ctx;
+mod head;
 mod header_filter;
 mod headers;
 mod http;
@@ -61,9 +63,9 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_array_push, ngx_conf_t, ngx_cycle_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t,
     ngx_http_core_main_conf_t, ngx_http_core_module, ngx_http_handler_pt, ngx_http_module_t,
-    ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_http_top_body_filter, ngx_http_top_header_filter,
-    ngx_int_t, ngx_module_t, ngx_terminate, ngx_uint_t, NGX_ERROR, NGX_HTTP_MODULE, NGX_LOG_NOTICE,
-    NGX_OK,
+    ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE,
+    ngx_http_request_t, ngx_http_top_body_filter, ngx_http_top_header_filter, ngx_int_t,
+    ngx_module_t, ngx_terminate, ngx_uint_t, NGX_ERROR, NGX_HTTP_MODULE, NGX_LOG_NOTICE, NGX_OK,
 };
 use ngx::ngx_log_error;
 
@@ -210,6 +212,25 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     if !counting {
         return NGX_ERROR as ngx_int_t;
     }
+    // HEAD served as GET (`head`). Both handlers go first in their phase's
+    // array: nginx calls precontent handlers last to first (so `make_get`
+    // runs after `try_files` and `mirror`, just before the content
+    // handler), log handlers first to last (so `log_as_head` runs before
+    // the access log).
+    // SAFETY: as above.
+    let head = unsafe {
+        let ctx = (*cf).ctx.cast::<ngx_http_conf_ctx_t>();
+        let cmcf = (*(*ctx).main_conf.add(ngx_http_core_module.ctx_index))
+            .cast::<ngx_http_core_main_conf_t>();
+        push_first(
+            cmcf,
+            ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE,
+            head::make_get,
+        ) && push_first(cmcf, ngx_http_phases_NGX_HTTP_LOG_PHASE, head::log_as_head)
+    };
+    if !head {
+        return NGX_ERROR as ngx_int_t;
+    }
     // SAFETY: postconfiguration runs once per configuration load on the
     // single configuration thread, after nginx assigned the module's
     // ctx_index; chaining filters is what C modules do.
@@ -221,6 +242,33 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         ngx_http_top_body_filter = Some(body_filter::body_filter);
     }
     NGX_OK as ngx_int_t
+}
+
+/// Puts `handler` first in the handlers of `phase`; false if the array
+/// cannot grow.
+///
+/// # Safety
+/// `cmcf` must be the core module's main configuration being read, between
+/// ngx_http_init_phases and ngx_http_init_phase_handlers (postconfiguration).
+unsafe fn push_first(
+    cmcf: *mut ngx_http_core_main_conf_t,
+    phase: u32,
+    handler: unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t,
+) -> bool {
+    // SAFETY: the caller's contract; the array holds `nelts` handlers and
+    // has room for the one pushed, so moving the first `nelts - 1` up by
+    // one stays inside it.
+    unsafe {
+        let handlers = &mut (*cmcf).phases[phase as usize].handlers;
+        let h = ngx_array_push(handlers).cast::<ngx_http_handler_pt>();
+        if h.is_null() {
+            return false;
+        }
+        let first = handlers.elts.cast::<ngx_http_handler_pt>();
+        ptr::copy(first, first.add(1), handlers.nelts - 1);
+        *first = Some(handler);
+    }
+    true
 }
 
 unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {

@@ -32,7 +32,10 @@ pub const BUSY: &str = "busy";
 pub const NOT_MODIFIED: &str = "not-modified";
 /// A `206` from the upstream (a range of the original).
 pub const RANGE: &str = "range";
-/// A `HEAD` request: no body to convert.
+/// A `HEAD` request left a `HEAD` (its response made before the content
+/// phase, or no memory to mark it): no body to convert. Other `HEAD`s of
+/// an enabled location are served as `GET`s (`crate::head`) and report
+/// what their `GET` would.
 pub const HEAD: &str = "head";
 /// The body reached the module as a file buffer, not in memory.
 pub const FILE_BUFFER: &str = "file-buffer";

@@ -16,8 +16,15 @@ const DEBUG_HEADER: &str = "X-Smart-Imaging";
 pub static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
 pub static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;
 
-/// Passes the response header on.
+/// Passes the response header on. A `HEAD` this module turned into a
+/// `GET` is a `HEAD` again first (every header of the request's responses
+/// passes here, whatever the module did with it): the filters after ours
+/// see a `HEAD`, nginx's last one marks the response header-only, and the
+/// content handler then sends no body. It stays a `HEAD` afterwards, as
+/// for any `HEAD`: a filter below ours that holds the header (`xslt`,
+/// `image_filter`) sends it later, and it too must be header-only.
 pub fn next_header(req: Req<'_>) -> ngx_int_t {
+    req.restore_head();
     // SAFETY: set once at postconfiguration, before any request.
     match unsafe { NEXT_HEADER_FILTER } {
         // SAFETY: nginx's next filter accepts any valid request.

@@ -370,18 +370,21 @@ $::Jpeg
 
 
 
-=== TEST 19: HEAD with WebP Accept: image/jpeg headers, Vary: Accept, no body
+=== TEST 19: HEAD with WebP Accept: the headers of GET's WebP (its type, length and ETag), no body
+--- log_level: info
 --- more_headers
 Accept: image/webp
 --- request
 HEAD /sample.jpg
---- response_headers eval
-"Content-Type: image/jpeg\nContent-Length: 53962\nETag: $::JpegETag\nVary: Accept\n"
+--- response_headers_like eval
+SmartImaging::headers_like("Content-Type: image/webp\nETag: $::JpegWebpETag\nVary: Accept\n!Accept-Ranges\n",
+                           "Content-Length: [1-9][0-9]*\n")
 --- response_body eval
 ""
+--- error_log
+converted to webp
 --- no_error_log
 [error]
-converted to webp
 
 
 
@@ -416,7 +419,7 @@ Accept: image/webp
 --- request eval
 ["HEAD /sample.png", "GET /hello.txt", "GET /sample.png?bfc=off"]
 --- response_headers eval
-["Content-Type: image/png\nCache-Control: max-age=3600\n",
+["Content-Type: image/webp\nCache-Control: max-age=3600\n",
  "Content-Type: text/plain\n!Cache-Control\n",
  "Content-Type: image/png\n!Cache-Control\n"]
 
@@ -845,3 +848,32 @@ GET /sample.jpg
 --- response_headers eval
 "Content-Type: image/webp\nETag: $::JpegWebpETag\n"
 --- webp: sample.jpg
+
+
+
+=== TEST 41: HEAD without WebP Accept: the original's headers (as GET's), no body
+--- more_headers
+Accept: image/jpeg
+--- request
+HEAD /sample.jpg
+--- response_headers eval
+"Content-Type: image/jpeg\nContent-Length: 53962\nETag: $::JpegETag\nVary: Accept\nAccept-Ranges: bytes\n"
+--- response_body eval
+""
+--- no_error_log
+[error]
+
+
+
+=== TEST 42: HEAD with If-None-Match of the derivative: 304, as GET
+--- more_headers eval
+"Accept: image/webp\nIf-None-Match: $::JpegWebpETag\n"
+--- request
+HEAD /sample.jpg
+--- error_code: 304
+--- response_headers eval
+"ETag: $::JpegWebpETag\nVary: Accept\n"
+--- response_body eval
+""
+--- no_error_log
+[error]

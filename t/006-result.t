@@ -186,13 +186,17 @@ $::Photo
 
 
 
-=== TEST 8: HEAD: head
+=== TEST 8: HEAD: served as the GET it stands for, it reports GET's conversion
 --- more_headers
 Accept: image/webp
 --- request
 HEAD /photo.png
---- response_headers eval
-"Content-Type: image/png\nX-Smart-Imaging: original reason=head in=$::PhotoLen\n"
+--- response_headers_like eval
+SmartImaging::headers_like(
+"Content-Type: image/webp\n",
+"X-Smart-Imaging: $::Converted")
+--- response_body eval
+""
 
 
 
@@ -353,3 +357,26 @@ Accept: image/webp
 --- response_headers_like eval
 ["X-Smart-Imaging: $::Converted",
  "X-Smart-Imaging: ^converted format=webp .* quality=100 encodes=1 time=\\d+ms"]
+
+
+
+=== TEST 19: a HEAD answered before the content phase (return) stays a HEAD: head
+--- config
+    location / {
+        root $TEST_NGINX_HTML_DIR;
+        smart_imaging on;
+        smart_imaging_debug_header on;
+        location /ret/ {
+            default_type image/png;
+            return 200 "not a png";
+        }
+    }
+--- more_headers
+Accept: image/webp
+--- request
+HEAD /ret/photo.png
+--- response_headers
+Content-Type: image/png
+X-Smart-Imaging: original reason=head in=9
+--- response_body eval
+""

@@ -216,25 +216,30 @@ fn ttl_adds_max_age_only_when_upstream_sent_none() {
     }
 }
 
+/// HEAD gets the headers of the WebP GET gets, and no body (the whole
+/// matrix, static and proxied, HTTP/2, redirects: tests/head.rs).
 #[test]
-fn head_is_not_transformed() {
+fn head_gets_the_converted_headers() {
     let n = server("hdr-head");
-    let j = jpeg();
     for url in ["/images/a.jpg", "/shop/bare/a.jpg"] {
+        let get = get(n.port(), url, &[ACCEPT_WEBP]);
+        assert_webp(url, &get);
         let r = request(n.port(), "HEAD", url, &[ACCEPT_WEBP]).unwrap();
         assert_eq!(r.status, 200, "HEAD {url}\n{}", r.describe());
         assert_eq!(
             r.content_type(),
-            Some("image/jpeg"),
+            Some("image/webp"),
             "HEAD {url}\n{}",
             r.describe()
         );
         assert_eq!(
             r.content_length(),
-            Some(j.len()),
+            Some(get.body.len()),
             "HEAD {url}\n{}",
             r.describe()
         );
+        assert_eq!(r.header("etag"), get.header("etag"), "HEAD {url}");
+        assert!(r.vary_has("Accept"), "HEAD {url}\n{}", r.describe());
         assert!(r.body.is_empty());
     }
 }

@@ -271,12 +271,19 @@ fn kept_originals_say_why() {
         format!("original reason=not-candidate in={}", TEXT.len())
     );
 
-    // HEAD.
+    // HEAD: served as the GET, it reports what was done for the GET.
     let r = request(p, "HEAD", "/images/photo.png?t=head", &[ACCEPT_WEBP]).unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(logged(&n, "head"), format!("original reason=head in={png}"));
+    assert_eq!(r.content_type(), Some("image/webp"));
+    let head = logged(&n, "head");
+    assert!(head.starts_with("converted format=webp "), "{head}");
 
     // 304 of the original (its own ETag, client without WebP).
+    let r = request(p, "HEAD", "/images/photo.png?t=headorig", &[]).unwrap();
+    assert_eq!(
+        logged(&n, "headorig"),
+        format!("original reason=nothing-to-do in={png}")
+    );
     let etag = r.header("etag").expect("ETag").to_string();
     let r = get(p, "/images/photo.png?t=304", &[("If-None-Match", &etag)]);
     assert_eq!(r.status, 304, "{}", r.describe());

@@ -4,18 +4,24 @@
 use std::fmt;
 
 use crate::codecs::Format;
+use crate::work::WorkBudget;
 
-/// Resource bounds, checked before any large allocation.
+/// Resource bounds: memory, checked before any large allocation, and
+/// work, checked before each step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
     /// Largest decoded image accepted, in pixels (width * height).
     pub max_pixels: u64,
+    /// The work a conversion may do for its input's size
+    /// ([`crate::work`]); `None`: unbounded.
+    pub work: Option<WorkBudget>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_pixels: 16_000_000,
+            work: Some(WorkBudget::DEFAULT),
         }
     }
 }
@@ -63,6 +69,14 @@ pub enum KeepReason {
     NothingToDo,
     /// The process is stopping ([`crate::stop`]): the conversion gave up.
     Stopped,
+    /// The next step would have taken the conversion over its work budget
+    /// ([`crate::work`]), and nothing that passed was smaller yet. In
+    /// pixel-passes: the budget, what was spent, what the step needed.
+    TooMuchWork {
+        budget: u64,
+        spent: u64,
+        next: u64,
+    },
 }
 
 impl KeepReason {
@@ -76,12 +90,13 @@ impl KeepReason {
                 | KeepReason::NotAnImage
                 | KeepReason::NothingToDo
                 | KeepReason::Stopped
+                | KeepReason::TooMuchWork { .. }
         )
     }
 
     /// Every [`KeepReason::code`], each once (for per-reason tables such as
     /// the status endpoint's counters).
-    pub const CODES: [&'static str; 10] = [
+    pub const CODES: [&'static str; 11] = [
         "not-image",
         "unsupported",
         "too-many-pixels",
@@ -92,6 +107,7 @@ impl KeepReason {
         "internal",
         "nothing-to-do",
         "stopped",
+        "too-much-work",
     ];
 
     /// A short, stable token for logs and variables (`not-smaller`,
@@ -108,6 +124,7 @@ impl KeepReason {
             KeepReason::Panic(_) => "internal",
             KeepReason::NothingToDo => "nothing-to-do",
             KeepReason::Stopped => "stopped",
+            KeepReason::TooMuchWork { .. } => "too-much-work",
         }
     }
 }
@@ -134,6 +151,10 @@ impl fmt::Display for KeepReason {
             KeepReason::Panic(s) => write!(f, "internal error: {s}"),
             KeepReason::NothingToDo => write!(f, "neither format nor size would change"),
             KeepReason::Stopped => write!(f, "the process is stopping"),
+            KeepReason::TooMuchWork { budget, spent, next } => write!(
+                f,
+                "the next step ({next} pixel-passes) would take the conversion over its work budget ({spent} of {budget} spent)"
+            ),
         }
     }
 }
@@ -171,6 +192,11 @@ mod tests {
             KeepReason::Panic(String::new()),
             KeepReason::NothingToDo,
             KeepReason::Stopped,
+            KeepReason::TooMuchWork {
+                budget: 1,
+                spent: 1,
+                next: 1,
+            },
         ];
         // A match with every variant: a new one fails to compile here
         // until it is listed above.
@@ -185,7 +211,8 @@ mod tests {
                 | KeepReason::NotComparable { .. }
                 | KeepReason::Panic(_)
                 | KeepReason::NothingToDo
-                | KeepReason::Stopped => {}
+                | KeepReason::Stopped
+                | KeepReason::TooMuchWork { .. } => {}
             }
         }
         let codes: Vec<&str> = every.iter().map(KeepReason::code).collect();

@@ -706,8 +706,9 @@ fn work_budget_bounds_a_tiny_file_with_a_huge_header() {
         "{}",
         r.describe()
     );
-    let why =
-        "the next step (10219824 pixel-passes) would take the conversion over its work budget";
+    // The step refused: a whole-image encode and its check (9 MP at one
+    // pass per pixel, and more).
+    let why = "pixel-passes) would take the conversion over its work budget";
     let line = n
         .error_log_since(mark)
         .lines()

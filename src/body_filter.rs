@@ -435,7 +435,9 @@ fn send_result<'a>(req: Req<'a>, ctx: &mut RequestCtx) -> Output<'a> {
         Some((Outcome::Original(reason), elapsed)) => {
             let level = match reason {
                 // Expected outcomes, not failures (KeepReason::is_failure).
-                KeepReason::NotSmaller { .. } | KeepReason::NotComparable { .. } => NGX_LOG_INFO,
+                KeepReason::NotSmaller { .. }
+                | KeepReason::NotComparable { .. }
+                | KeepReason::TooMuchWork { .. } => NGX_LOG_INFO,
                 // nginx is stopping (the line is seldom written: the
                 // worker exits without running the completion).
                 KeepReason::Stopped => NGX_LOG_INFO,

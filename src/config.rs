@@ -22,9 +22,9 @@ use ngx::ffi::{
     ngx_add_path, ngx_command_t, ngx_conf_full_name, ngx_conf_t, ngx_http_conf_ctx_t, ngx_pagesize,
     ngx_path_t, ngx_pcalloc, ngx_pnalloc, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t,
     ngx_thread_pool_add, ngx_thread_pool_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG,
-    NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE123, NGX_CONF_TAKE2, NGX_HTTP_LIF_CONF,
-    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
-    NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
+    NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE123, NGX_CONF_TAKE2,
+    NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
 };
 pub use smart_imaging_core::config::AcceptCh;
 use smart_imaging_core::config::{
@@ -492,7 +492,7 @@ macro_rules! directive {
 }
 
 /// The directive table.
-pub static mut COMMANDS: [ngx_command_t; 32] = [
+pub static mut COMMANDS: [ngx_command_t; 33] = [
     directive!(c"smart_imaging", NGX_CONF_FLAG | IN_IF, enable, flag),
     directive!(
         c"smart_imaging_variant_only",
@@ -507,6 +507,12 @@ pub static mut COMMANDS: [ngx_command_t; 32] = [
         NGX_CONF_TAKE1,
         max_pixels,
         positive
+    ),
+    directive!(
+        c"smart_imaging_work_budget",
+        NGX_CONF_TAKE12,
+        work_budget,
+        work_budget
     ),
     directive!(
         c"smart_imaging_webp_quality",

@@ -183,6 +183,11 @@ fn parse(data: &[u8], key: &Key) -> Option<Outcome> {
                 threshold: float_value(field("threshold")?)??,
             },
             "nothing-to-do" => KeepReason::NothingToDo,
+            "too-much-work" => KeepReason::TooMuchWork {
+                budget: number("budget")?,
+                spent: number("spent")?,
+                next: number("next")?,
+            },
             _ => return None,
         };
         return Some(Outcome::Original(reason));
@@ -239,6 +244,14 @@ fn fields(outcome: &Outcome) -> Option<(String, &[u8])> {
             converted,
         } => (
             format!("kept={code} original={original} converted={converted}"),
+            &[],
+        ),
+        KeepReason::TooMuchWork {
+            budget,
+            spent,
+            next,
+        } => (
+            format!("kept={code} budget={budget} spent={spent} next={next}"),
             &[],
         ),
         KeepReason::NotComparable { score, threshold } => (

@@ -787,3 +787,60 @@ main::emerg(q{value must be between 0 and 10})
 --- must_die
 --- error_log eval
 main::emerg(q{"smart_imaging_formats" directive is duplicate})
+
+
+
+=== TEST 46: smart_imaging_work_budget 0: at least 1 pixel-pass per byte
+--- config
+    location / {
+        smart_imaging_work_budget 0;
+    }
+--- must_die
+--- error_log eval
+main::emerg(q{invalid value "0"})
+
+
+
+=== TEST 47: smart_imaging_work_budget 768 floor=1: unknown parameter
+--- config
+    location / {
+        smart_imaging_work_budget 768 floor=1;
+    }
+--- must_die
+--- error_log eval
+main::emerg(q{invalid parameter "floor=1"})
+
+
+
+=== TEST 48: inheritance: a tiny smart_imaging_work_budget at server level reaches the location: the original, too-much-work, at info
+--- log_level: info
+--- config
+    smart_imaging_work_budget 1 min=0;
+    location / {
+        root $TEST_NGINX_HTML_DIR;
+        smart_imaging on;
+    }
+--- request
+GET /sample.jpg
+--- response_headers
+Content-Type: image/jpeg
+Vary: Accept
+--- response_body eval
+$::Jpeg
+--- error_log eval
+qr/\[info\] .*smart_imaging: "\/sample\.jpg" not converted \([\d.]+ ms\): the next step \(\d+ pixel-passes\) would take the conversion over its work budget \(\d+ of \d+ spent\), serving original/
+
+
+
+=== TEST 49: smart_imaging_work_budget off in the location overrides a tiny one at server level
+--- config
+    smart_imaging_work_budget 1 min=0;
+    location / {
+        root $TEST_NGINX_HTML_DIR;
+        smart_imaging on;
+        smart_imaging_work_budget off;
+    }
+--- request
+GET /sample.jpg
+--- response_headers
+Content-Type: image/webp

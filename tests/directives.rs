@@ -47,6 +47,9 @@ fn invalid_values_are_refused_by_nginx_t() {
         "smart_imaging_buffer 64m;",
         "smart_imaging_buffer 512k;",
         "smart_imaging_max_pixels 1000;",
+        "smart_imaging_work_budget 768;",
+        "smart_imaging_work_budget 100 min=0;",
+        "smart_imaging_work_budget off;",
         "smart_imaging_max_jobs 1;",
         "smart_imaging off;",
         "smart_imaging_thread_pool smart_imaging;",
@@ -84,6 +87,15 @@ fn invalid_values_are_refused_by_nginx_t() {
         (
             "smart_imaging_max_pixels many;",
             r#""smart_imaging_max_pixels" directive invalid number"#,
+        ),
+        ("smart_imaging_work_budget 0;", r#"invalid value "0""#),
+        (
+            "smart_imaging_work_budget 768 floor=1;",
+            r#"invalid parameter "floor=1""#,
+        ),
+        (
+            "smart_imaging_work_budget 768 min=1 min=2 3;",
+            r#"invalid number of arguments in "smart_imaging_work_budget" directive"#,
         ),
         (
             "smart_imaging_max_jobs 0;",

@@ -633,3 +633,125 @@ fn reload_during_conversion() {
     );
     assert!(!n.worker_pids().is_empty());
 }
+
+/// A 3000x3000 JPEG that is flat grey but for a grainy 64x64 corner: ~27 KB
+/// whose header says 9 megapixels (issue #11). The guard's search on a
+/// sample of the image sees only grey; the whole image then fails its
+/// check, and without a bound the conversion would encode it whole again
+/// and again before serving the original.
+fn tiny_jpeg_with_a_huge_header() -> Vec<u8> {
+    let (w, h) = (3000usize, 3000usize);
+    let mut pixels = vec![128u8; w * h * 3];
+    let mut rng = Rng::new(13);
+    for y in 0..64 {
+        for x in 0..64 {
+            let grain = (rng.next_u64() % 13) as u8;
+            let at = (y * w + x) * 3;
+            pixels[at..at + 3].copy_from_slice(&[
+                (x * 3) as u8 + grain,
+                (y * 3) as u8 + grain,
+                90 + grain,
+            ]);
+        }
+    }
+    let image = smart_imaging_core::codecs::Image {
+        width: w as u32,
+        height: h as u32,
+        pixels,
+        has_alpha: false,
+        icc_profile: None,
+    };
+    smart_imaging_core::codecs::jpeg::encode(&image, 75).unwrap()
+}
+
+/// The work budget (`smart_imaging_work_budget`): the tiny file with a
+/// huge header is served as the original after a bounded part of the
+/// conversion, with the reason in `$smart_imaging_result`, the
+/// `X-Smart-Imaging` header and the error log; a normal image right after
+/// converts; with the budget off the conversion goes on to its end.
+#[test]
+fn work_budget_bounds_a_tiny_file_with_a_huge_header() {
+    let mut n = Nginx::prepare("fail-work");
+    let bomb = tiny_jpeg_with_a_huge_header();
+    assert!(bomb.len() < 40_000, "{} bytes", bomb.len());
+    n.put_file("images/bomb.jpg", &bomb);
+    n.put_file("images/ok.jpg", &astronaut());
+    n.run(&Config::with_module(
+        r#"
+    log_format result '$uri|$smart_imaging_result';
+    server {
+        listen 127.0.0.1:{{PORT}};
+        root {{HTDOCS}};
+        smart_imaging_timeout 120s;
+        access_log logs/result.log result;
+        smart_imaging on;
+        smart_imaging_thread_pool smart_imaging;
+        smart_imaging_debug_header on;
+        location /unbounded/ {
+            smart_imaging_work_budget off;
+            alias {{HTDOCS}}/images/;
+        }
+    }
+"#,
+    ));
+    let workers = n.worker_pids();
+    let mark = n.error_log_mark();
+    let start = std::time::Instant::now();
+    let r = get(n.port(), "/images/bomb.jpg", &[ACCEPT_BROWSER]);
+    let bounded = start.elapsed();
+    assert_eq!(r.status, 200);
+    assert!(r.body == bomb, "not the original\n{}", r.describe());
+    assert!(
+        debug(&r).starts_with(&format!("original reason=too-much-work in={}", bomb.len())),
+        "{}",
+        r.describe()
+    );
+    // The step refused: a whole-image encode and its check (9 MP at one
+    // pass per pixel, and more).
+    let why = "pixel-passes) would take the conversion over its work budget";
+    let line = n
+        .error_log_since(mark)
+        .lines()
+        .find(|l| {
+            l.contains("[info]")
+                && l.contains("\"/images/bomb.jpg\" not converted")
+                && l.contains(why)
+        })
+        .map(str::to_string);
+    assert!(
+        line.is_some(),
+        "no [info] line saying why:\n{}",
+        n.error_log_since(mark)
+    );
+    // A normal image right after converts.
+    let r = get(n.port(), "/images/ok.jpg", &[ACCEPT_BROWSER]);
+    assert!(
+        debug(&r).starts_with("converted format=avif"),
+        "{}",
+        r.describe()
+    );
+    // Without the budget, the same request runs the whole search.
+    let start = std::time::Instant::now();
+    let r = get(n.port(), "/unbounded/bomb.jpg", &[ACCEPT_BROWSER]);
+    let unbounded = start.elapsed();
+    assert!(r.body == bomb);
+    assert!(
+        debug(&r).starts_with("original reason=guard"),
+        "{}",
+        r.describe()
+    );
+    eprintln!(
+        "{} bytes, 3000x3000: original served after {:.0} ms with the budget, {:.0} ms without",
+        bomb.len(),
+        bounded.as_secs_f64() * 1e3,
+        unbounded.as_secs_f64() * 1e3
+    );
+    n.assert_workers_survived(&workers);
+    // The access log's `$smart_imaging_result`.
+    let log = std::fs::read_to_string(n.prefix.join("logs/result.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("/images/bomb.jpg|original reason=too-much-work in=")),
+        "{log}"
+    );
+}

@@ -2,17 +2,21 @@
 //! `transcode` of one file, as the module runs it (default plan: guard on).
 //!
 //! ```text
-//! cargo run --release -p smart-imaging-core --example transcode_one -- FILE [webp|avif|jp2|jxr]...
+//! cargo run --release -p smart-imaging-core --example transcode_one -- FILE [webp|avif|jp2|jxr]... [--no-budget]
 //! ```
 //!
-//! Prints the outcome, the thread's CPU time and `VmHWM` (peak resident
-//! memory) before and after, so that the difference is what one
-//! conversion holds at its peak.
+//! `--no-budget`: without the work budget (`smart_imaging_work_budget
+//! off`); the pixel-passes charged are printed either way.
+//!
+//! Prints the outcome, the wall and CPU time of the conversion (the
+//! calling thread's: the codecs run no threads of their own) and `VmHWM`
+//! (peak resident memory) before and after, so that the difference is what
+//! one conversion holds at its peak.
 
 use std::time::Instant;
 
 use smart_imaging_core::codecs::Format;
-use smart_imaging_core::{transcode, Limits, Outcome, Plan};
+use smart_imaging_core::{transcode_with_work, Limits, Outcome, Plan};
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -25,12 +29,39 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time of the calling thread, in ms.
+fn cpu_ms() -> f64 {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec (64-bit Linux layout).
+    #[allow(unsafe_code)] // a measuring tool, not the core
+    unsafe {
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts)
+    };
+    ts.sec as f64 * 1e3 + ts.nsec as f64 / 1e6
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let path = args
         .next()
-        .expect("usage: transcode_one FILE [webp|avif|jp2|jxr]...");
+        .expect("usage: transcode_one FILE [webp|avif|jp2|jxr]... [--no-budget]");
+    let mut limits = Limits::default();
     let formats: Vec<Format> = args
+        .filter(|a| {
+            if a == "--no-budget" {
+                limits.work = None;
+            }
+            a != "--no-budget"
+        })
         .map(|a| match a.as_str() {
             "webp" => Format::WebP,
             "avif" => Format::Avif,
@@ -47,7 +78,9 @@ fn main() {
     let input = std::fs::read(&path).expect("read");
     let before = peak_rss_kib();
     let start = Instant::now();
-    let outcome = transcode(&input, &Plan::new(formats), &Limits::default());
+    let cpu = cpu_ms();
+    let (outcome, passes) = transcode_with_work(&input, &Plan::new(formats), &limits);
+    let cpu = cpu_ms() - cpu;
     let wall = start.elapsed();
     let after = peak_rss_kib();
     match outcome {
@@ -65,8 +98,13 @@ fn main() {
         Outcome::Original(reason) => println!("{path}: original kept: {reason}"),
     }
     println!(
-        "wall {:.1} ms; peak RSS {:.1} MiB before, {:.1} MiB after (+{:.1} MiB)",
+        "wall {:.1} ms, CPU {cpu:.1} ms, {:.1} M pixel-passes (budget {}); peak RSS {:.1} MiB before, {:.1} MiB after (+{:.1} MiB)",
         wall.as_secs_f64() * 1e3,
+        passes / 1e6,
+        limits.work.map_or("off".to_string(), |w| format!(
+            "{:.1} M",
+            w.for_input(input.len()) as f64 / 1e6
+        )),
         before as f64 / 1024.0,
         after as f64 / 1024.0,
         after.saturating_sub(before) as f64 / 1024.0

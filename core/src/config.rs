@@ -10,13 +10,14 @@
 //!
 //! Defaults have one home each: the policy's in [`Settings::default`], the
 //! nginx layer's in [`Location::default`], the codecs' in their registry
-//! entries, the guard's in [`Guard::DEFAULT`], the pixel bound in
-//! [`Limits::default`].
+//! entries, the guard's in [`Guard::DEFAULT`], the pixel bound and the
+//! work budget in [`Limits::default`].
 
 use crate::codecs::{avif::AvifLimits, Format, Tuning};
 use crate::outcome::Limits;
 use crate::plan::{Guard, Qualities};
 use crate::sizing::OutputCaps;
+use crate::work::WorkBudget;
 
 /// A directive that can be switched `off`: not set at this level (inherit
 /// it), `off`, or a value.
@@ -94,6 +95,8 @@ pub struct Directives {
     pub buffer: Option<usize>,
     /// `smart_imaging_max_pixels <number>`
     pub max_pixels: Option<u64>,
+    /// `smart_imaging_work_budget <number> [min=<number>] | off`
+    pub work_budget: Tri<WorkBudget>,
     /// `smart_imaging_max_jobs <number>`
     pub max_jobs: Option<usize>,
     /// `smart_imaging_timeout <time>` (milliseconds)
@@ -150,6 +153,7 @@ impl Directives {
         self.ttl.inherit(&parent.ttl);
         self.buffer.inherit(&parent.buffer);
         self.max_pixels.inherit(&parent.max_pixels);
+        self.work_budget.inherit(&parent.work_budget);
         self.max_jobs.inherit(&parent.max_jobs);
         self.timeout.inherit(&parent.timeout);
         self.max_running.inherit(&parent.max_running);
@@ -229,6 +233,7 @@ impl Directives {
             debug_header: self.debug_header.unwrap_or(d.debug_header),
             limits: Limits {
                 max_pixels: self.max_pixels.unwrap_or(d.limits.max_pixels),
+                work: self.work_budget.clone().or_default(d.limits.work),
             },
             settings,
         }
@@ -271,7 +276,7 @@ pub struct Location {
     pub accept_ch: AcceptCh,
     /// `smart_imaging_debug_header`
     pub debug_header: bool,
-    /// `smart_imaging_max_pixels`
+    /// `smart_imaging_max_pixels`, `smart_imaging_work_budget`
     pub limits: Limits,
     /// What the policy reads.
     pub settings: Settings,
@@ -527,6 +532,7 @@ pub mod parse {
     };
     use crate::codecs::Format;
     use crate::plan::Guard;
+    use crate::work::WorkBudget;
 
     type Parsed<T> = Result<T, Refusal>;
 
@@ -920,6 +926,39 @@ pub mod parse {
             })
     }
 
+    /// `smart_imaging_work_budget <number> [min=<number>] | off`: pixel-passes
+    /// per byte of input (at least 1), and the least any input gets
+    /// (`min=`, 0 or more; the default's when not given).
+    pub fn work_budget(args: &[&[u8]]) -> Parsed<Tri<WorkBudget>> {
+        let per_byte = first(args);
+        if per_byte == b"off" && args.len() == 1 {
+            return Ok(Tri::Off);
+        }
+        let mut budget = WorkBudget {
+            per_byte: atoi(per_byte)
+                .filter(|&n| n > 0)
+                .ok_or_else(|| Refusal::Message(format!("invalid value \"{}\"", text(per_byte))))?
+                as u64,
+            ..WorkBudget::DEFAULT
+        };
+        for arg in &args[1..] {
+            match arg.strip_prefix(b"min=") {
+                Some(value) => {
+                    budget.min = atoi(value).ok_or_else(|| {
+                        Refusal::Message(format!("invalid min \"{}\"", text(value)))
+                    })? as u64
+                }
+                None => {
+                    return Err(Refusal::Message(format!(
+                        "invalid parameter \"{}\"",
+                        text(arg)
+                    )))
+                }
+            }
+        }
+        Ok(Tri::On(budget))
+    }
+
     /// `smart_imaging_guard_encodes <1-16>`
     pub fn guard_encodes(args: &[&[u8]]) -> Parsed<usize> {
         let value = first(args);
@@ -1131,6 +1170,34 @@ mod tests {
             refusal("x", guard(&[b"1e2"])),
             r#"invalid value "1e2" (a score from 0 to 100, or off)"#
         );
+        assert_eq!(work_budget(&[b"off"]), Ok(Tri::Off));
+        assert_eq!(
+            work_budget(&[b"64"]),
+            Ok(Tri::On(WorkBudget {
+                per_byte: 64,
+                ..WorkBudget::DEFAULT
+            }))
+        );
+        assert_eq!(
+            work_budget(&[b"100", b"min=0"]),
+            Ok(Tri::On(WorkBudget {
+                per_byte: 100,
+                min: 0
+            }))
+        );
+        assert_eq!(refusal("x", work_budget(&[b"0"])), r#"invalid value "0""#);
+        assert_eq!(
+            refusal("x", work_budget(&[b"off", b"min=1"])),
+            r#"invalid value "off""#
+        );
+        assert_eq!(
+            refusal("x", work_budget(&[b"64", b"min=-1"])),
+            r#"invalid min "-1""#
+        );
+        assert_eq!(
+            refusal("x", work_budget(&[b"64", b"floor=1"])),
+            r#"invalid parameter "floor=1""#
+        );
         assert_eq!(guard_encodes(&[b"16"]), Ok(16));
         assert_eq!(
             refusal("x", guard_encodes(&[b"17"])),
@@ -1190,6 +1257,7 @@ mod tests {
             (None, 10 << 20, 32, 10_000)
         );
         assert_eq!(l.limits.max_pixels, 16_000_000);
+        assert_eq!(l.limits.work, Some(WorkBudget::DEFAULT));
         assert_eq!(l.max_running, MaxRunning::Auto);
         assert_eq!(l.stash, Some(StashPath::default()));
         assert!(!l.background);
@@ -1207,6 +1275,7 @@ mod tests {
             guard: Tri::Off,
             dpr_header: Tri::On("X-DPR".into()),
             webp_quality: Some(70),
+            work_budget: Tri::Off,
             ..Directives::default()
         };
         let mut location = Directives {
@@ -1219,6 +1288,7 @@ mod tests {
         assert!(l.enabled);
         assert_eq!(l.ttl, None, "off at the location wins over the http level");
         assert_eq!(l.settings.guard.threshold, None);
+        assert_eq!(l.limits.work, None, "off at the http level, inherited");
         assert_eq!(l.settings.dpr_header.as_deref(), Some("X-DPR"));
         assert_eq!(l.settings.quality.get(Format::Jxr), 70);
         assert_eq!(l.client_hints(), ["Sec-CH-DPR", "Sec-CH-Width"]);

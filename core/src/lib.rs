@@ -12,6 +12,7 @@
 //! - [`resize`]: downscale decoded pixels (linear light, premultiplied alpha).
 //! - [`transcode()`]: bytes + plan -> new bytes, or "keep the original, because ...".
 //! - [`stop`]: conversions give up early when the process is stopping.
+//! - [`work`]: the work a conversion may do, bounded by its input's size.
 
 pub mod classify;
 pub mod codecs;
@@ -29,10 +30,12 @@ pub mod sizing;
 pub mod sniff;
 pub mod stop;
 mod transcode;
+pub mod work;
 
 pub use codecs::avif::AvifLimits;
 pub use codecs::Format;
 pub use outcome::{Converted, KeepReason, Limits, Outcome};
 pub use plan::{Guard, Plan, Qualities};
 pub use sniff::sniff;
-pub use transcode::transcode;
+pub use transcode::{transcode, transcode_with_work};
+pub use work::WorkBudget;

@@ -4,18 +4,24 @@
 use std::fmt;
 
 use crate::codecs::Format;
+use crate::work::WorkBudget;
 
-/// Resource bounds, checked before any large allocation.
+/// Resource bounds: memory, checked before any large allocation, and
+/// work, checked before each step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
     /// Largest decoded image accepted, in pixels (width * height).
     pub max_pixels: u64,
+    /// The work a conversion may do for its input's size
+    /// ([`crate::work`]); `None`: unbounded.
+    pub work: Option<WorkBudget>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_pixels: 16_000_000,
+            work: Some(WorkBudget::DEFAULT),
         }
     }
 }
@@ -66,6 +72,14 @@ pub enum KeepReason {
     /// Nobody waits for the result any more ([`crate::stop::Cancel`]: the
     /// client went away): the conversion gave up.
     Cancelled,
+    /// The next step would have taken the conversion over its work budget
+    /// ([`crate::work`]), and nothing that passed was smaller yet. In
+    /// pixel-passes: the budget, what was spent, what the step needed.
+    TooMuchWork {
+        budget: u64,
+        spent: u64,
+        next: u64,
+    },
 }
 
 impl KeepReason {
@@ -80,12 +94,13 @@ impl KeepReason {
                 | KeepReason::NothingToDo
                 | KeepReason::Stopped
                 | KeepReason::Cancelled
+                | KeepReason::TooMuchWork { .. }
         )
     }
 
     /// Every [`KeepReason::code`], each once (for per-reason tables such as
     /// the status endpoint's counters).
-    pub const CODES: [&'static str; 11] = [
+    pub const CODES: [&'static str; 12] = [
         "not-image",
         "unsupported",
         "too-many-pixels",
@@ -97,6 +112,7 @@ impl KeepReason {
         "nothing-to-do",
         "stopped",
         "cancelled",
+        "too-much-work",
     ];
 
     /// A short, stable token for logs and variables (`not-smaller`,
@@ -114,6 +130,7 @@ impl KeepReason {
             KeepReason::NothingToDo => "nothing-to-do",
             KeepReason::Stopped => "stopped",
             KeepReason::Cancelled => "cancelled",
+            KeepReason::TooMuchWork { .. } => "too-much-work",
         }
     }
 }
@@ -141,6 +158,10 @@ impl fmt::Display for KeepReason {
             KeepReason::NothingToDo => write!(f, "neither format nor size would change"),
             KeepReason::Stopped => write!(f, "the process is stopping"),
             KeepReason::Cancelled => write!(f, "nobody waits for the result any more"),
+            KeepReason::TooMuchWork { budget, spent, next } => write!(
+                f,
+                "the next step ({next} pixel-passes) would take the conversion over its work budget ({spent} of {budget} spent)"
+            ),
         }
     }
 }
@@ -179,6 +200,11 @@ mod tests {
             KeepReason::NothingToDo,
             KeepReason::Stopped,
             KeepReason::Cancelled,
+            KeepReason::TooMuchWork {
+                budget: 1,
+                spent: 1,
+                next: 1,
+            },
         ];
         // A match with every variant: a new one fails to compile here
         // until it is listed above.
@@ -194,7 +220,8 @@ mod tests {
                 | KeepReason::Panic(_)
                 | KeepReason::NothingToDo
                 | KeepReason::Stopped
-                | KeepReason::Cancelled => {}
+                | KeepReason::Cancelled
+                | KeepReason::TooMuchWork { .. } => {}
             }
         }
         let codes: Vec<&str> = every.iter().map(KeepReason::code).collect();

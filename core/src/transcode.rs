@@ -10,6 +10,7 @@ use crate::outcome::{Converted, KeepReason, Limits, Outcome};
 use crate::plan::Plan;
 use crate::sizing::delivered_size;
 use crate::sniff::sniff;
+use crate::work::{self, weight, Account};
 use crate::{classify, guard, stop};
 
 /// Converts `input` according to `plan`. Never panics: every failure,
@@ -17,21 +18,43 @@ use crate::{classify, guard, stop};
 ///
 /// The result is `Converted` only if it is strictly smaller than `input`:
 /// serving a bigger file in a "better" format would defeat the purpose.
+///
+/// Every step is charged to the conversion's work budget before it starts
+/// (`limits.work`, see [`crate::work`]): a step that would overrun it is
+/// not taken.
 pub fn transcode(input: &[u8], plan: &Plan, limits: &Limits) -> Outcome {
+    transcode_with_work(input, plan, limits).0
+}
+
+/// [`transcode`], and the work its steps were charged, in pixel-passes
+/// (see [`crate::work`]).
+pub fn transcode_with_work(input: &[u8], plan: &Plan, limits: &Limits) -> (Outcome, f64) {
+    let account = Account::new(limits.work.as_ref(), input.len());
     // The C codecs report errors by unwinding, and any bug of ours should
     // cost one response its conversion, not the nginx worker.
-    match catch_unwind(AssertUnwindSafe(|| convert(input, plan, limits))) {
+    let outcome = match catch_unwind(AssertUnwindSafe(|| convert(input, plan, limits, &account))) {
         Ok(Ok(converted)) => Outcome::Converted(converted),
         Ok(Err(reason)) => Outcome::Original(reason),
         Err(payload) => Outcome::Original(KeepReason::Panic(panic_message(&*payload))),
-    }
+    };
+    (outcome, account.spent())
 }
 
-fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, KeepReason> {
+fn convert(
+    input: &[u8],
+    plan: &Plan,
+    limits: &Limits,
+    account: &Account,
+) -> Result<Converted, KeepReason> {
     let Some(source_format) = sniff(input) else {
         return Err(KeepReason::NotAnImage);
     };
-    stop::check()?;
+    // Charged from the header, before a pixel is decoded. An image over
+    // `max_pixels` is left to the decoder, which refuses it for that.
+    let decoding = codecs::decode_work(input)
+        .filter(|&(pixels, _)| pixels <= limits.max_pixels)
+        .map_or(0.0, |(pixels, passes)| pixels as f64 * passes);
+    account.step(decoding)?;
     let image = codecs::decode(input, limits)?;
     let source = (image.width, image.height);
     let (width, height) = delivered_size(source, &plan.size, &plan.caps);
@@ -40,8 +63,8 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
         // Same format, same pixels: nothing would be gained.
         return Err(KeepReason::NothingToDo);
     }
-    stop::check()?;
     let image = if resized {
+        account.step(work::pixels(source.0, source.1) * weight::RESIZE)?;
         crate::resize::resize(&image, width, height)?
     } else {
         image
@@ -50,10 +73,14 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
     // The guard compares every candidate with the (resized) original:
     // prepared once, shared by all formats tried.
     let reference = match plan.guard.threshold {
-        Some(_) => Some(guard::Reference::sampled(
-            &image,
-            guard::DEFAULT_MAX_PIXELS,
-        )?),
+        Some(_) => {
+            let scored = pixels.min(guard::DEFAULT_MAX_PIXELS) as f64;
+            account.step(scored * weight::with_alpha(weight::REFERENCE, image.has_alpha))?;
+            Some(guard::Reference::sampled(
+                &image,
+                guard::DEFAULT_MAX_PIXELS,
+            )?)
+        }
         None => None,
     };
     // The search runs on a small sample of the image when it is large
@@ -66,7 +93,9 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
                     .iter()
                     .any(|&format| searched_on_a_sample(format, &image)) =>
         {
-            guard::sample(&image, search_sample_pixels(pixels))
+            let sample_pixels = search_sample_pixels(pixels);
+            account.step(sample_pixels as f64 * weight::REFERENCE)?;
+            guard::sample(&image, sample_pixels)
                 .map(|image| -> Result<Sample, KeepReason> {
                     let reference = guard::Reference::new(&image)?;
                     Ok(Sample { image, reference })
@@ -79,6 +108,7 @@ fn convert(input: &[u8], plan: &Plan, limits: &Limits) -> Result<Converted, Keep
         image: &image,
         plan,
         limits,
+        account,
         reference: reference.as_ref(),
         sample: sample.as_ref(),
         from_png: source_format == Format::Png,
@@ -287,6 +317,8 @@ struct Job<'a> {
     image: &'a Image,
     plan: &'a Plan,
     limits: &'a Limits,
+    /// The conversion's work budget, charged before each step.
+    account: &'a Account,
     /// The guard's prepared reference; `None` when the guard is off.
     reference: Option<&'a guard::Reference>,
     /// What the quality search runs on, when it does not run on the whole
@@ -340,8 +372,8 @@ impl Job<'_> {
         let mut best_score = f64::NEG_INFINITY;
         let mut probe = |quality: u8, effort: Effort| -> Result<(Vec<u8>, f64), KeepReason> {
             tried += 1;
-            let bytes = self.encode(format, quality, effort)?;
-            let score = reference.score(&self.decode(&bytes, format)?)?;
+            let bytes = self.encode(format, quality, effort, Some(reference))?;
+            let score = self.check(&bytes, format, reference)?;
             best_score = best_score.max(score);
             Ok((bytes, score))
         };
@@ -390,8 +422,14 @@ impl Job<'_> {
         let found = guard::search(
             |quality| {
                 tried += 1;
-                let bytes = self.encode_image(&sample.image, format, quality, Effort::Final)?;
-                let score = sample.reference.score(&self.decode(&bytes, format)?)?;
+                let bytes = self.encode_image(
+                    &sample.image,
+                    format,
+                    quality,
+                    Effort::Final,
+                    Some(&sample.reference),
+                )?;
+                let score = self.check(&bytes, format, &sample.reference)?;
                 best_score = best_score.max(score);
                 probes.push((quality, score));
                 Ok((bytes, score))
@@ -416,7 +454,7 @@ impl Job<'_> {
         let mut whole = |quality: u8, raising: bool| -> Result<Candidate, Failed> {
             tried += 1;
             let bytes = self
-                .encode(format, quality, Effort::Final)
+                .encode(format, quality, Effort::Final, Some(reference))
                 .map_err(|reason| (reason, tried))?;
             if raising && bytes.len() >= self.original_len {
                 // Never served, and every retry is at a higher quality:
@@ -430,8 +468,7 @@ impl Job<'_> {
                 ));
             }
             let score = self
-                .decode(&bytes, format)
-                .and_then(|decoded| reference.score(&decoded))
+                .check(&bytes, format, reference)
                 .map_err(|reason| (reason, tried))?;
             best_score = best_score.max(score);
             Ok(Candidate {
@@ -510,6 +547,9 @@ impl Job<'_> {
     ) -> Result<Candidate, Failed> {
         if format == Format::WebP && self.from_png {
             let options = webp::Options::lossless_level(6);
+            self.account
+                .step(self.pixels() * webp::work(&options, self.image.has_alpha))
+                .map_err(|reason| (reason, tried))?;
             return webp::encode_with(self.image, &options)
                 .map(|bytes| Candidate {
                     bytes,
@@ -530,7 +570,7 @@ impl Job<'_> {
 
     /// One encode at `quality`, served as it is (guard off, or lossless).
     fn once(&self, format: Format, quality: u8) -> Result<Candidate, Failed> {
-        self.encode(format, quality, Effort::Final)
+        self.encode(format, quality, Effort::Final, None)
             .map(|bytes| Candidate {
                 bytes,
                 quality,
@@ -549,12 +589,18 @@ impl Job<'_> {
             near_lossless: Some(40),
             ..webp::Options::lossless_level(5)
         };
-        stop::check().map_err(|reason| (reason, 0))?;
+        let checking = self
+            .reference
+            .map_or(0.0, |reference| self.check_work(Format::WebP, reference));
+        self.account
+            .step(self.pixels() * webp::work(&options, self.image.has_alpha) + checking)
+            .map_err(|reason| (reason, 0))?;
         let bytes = webp::encode_with(self.image, &options).map_err(|reason| (reason, 1))?;
         let score = match self.reference {
             Some(reference) => {
-                let decoded = self.decode(&bytes, Format::WebP).map_err(|r| (r, 1))?;
-                let score = reference.score(&decoded).map_err(|r| (r, 1))?;
+                let score = self
+                    .check(&bytes, Format::WebP, reference)
+                    .map_err(|r| (r, 1))?;
                 let threshold = self.plan.guard.threshold.unwrap_or(0.0);
                 if score < threshold {
                     return Err((KeepReason::NotComparable { score, threshold }, 1));
@@ -576,20 +622,27 @@ impl Job<'_> {
         (format.codec().cheaper_search)(&self.plan.tuning)
     }
 
-    fn encode(&self, format: Format, quality: u8, effort: Effort) -> Result<Vec<u8>, KeepReason> {
-        self.encode_image(self.image, format, quality, effort)
+    fn encode(
+        &self,
+        format: Format,
+        quality: u8,
+        effort: Effort,
+        checked_against: Option<&guard::Reference>,
+    ) -> Result<Vec<u8>, KeepReason> {
+        self.encode_image(self.image, format, quality, effort, checked_against)
     }
 
+    /// Encodes `image`; `checked_against`: the reference its [`Job::check`]
+    /// will score it against, whose cost is charged with the encode's (an
+    /// encode the budget cannot check is not worth making).
     fn encode_image(
         &self,
         image: &Image,
         format: Format,
         quality: u8,
         effort: Effort,
+        checked_against: Option<&guard::Reference>,
     ) -> Result<Vec<u8>, KeepReason> {
-        // Every encode of every format comes here: the place to give up
-        // when the process is stopping.
-        stop::check()?;
         let encoding = Encoding {
             quality,
             effort,
@@ -597,13 +650,41 @@ impl Job<'_> {
             guarded: self.reference.is_some(),
             tuning: self.plan.tuning,
         };
+        // Every encode of every format comes here: the place to charge it,
+        // and to give up when the process is stopping.
+        let passes = (format.codec().work.encode)(&encoding, image.has_alpha);
+        let checking = checked_against.map_or(0.0, |r| self.check_work(format, r));
+        self.account
+            .step(work::pixels(image.width, image.height) * passes + checking)?;
         (format.codec().encode)(image, &encoding)
     }
 
-    /// Decodes a candidate for the guard.
-    fn decode(&self, bytes: &[u8], format: Format) -> Result<Image, KeepReason> {
+    /// Decodes a candidate and scores it against `reference` (of the
+    /// image or of the search's sample); charged with its encode.
+    fn check(
+        &self,
+        bytes: &[u8],
+        format: Format,
+        reference: &guard::Reference,
+    ) -> Result<f64, KeepReason> {
         stop::check()?;
-        (format.codec().decode)(bytes, self.limits)
+        let decoded = (format.codec().decode)(bytes, self.limits)?;
+        reference.score(&decoded)
+    }
+
+    /// What [`Job::check`] costs, in pixel-passes: decoding the candidate
+    /// and scoring the pixels `reference` scores.
+    fn check_work(&self, format: Format, reference: &guard::Reference) -> f64 {
+        let (width, height) = reference.size();
+        let decoding = work::pixels(width, height) * format.codec().work.decode;
+        decoding
+            + reference.scored_pixels() as f64
+                * weight::with_alpha(weight::SCORE, self.image.has_alpha)
+    }
+
+    /// The image's pixels, as the work functions count them.
+    fn pixels(&self) -> f64 {
+        work::pixels(self.image.width, self.image.height)
     }
 }
 

@@ -591,7 +591,13 @@ fn png_pixel_bomb() {
         |_| {},
     );
     assert!(matches!(
-        codecs::decode(&small, &Limits { max_pixels: 9_999 }),
+        codecs::decode(
+            &small,
+            &Limits {
+                max_pixels: 9_999,
+                ..Limits::default()
+            }
+        ),
         Err(KeepReason::TooManyPixels {
             width: 100,
             height: 100,

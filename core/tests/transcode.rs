@@ -103,7 +103,14 @@ fn limits_are_reported() {
         &vec![7; 30_000],
         |_| {},
     );
-    let outcome = transcode(&input, &PLAN, &Limits { max_pixels: 5_000 });
+    let outcome = transcode(
+        &input,
+        &PLAN,
+        &Limits {
+            max_pixels: 5_000,
+            ..Limits::default()
+        },
+    );
     let Outcome::Original(reason) = outcome else {
         panic!("converted despite the limit")
     };

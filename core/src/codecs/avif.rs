@@ -81,7 +81,7 @@ use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
-use super::registry::{candidate_error, Codec, Effort, Encoding, Format, QualityScale};
+use super::registry::{candidate_error, Codec, CodecWork, Effort, Encoding, Format, QualityScale};
 use super::{panic_message, Image};
 use crate::KeepReason;
 
@@ -118,7 +118,30 @@ pub static CODEC: Codec = Codec {
     decode: |bytes, _| decode(bytes).map_err(|e| candidate_error(Format::Avif, e)),
     max_pixels: |tuning| Some(tuning.avif.max_pixels),
     cheaper_search: |tuning| tuning.avif.search_speed > tuning.avif.speed,
+    work: CodecWork {
+        encode: |encoding, alpha| {
+            let work = SPEED_WORK[usize::from(speed(encoding).min(10))];
+            // The alpha plane is a second AV1 image: ~2x on the corpus.
+            if alpha {
+                2.0 * work
+            } else {
+                work
+            }
+        },
+        // ~5-7 ms/MP (dav1d).
+        decode: 0.08,
+    },
 };
+
+/// What an encode costs at each libaom speed (0..=10), in pixel-passes
+/// per pixel (see [`crate::work`]: ms/MP / 80): on the corpus, ~370 ms/MP
+/// at speed 6 on photos and ~500 on graphics (4:4:4), ~22-40 at 9; the
+/// other speeds in proportion to speed 6, as measured on two small corpus
+/// images with `core/examples/work_study.rs` (`AVIF_SPEEDS=1`): 0 51x,
+/// 1 21x, 2 18x, 3 11x, 4 5x, 5 4x, 7 0.47x, 8 0.35x, 9 0.1x.
+const SPEED_WORK: [f64; 11] = [
+    300.0, 125.0, 105.0, 65.0, 30.0, 24.0, 6.0, 2.8, 1.5, 0.5, 0.5,
+];
 
 /// AVIF encoding is slow: bounded separately (`smart_imaging_avif_speed`,
 /// `smart_imaging_avif_max_pixels`).
@@ -146,11 +169,6 @@ impl AvifLimits {
 /// The registry's encode: the search probes at the search speed, the
 /// served encode at the configured one.
 fn encode_for(image: &Image, encoding: &Encoding) -> Result<Vec<u8>, KeepReason> {
-    let limits = encoding.tuning.avif;
-    let speed = match encoding.effort {
-        Effort::Search => limits.search_speed.max(limits.speed),
-        Effort::Final => limits.speed,
-    };
     let options = Options {
         // Full-resolution chroma for PNG sources: 4:2:0 smears the thin
         // coloured lines of graphics, and no lossy 4:2:0 encoding passes
@@ -160,9 +178,18 @@ fn encode_for(image: &Image, encoding: &Encoding) -> Result<Vec<u8>, KeepReason>
         } else {
             Chroma::Yuv420
         },
-        ..Options::new(encoding.quality, speed)
+        ..Options::new(encoding.quality, speed(encoding))
     };
     encode_with(image, &options)
+}
+
+/// The libaom speed of an encode.
+fn speed(encoding: &Encoding) -> u8 {
+    let limits = encoding.tuning.avif;
+    match encoding.effort {
+        Effort::Search => limits.search_speed.max(limits.speed),
+        Effort::Final => limits.speed,
+    }
 }
 
 #[allow(

@@ -30,7 +30,7 @@ pub mod webp;
 
 use std::any::Any;
 
-pub use registry::{Codec, Effort, Encoding, Format, PerFormat, QualityScale, Tuning};
+pub use registry::{Codec, CodecWork, Effort, Encoding, Format, PerFormat, QualityScale, Tuning};
 
 use crate::outcome::{KeepReason, Limits};
 use crate::sniff::sniff;
@@ -80,6 +80,18 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> {
     match sniff(bytes) {
         Some(format) => (format.codec().decode)(bytes, limits),
         None => Err(KeepReason::NotAnImage),
+    }
+}
+
+/// What decoding a JPEG or PNG body will cost, from its header alone (the
+/// work budget charges it before decoding): its pixels, and pixel-passes
+/// per pixel (see [`crate::work`]); `None` when the header cannot be read
+/// (the decoder then says why).
+pub fn decode_work(bytes: &[u8]) -> Option<(u64, f64)> {
+    match sniff(bytes)? {
+        Format::Jpeg => jpeg::decode_work(bytes),
+        Format::Png => png::decode_work(bytes),
+        _ => None,
     }
 }
 
@@ -140,7 +152,10 @@ mod tests {
 
     #[test]
     fn dimension_checks() {
-        let limits = Limits { max_pixels: 1000 };
+        let limits = Limits {
+            max_pixels: 1000,
+            ..Limits::default()
+        };
         assert!(check_dimensions(10, 100, &limits).is_ok());
         assert!(matches!(
             check_dimensions(0, 5, &limits),
@@ -156,6 +171,7 @@ mod tests {
         ));
         let big = Limits {
             max_pixels: u64::MAX,
+            ..Limits::default()
         };
         assert!(matches!(
             check_dimensions(16384, 1, &big),

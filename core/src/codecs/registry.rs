@@ -104,6 +104,22 @@ pub struct Codec {
     /// Whether the guard's search probes at a cheaper effort than the
     /// encode that is served (then the answer is encoded again).
     pub cheaper_search: fn(&Tuning) -> bool,
+    /// What its encodes and decodes cost, for the work budget.
+    pub work: CodecWork,
+}
+
+/// What a format's steps cost, in pixel-passes per pixel (one pass: a
+/// lossy WebP encode; see [`crate::work`]), measured with
+/// `core/examples/work_study.rs` (the median over the corpus images, which
+/// flat images stay under).
+#[derive(Clone, Copy)]
+pub struct CodecWork {
+    /// One encode with these settings, of an image with alpha (`true`) or
+    /// without.
+    pub encode: fn(&Encoding, bool) -> f64,
+    /// Decoding one of its candidates for the guard. (The sources'
+    /// decoding is charged from their header: [`super::decode_work`].)
+    pub decode: f64,
 }
 
 /// A format's quality scale, as the guard's search and `qlt` use it.

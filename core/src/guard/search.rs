@@ -69,7 +69,9 @@ pub struct Found {
 /// prepared [`Reference`] instead.
 ///
 /// Errors are the first error of `encode`, `decode` or the scoring (e.g.
-/// a decoded size different from the reference's).
+/// a decoded size different from the reference's), except for
+/// [`KeepReason::TooMuchWork`] once an output has passed: the search then
+/// ends on the smallest passing output so far.
 pub fn smallest_passing(
     encode: impl FnMut(u8) -> Result<Vec<u8>, KeepReason>,
     decode: impl Fn(&[u8]) -> Result<Image, KeepReason>,
@@ -146,7 +148,13 @@ pub fn search(
             next_probe(lo, hi, low, high, fail, pass, last, threshold, bisect)
         };
         debug_assert!((low..=high).contains(&quality));
-        let (bytes, score) = probe(quality as u8)?;
+        let (bytes, score) = match probe(quality as u8) {
+            Ok(probed) => probed,
+            // Out of work budget with an output that passed: that is
+            // served (any later probe would only have made it smaller).
+            Err(KeepReason::TooMuchWork { .. }) if best.is_some() => break,
+            Err(reason) => return Err(reason),
+        };
         encodes += 1;
         let point = Point { quality, score };
         if score >= threshold {
@@ -339,6 +347,45 @@ mod tests {
         assert_eq!((found, probes), (Some((75, 1)), vec![75]));
         let (found, _) = run(f64::from, 80.0, (100, 50), 6);
         assert_eq!(found.unwrap().0, 80);
+    }
+
+    #[test]
+    fn out_of_work_ends_on_what_passed() {
+        // The first probe (q88) passes; the next runs out of budget.
+        let mut calls = 0;
+        let found = search(
+            |q| {
+                calls += 1;
+                if calls > 1 {
+                    return Err(KeepReason::TooMuchWork {
+                        budget: 1,
+                        spent: 1,
+                        next: 1,
+                    });
+                }
+                Ok((vec![0; q as usize], 90.0))
+            },
+            80.0,
+            (50, 100),
+            6,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((found.quality, found.encodes), (88, 1));
+        // Nothing passed yet: the error.
+        let result = search(
+            |_| {
+                Err(KeepReason::TooMuchWork {
+                    budget: 1,
+                    spent: 1,
+                    next: 1,
+                })
+            },
+            80.0,
+            (50, 100),
+            6,
+        );
+        assert!(matches!(result, Err(KeepReason::TooMuchWork { .. })));
     }
 
     #[test]

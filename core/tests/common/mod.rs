@@ -381,3 +381,257 @@ pub fn map_corpus<R: Send>(
     });
     results.into_inner().unwrap()
 }
+
+/// A valid JPEG of `width` x `height` that is flat grey but for a small
+/// textured square in its top-left corner (64x64), progressive at q75 as
+/// MozJPEG writes it: at 3000x3000 a 27 KB file whose header says 9 MP,
+/// the "tiny file with a huge header" of the work budget.
+pub fn flat_jpeg_with_corner(width: usize, height: usize) -> Vec<u8> {
+    let mut pixels = vec![128u8; width * height * 3];
+    let side = 64.min(width).min(height);
+    let corner = noisy_photo(side, side);
+    for y in 0..side {
+        pixels[y * width * 3..(y * width + side) * 3]
+            .copy_from_slice(&corner[y * side * 3..(y + 1) * side * 3]);
+    }
+    jpeg(
+        &pixels,
+        width,
+        height,
+        &JpegOptions {
+            progressive: true,
+            quality: 75.0,
+            ..JpegOptions::default()
+        },
+    )
+}
+
+/// A 16-bit PNG of `width` x `height` in `color`, mid-grey but for 8x8
+/// blocks of random levels in the `corner` x `corner` pixels at its top
+/// left (blocky edges no cheap lossy encoding keeps), as small as the `png`
+/// crate writes it (zlib level 9): at 4000x4000 grey, the default pixel
+/// limit, ~40 KB that decode to 32 MB of samples.
+pub fn flat_png16(width: u32, height: u32, color: png::ColorType, corner: u32) -> Vec<u8> {
+    let channels = color.samples();
+    let row = width as usize * channels * 2;
+    let mut samples = vec![0x80; row * height as usize];
+    let corner = corner.min(width).min(height) as usize;
+    let photo = noisy_photo(corner, corner);
+    for y in 0..corner {
+        for x in 0..corner {
+            let at = y * row + x * channels * 2;
+            for c in 0..channels {
+                let v = photo[(y * corner + x) * 3 + c.min(2)];
+                samples[at + 2 * c..at + 2 * c + 2].copy_from_slice(&[v, v]);
+            }
+        }
+    }
+    png(
+        width,
+        height,
+        color,
+        png::BitDepth::Sixteen,
+        &samples,
+        |e| e.set_deflate_compression(png::DeflateCompression::Level(9)),
+    )
+}
+
+/// A valid progressive JPEG (YCbCr 4:2:0) of `width` x `height`, mid-grey
+/// but for pseudo-random blocks in the `corner` x `corner` pixels at its
+/// top left, in `scans` scans (66..=190): the DC scan, one scan per luma AC
+/// coefficient (1..=63), and the chroma AC coefficients split into the
+/// remaining scans, half per component. Every scan makes the decoder visit
+/// every block of its component, but a scan over grey blocks is one run of
+/// empty blocks: a few bytes, the DC scan one bit per block. So: a tiny
+/// file (3000x3000: ~30 KB) whose header says many pixels, and which costs
+/// as many passes over them as it has scans. Written by hand: MozJPEG
+/// takes no scan script through its Rust API.
+pub fn progressive_jpeg(width: u16, height: u16, scans: usize, corner: u16) -> Vec<u8> {
+    assert!((66..=190).contains(&scans), "{scans} scans");
+    // Blocks per row and column: luma, chroma (half resolution), and the
+    // MCUs of the interleaved DC scan (2x2 luma blocks, one of each chroma).
+    let (w, h) = (usize::from(width), usize::from(height));
+    let luma_blocks = (w.div_ceil(8), h.div_ceil(8));
+    let chroma_blocks = (w.div_ceil(16), h.div_ceil(16));
+    let mcus = chroma_blocks;
+    let corner = usize::from(corner);
+    // Luma coefficient `k` (zigzag order) of the block at (x, y).
+    let luma = |x: usize, y: usize, k: usize| -> i32 {
+        if x * 8 >= corner || y * 8 >= corner {
+            return 0;
+        }
+        let mut v = ((y * 4096 + x) * 64 + k) as u64 ^ 0x9E37_79B9_7F4A_7C15;
+        v = (v ^ (v >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        v = (v ^ (v >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let r = (v ^ (v >> 31)) as i32 & 0x7FFF_FFFF;
+        // Blocks of strong, varying levels with a little grain: blocky
+        // edges no cheap lossy encoding keeps (the guard's check of the
+        // whole image fails where the search's sample saw grey).
+        if k == 0 {
+            r % 601 - 300
+        } else {
+            r % 9 - 4
+        }
+    };
+    let segment = |out: &mut Vec<u8>, marker: u8, payload: &[u8]| {
+        out.extend_from_slice(&[0xFF, marker]);
+        out.extend_from_slice(&(payload.len() as u16 + 2).to_be_bytes());
+        out.extend_from_slice(payload);
+    };
+    let mut out = vec![0xFF, 0xD8];
+    // Quantisation table 0: all ones.
+    let mut dqt = vec![0u8];
+    dqt.extend_from_slice(&[1; 64]);
+    segment(&mut out, 0xDB, &dqt);
+    // SOF2: 8 bits, Y (2x2 sampling) Cb Cr (1x1), ids 1-3, table 0.
+    let mut sof = vec![8];
+    sof.extend_from_slice(&height.to_be_bytes());
+    sof.extend_from_slice(&width.to_be_bytes());
+    sof.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 0, 3, 0x11, 0]);
+    segment(&mut out, 0xC2, &sof);
+    // Huffman tables as (symbol, code length), codes assigned in this
+    // order (canonical): DC 0, difference category 0 in one bit, 1..=11 in
+    // five; AC 0, the end-of-band runs EOB0..EOB14 and the sizes 1..=11
+    // with no zero run before, all in five bits.
+    let dc: Vec<(u8, u32)> = [(0, 1)]
+        .into_iter()
+        .chain((1..12).map(|s| (s, 5)))
+        .collect();
+    let ac: Vec<(u8, u32)> = (0..15u8)
+        .map(|r| (r << 4, 5))
+        .chain((1..=11).map(|s| (s, 5)))
+        .collect();
+    let mut dht = Vec::new();
+    for (class, table) in [(0x00, &dc), (0x10, &ac)] {
+        dht.push(class);
+        let mut counts = [0u8; 16];
+        for &(_, len) in table.iter() {
+            counts[len as usize - 1] += 1;
+        }
+        dht.extend_from_slice(&counts);
+        dht.extend(table.iter().map(|&(symbol, _)| symbol));
+    }
+    segment(&mut out, 0xC4, &dht);
+    // (code, length) of `symbol` in a canonical table.
+    let code = |table: &[(u8, u32)], symbol: u8| -> (u32, u32) {
+        let mut code = 0u32;
+        let mut len = 1;
+        for &(s, l) in table {
+            code <<= l - len;
+            len = l;
+            if s == symbol {
+                return (code, len);
+            }
+            code += 1;
+        }
+        panic!("no symbol {symbol:#x}");
+    };
+
+    // Bits, MSB first, 0xFF stuffed, padded with ones.
+    #[derive(Default)]
+    struct Bits {
+        out: Vec<u8>,
+        acc: u32,
+        n: u32,
+    }
+    impl Bits {
+        fn put(&mut self, (value, len): (u32, u32)) {
+            for i in (0..len).rev() {
+                self.acc = (self.acc << 1) | ((value >> i) & 1);
+                self.n += 1;
+                if self.n == 8 {
+                    self.out.push(self.acc as u8);
+                    if self.acc == 0xFF {
+                        self.out.push(0);
+                    }
+                    (self.acc, self.n) = (0, 0);
+                }
+            }
+        }
+        /// A value's size category and its bits (negative: one's
+        /// complement), as JPEG codes coefficients.
+        fn magnitude(v: i32) -> (u32, u32) {
+            let size = 32 - v.unsigned_abs().leading_zeros();
+            let bits = if v >= 0 { v } else { v + (1 << size) - 1 };
+            (size, bits as u32)
+        }
+        fn finish(mut self) -> Vec<u8> {
+            while self.n != 0 {
+                self.put((1, 1));
+            }
+            self.out
+        }
+    }
+    let eob_run = |bits: &mut Bits, mut run: u32| {
+        while run > 0 {
+            let this = run.min(32_767);
+            let r = 31 - this.leading_zeros();
+            bits.put(code(&ac, (r as u8) << 4));
+            bits.put((this - (1 << r), r));
+            run -= this;
+        }
+    };
+    // DC, interleaved: per MCU its four luma blocks, then Cb and Cr (no
+    // difference: grey).
+    segment(&mut out, 0xDA, &[3, 1, 0x00, 2, 0x00, 3, 0x00, 0, 0, 0]);
+    let mut bits = Bits::default();
+    let mut previous = 0;
+    for my in 0..mcus.1 {
+        for mx in 0..mcus.0 {
+            for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                let v = luma(2 * mx + dx, 2 * my + dy, 0);
+                let (size, value) = Bits::magnitude(v - previous);
+                previous = v;
+                bits.put(code(&dc, size as u8));
+                bits.put((value, size));
+            }
+            bits.put(code(&dc, 0));
+            bits.put(code(&dc, 0));
+        }
+    }
+    out.extend_from_slice(&bits.finish());
+    // AC: luma coefficient by coefficient, then chroma in bands; each
+    // component's own blocks, row by row.
+    let chroma_bands = scans - 64;
+    let mut script: Vec<(u8, u8, u8)> = (1..=63).map(|k| (1, k, k)).collect();
+    for (component, bands) in [(2, chroma_bands.div_ceil(2)), (3, chroma_bands / 2)] {
+        for band in 0..bands {
+            let start = 1 + band * 63 / bands;
+            let end = (band + 1) * 63 / bands;
+            script.push((component, start as u8, end as u8));
+        }
+    }
+    for (component, ss, se) in script {
+        segment(&mut out, 0xDA, &[1, component, 0x00, ss, se, 0]);
+        let (columns, rows) = if component == 1 {
+            luma_blocks
+        } else {
+            chroma_blocks
+        };
+        let mut bits = Bits::default();
+        let mut run = 0;
+        for y in 0..rows {
+            for x in 0..columns {
+                let v = if component == 1 {
+                    luma(x, y, usize::from(ss))
+                } else {
+                    0
+                };
+                if v == 0 {
+                    run += 1;
+                    continue;
+                }
+                // (Luma bands are one coefficient: a non-zero one ends it.)
+                eob_run(&mut bits, run);
+                run = 0;
+                let (size, value) = Bits::magnitude(v);
+                bits.put(code(&ac, size as u8));
+                bits.put((value, size));
+            }
+        }
+        eob_run(&mut bits, run);
+        out.extend_from_slice(&bits.finish());
+    }
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    out
+}

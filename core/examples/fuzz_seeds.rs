@@ -188,7 +188,8 @@ fn main() {
                 70,
                 flips,
             ];
-            seed.extend_from_slice(&(icc.len() as u16).to_le_bytes());
+            // The target's ICC length field: the length less 132.
+            seed.extend_from_slice(&((icc.len() - 132) as u16).to_le_bytes());
             for f in 0..flips {
                 seed.extend_from_slice(&[40 + 13 * f, 0, 0x55]);
             }

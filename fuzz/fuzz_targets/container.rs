@@ -22,6 +22,12 @@ use libfuzzer_sys::fuzz_target;
 use smart_imaging_core::codecs::{self, avif, jp2, jxr, webp, Effort, Encoding, Image, Tuning};
 use smart_imaging_core::{AvifLimits, Format, Limits};
 
+/// The shortest ICC profile an encoder is given: the decoders pass on
+/// only profiles with a complete header and tag count (`codecs::icc`), so
+/// a shorter one never reaches an encoder (and some write it in a form
+/// their decoder refuses: JPEG XR stores up to 4 bytes in the tag itself).
+const MIN_ICC: usize = 132;
+
 struct Case {
     format: Format,
     image: Image,
@@ -37,8 +43,9 @@ impl Case {
     /// - byte 3: the quality, 0 to 100;
     /// - byte 4: the number of flips (0 to 7), each 3 bytes (offset, 16
     ///   bits little-endian; xor) after the header;
-    /// - bytes 5, 6: the ICC profile's length (little-endian, up to 4095),
-    ///   its bytes after the flips;
+    /// - bytes 5, 6: the ICC profile's length less [`MIN_ICC`]
+    ///   (little-endian, modulo 3964), its bytes after the flips (zeros
+    ///   when the input runs out);
     /// - the rest: the pixels (repeated to fill the image, zero if none).
     fn parse(data: &[u8]) -> Option<Case> {
         let (header, rest) = data.split_first_chunk::<7>()?;
@@ -53,12 +60,14 @@ impl Case {
             .chunks_exact(3)
             .map(|f| (usize::from(u16::from_le_bytes([f[0], f[1]])), f[2]))
             .collect();
-        let icc_len = usize::from(u16::from_le_bytes([header[5], header[6]]) % 4096);
+        let icc_len = MIN_ICC + usize::from(u16::from_le_bytes([header[5], header[6]]) % 3964);
         let (icc, pixel_bytes) = if header[0] & 16 != 0 {
             rest.split_at(rest.len().min(icc_len))
         } else {
             (&[][..], rest)
         };
+        let mut icc = icc.to_vec();
+        icc.resize(icc_len, 0);
         let channels = if has_alpha { 4 } else { 3 };
         let len = (width * height) as usize * channels;
         let pixels = if pixel_bytes.is_empty() {
@@ -80,7 +89,7 @@ impl Case {
                 height,
                 pixels,
                 has_alpha,
-                icc_profile: (header[0] & 16 != 0).then(|| icc.to_vec()),
+                icc_profile: (header[0] & 16 != 0).then_some(icc),
             },
             encoding: Encoding {
                 quality,

@@ -11,6 +11,10 @@
 #   make bench  criterion benchmarks (decode + encode per megapixel)
 #   make bench-corpus  bytes saved, scores and speed per client and kind of
 #               image on ../shared/corpus (the numbers in docs/benchmarks.md)
+#   make fuzz   the long fuzzing run (docs/testing.md#fuzzing); make
+#               test-fuzz, a short one, is part of make test
+#   make test-valgrind  nginx with the module under valgrind, requests
+#               through every codec (part of make test)
 #
 # Everything is built once, in cargo's dev profile (codecs are compiled with
 # opt-level 3 there, see Cargo.toml), and shared by run and test.
@@ -57,7 +61,7 @@ stop:
 	    for i in $$(seq 50); do [ -f $(RUN_DIR)/logs/nginx.pid ] || break; sleep 0.1; done; \
 	fi
 
-test: deps test-rust test-t test-system-nginx test-deb test-source-tree test-bench-load
+test: deps test-rust test-t test-system-nginx test-deb test-source-tree test-bench-load test-fuzz test-valgrind
 
 # `cargo test` alone does not produce the module (.so) the integration
 # tests load: build it first.
@@ -126,3 +130,35 @@ test-bench-load: bench-load-smoke
 
 clean-run: stop
 	rm -rf $(RUN_DIR)
+
+# Fuzzing (docs/testing.md#fuzzing): the targets in fuzz/fuzz_targets/
+# (libFuzzer through cargo-fuzz, with AddressSanitizer, on the stable
+# toolchain; fuzz/run.sh installs cargo-fuzz if it is missing).
+#   make fuzz       every target in turn, each for FUZZ_RUNS executions
+#                   (default 10 million) or FUZZ_SECONDS seconds (default
+#                   0: no bound), whichever comes first; results in
+#                   fuzz/logs/summary.txt, crashes in fuzz/artifacts/
+#   make test-fuzz  every reproducer of a past crash (fuzz/regressions/),
+#                   then TEST_FUZZ_SECONDS (default 45) per target
+FUZZ_RUNS ?= 10000000
+FUZZ_SECONDS ?= 0
+TEST_FUZZ_SECONDS ?= 45
+.PHONY: fuzz test-fuzz
+fuzz: deps
+	fuzz/run.sh build
+	fuzz/run.sh regressions
+	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh run
+
+test-fuzz: deps
+	fuzz/run.sh build
+	fuzz/run.sh regressions
+	FUZZ_RUNS=100000000 FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) fuzz/run.sh run
+
+# nginx with the module under valgrind's memcheck (master and worker),
+# requests that go through every codec, the guard, resizing, a corrupt
+# input, a pixel bomb, HEAD, a client abort, the stash: the responses
+# checked and no valgrind error allowed (tests/valgrind.sh; suppressions,
+# each explained, in tests/valgrind.supp). About a minute.
+.PHONY: test-valgrind
+test-valgrind: build
+	tests/valgrind.sh

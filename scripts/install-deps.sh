@@ -36,6 +36,10 @@ packages=(
   # package build also needs nginx-dev, which build-for-system-nginx.sh
   # installs (stopping the nginx service its install may start)
   debhelper dpkg-dev lintian
+  # make fuzz / test-fuzz (fuzz/run.sh): clang builds the C codecs with
+  # AddressSanitizer and libFuzzer's coverage; cargo-fuzz itself is
+  # installed by fuzz/run.sh (cargo install). make test-valgrind: memcheck
+  clang-14 valgrind
 )
 
 missing=()

@@ -153,7 +153,30 @@ pub fn delivered_size(source: (u32, u32), request: &SizeRequest, caps: &OutputCa
         Side::None => (sw, sh),
     };
     let clamp = |v: f64, max: u32| (v.round() as u32).clamp(1, max.max(1));
-    (clamp(w, source.0), clamp(h, source.1))
+    within_pixel_cap((clamp(w, source.0), clamp(h, source.1)), caps.max_pixels)
+}
+
+/// `size`, taken down to `max_pixels` where a side held at 1 pixel (or the
+/// rounding of the other side) put it over: the excess comes off the
+/// longer side. A 16383x2 image capped at 1000 pixels is 1000x1 (its
+/// aspect ratio cannot be kept: half a pixel is no side). Only ever
+/// shrinks, so the other bounds still hold.
+fn within_pixel_cap((mut w, mut h): (u32, u32), max_pixels: Option<u64>) -> (u32, u32) {
+    let Some(max) = max_pixels else {
+        return (w, h);
+    };
+    let max = max.max(1);
+    let fit = |side: u32, other: u32| (max / u64::from(other)).clamp(1, u64::from(side)) as u32;
+    if u64::from(w) * u64::from(h) > max {
+        if w >= h {
+            w = fit(w, h);
+            h = fit(h, w);
+        } else {
+            h = fit(h, w);
+            w = fit(w, h);
+        }
+    }
+    (w, h)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -245,7 +268,17 @@ mod tests {
 
     #[test]
     fn pixel_cap_is_respected() {
-        for (w, h) in [(4000, 3000), (1920, 1080), (777, 13), (13, 777)] {
+        // The last ones hold a side at 1 pixel (found by fuzzing: 16383x2
+        // capped at 1 pixel was 90x1), or a width cap, not the pixel cap,
+        // decides the scale.
+        for (w, h) in [
+            (4000, 3000),
+            (1920, 1080),
+            (777, 13),
+            (13, 777),
+            (16383, 2),
+            (2, 16383),
+        ] {
             let caps = OutputCaps {
                 max_pixels: Some(100_000),
                 ..NO_CAPS
@@ -256,6 +289,16 @@ mod tests {
                 "{w}x{h} -> {dw}x{dh}"
             );
         }
+        let capped = |max_width, max_pixels| OutputCaps {
+            max_width,
+            max_height: None,
+            max_pixels: Some(max_pixels),
+        };
+        let size = |source, caps| delivered_size(source, &SizeRequest::SOURCE, &caps);
+        assert_eq!(size((16383, 2), capped(None, 1)), (1, 1));
+        assert_eq!(size((16383, 2), capped(None, 1000)), (1000, 1));
+        assert_eq!(size((2, 16383), capped(None, 1000)), (1, 1000));
+        assert_eq!(size((16383, 2), capped(Some(2000), 1000)), (1000, 1));
     }
 
     #[test]

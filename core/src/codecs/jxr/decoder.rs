@@ -49,12 +49,35 @@ use crate::KeepReason;
 ///
 /// [`encode`]: super::encode
 pub fn decode(bytes: &[u8]) -> Result<Image, String> {
-    catch_unwind(AssertUnwindSafe(|| decode_inner(bytes)))
+    catch_unwind(AssertUnwindSafe(|| decode_inner(bytes, Stage::Pixels)))
         .unwrap_or_else(|payload| Err(format!("panic: {}", panic_message(&*payload))))
         .map_err(|e| format!("JPEG XR: {e}"))
 }
 
-fn decode_inner(bytes: &[u8]) -> Result<Image, String> {
+/// What [`decode`] does up to the entropy-coded data: the checks of the
+/// container and image headers, then jxrlib's decoder object reading them
+/// and being set up, but no pixel decoded. The size and whether there is
+/// alpha, or why not.
+///
+/// For the fuzz target (`fuzz/`), which runs it on arbitrary bytes: the
+/// rest of [`decode`] is not safe on them (see there), but everything up
+/// to it must be, since it is what stands between jxrlib and a file.
+pub fn read_headers(bytes: &[u8]) -> Result<(u32, u32, bool), String> {
+    catch_unwind(AssertUnwindSafe(|| decode_inner(bytes, Stage::Headers)))
+        .unwrap_or_else(|payload| Err(format!("panic: {}", panic_message(&*payload))))
+        .map(|image| (image.width, image.height, image.has_alpha))
+        .map_err(|e| format!("JPEG XR: {e}"))
+}
+
+/// How far [`decode_inner`] goes.
+#[derive(Clone, Copy, PartialEq)]
+enum Stage {
+    /// The headers only (no pixels in the image returned).
+    Headers,
+    Pixels,
+}
+
+fn decode_inner(bytes: &[u8], stage: Stage) -> Result<Image, String> {
     let container = parse_container(bytes)?;
     let header = parse_plane_header(container.image, ffi::CF_RGB as u8)?;
     if let Some(alpha) = container.alpha {
@@ -77,7 +100,7 @@ fn decode_inner(bytes: &[u8]) -> Result<Image, String> {
     }
     let has_alpha = container.alpha.is_some();
     // SAFETY: the container and headers were checked above.
-    let pixels = unsafe { decode_unchecked(bytes, width, height, has_alpha)? };
+    let pixels = unsafe { decode_unchecked(bytes, width, height, has_alpha, stage)? };
     Ok(Image {
         width,
         height,
@@ -96,6 +119,7 @@ unsafe fn decode_unchecked(
     width: u32,
     height: u32,
     has_alpha: bool,
+    stage: Stage,
 ) -> Result<Vec<u8>, String> {
     let channels: u32 = if has_alpha { 4 } else { 3 };
     // The stream callbacks work on a Sink; reading from a copy of the file
@@ -150,6 +174,9 @@ unsafe fn decode_unchecked(
     wmp.wmiI.cPostProcStrength = 0;
     if (wmp.wmiI.cROIWidth, wmp.wmiI.cROIHeight) != (width as usize, height as usize) {
         return Err("the decoder read another size".into());
+    }
+    if stage == Stage::Headers {
+        return Ok(Vec::new());
     }
 
     let stride = width * channels; // <= 2^22 (JXR_MAX_SIDE * 4)

@@ -41,7 +41,7 @@ mod encoder;
 mod ffi;
 mod stream;
 
-pub use decoder::decode;
+pub use decoder::{decode, read_headers};
 pub use encoder::encode;
 
 use super::registry::{

@@ -122,7 +122,7 @@ summarise() {
     "${ft:-?}" "${corp:-?}" "$rc"
 }
 
-mkdir -p logs
+mkdir -p logs $(printf "artifacts/%s " "${TARGETS[@]}")
 case "${1:-}" in
   build) shift; build "$@" ;;
   regressions) regressions ;;

@@ -26,8 +26,10 @@ use smart_imaging_core::Limits;
 
 /// 1024x1024: the seeds are small, and the limit is what stands between
 /// a crafted header and a huge allocation.
+/// The work budget is charged by `transcode`, not by the decoders.
 const LIMITS: Limits = Limits {
     max_pixels: 1 << 20,
+    work: None,
 };
 
 #[derive(Clone, Copy)]

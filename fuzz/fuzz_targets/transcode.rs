@@ -19,10 +19,16 @@ use libfuzzer_sys::fuzz_target;
 use smart_imaging_core::sizing::{OutputCaps, SizeRequest};
 use smart_imaging_core::{
     transcode, AvifLimits, Format, Guard, KeepReason, Limits, Outcome, Plan, Qualities,
+    WorkBudget,
 };
 
-/// Small, so that each execution stays in the milliseconds: 256x256.
-const LIMITS: Limits = Limits { max_pixels: 65_536 };
+/// Small, so that each execution stays in the milliseconds: 256x256; the
+/// work budget as nginx's default, so that running out of it is fuzzed
+/// too.
+const LIMITS: Limits = Limits {
+    max_pixels: 65_536,
+    work: Some(WorkBudget::DEFAULT),
+};
 
 /// The plan for a control byte:
 /// - bits 0-2: the formats tried (WebP, AVIF, JPEG 2000, JPEG XR, none i.e.

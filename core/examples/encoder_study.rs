@@ -54,26 +54,6 @@ const WEBP_RANGE: (u8, u8) = (50, 100);
 const AVIF_RANGE: (u8, u8) = (20, 90);
 const MAX_ENCODES: usize = 6;
 
-/// CPU time of the calling thread, in ms.
-fn cpu_ms() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec (64-bit Linux layout).
-    #[allow(unsafe_code)] // a study tool, not the core: the crate lint is for src/
-    unsafe {
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts)
-    };
-    ts.sec as f64 * 1e3 + ts.nsec as f64 / 1e6
-}
-
 /// One variant's outcome on one image.
 struct Rec {
     variant: String,
@@ -144,12 +124,12 @@ impl Ctx<'_> {
             return (rec, None);
         }
         let enc_ms = std::cell::Cell::new(0.0);
-        let start = cpu_ms();
+        let start = common::cpu_ms();
         let found = guard::smallest_passing_against(
             |q| {
-                let t = cpu_ms();
+                let t = common::cpu_ms();
                 let r = encode(q);
-                enc_ms.set(enc_ms.get() + cpu_ms() - t);
+                enc_ms.set(enc_ms.get() + common::cpu_ms() - t);
                 r
             },
             decode,
@@ -159,7 +139,7 @@ impl Ctx<'_> {
             max_encodes,
         )
         .unwrap_or_else(|e| panic!("{variant}: {e:?}"));
-        let total_ms = cpu_ms() - start;
+        let total_ms = common::cpu_ms() - start;
         let rec = Rec {
             variant: variant.into(),
             bytes: found.as_ref().map(|f| f.bytes.len()),
@@ -180,11 +160,11 @@ impl Ctx<'_> {
         encode: impl Fn() -> Result<Vec<u8>, KeepReason>,
         decode: Dec,
     ) -> (Rec, Vec<u8>, f64) {
-        let start = cpu_ms();
+        let start = common::cpu_ms();
         let bytes = encode().unwrap_or_else(|e| panic!("{variant}: {e:?}"));
-        let enc_ms = cpu_ms() - start;
+        let enc_ms = common::cpu_ms() - start;
         let score = self.reference.score(&decode(&bytes).unwrap()).unwrap();
-        let total_ms = cpu_ms() - start;
+        let total_ms = common::cpu_ms() - start;
         let rec = Rec {
             variant: variant.into(),
             bytes: (score >= THRESHOLD).then_some(bytes.len()),
@@ -221,11 +201,11 @@ impl Ctx<'_> {
                 extra: "final=none".into(),
             };
         };
-        let start = cpu_ms();
+        let start = common::cpu_ms();
         let bytes = encode(found.quality).unwrap();
-        let enc = cpu_ms() - start;
+        let enc = common::cpu_ms() - start;
         let score = self.reference.score(&decode(&bytes).unwrap()).unwrap();
-        let total = cpu_ms() - start;
+        let total = common::cpu_ms() - start;
         let pass = score >= THRESHOLD;
         let better = pass && bytes.len() < found.bytes.len();
         Rec {
@@ -317,11 +297,11 @@ impl Ctx<'_> {
         let mut best = (found.bytes.len(), found.quality, found.score);
         let mut tried = Vec::new();
         for q in steps.iter().map(|&s| found.quality.saturating_sub(s)) {
-            let start = cpu_ms();
+            let start = common::cpu_ms();
             let bytes = encode(q).unwrap();
-            enc_ms += cpu_ms() - start;
+            enc_ms += common::cpu_ms() - start;
             let score = self.reference.score(&decode(&bytes).unwrap()).unwrap();
-            total_ms += cpu_ms() - start;
+            total_ms += common::cpu_ms() - start;
             encodes += 1;
             let pass = score >= THRESHOLD;
             tried.push(format!("q{q}:{}", u8::from(pass)));
@@ -619,9 +599,9 @@ fn verify_section(img: &Image, name: &str) -> Vec<Rec> {
 }
 
 fn features_section(img: &Image) -> Vec<Rec> {
-    let start = cpu_ms();
+    let start = common::cpu_ms();
     let f = classify::features(img);
-    let ms = cpu_ms() - start;
+    let ms = common::cpu_ms() - start;
     vec![Rec {
         variant: "features".into(),
         bytes: None,

@@ -29,26 +29,6 @@ use smart_imaging_core::codecs::{self, Effort, Encoding, Format, Image, Tuning};
 use smart_imaging_core::guard::{self, Reference};
 use smart_imaging_core::{transcode, Limits, Outcome, Plan};
 
-/// CPU time of the calling thread, in ms.
-fn cpu_ms() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec (64-bit Linux layout).
-    #[allow(unsafe_code)] // a study tool, not the core
-    unsafe {
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts)
-    };
-    ts.sec as f64 * 1e3 + ts.nsec as f64 / 1e6
-}
-
 /// The reference implementation's whole-image score.
 fn reference_score(a: &Image, b: &Image) -> f64 {
     use ssimulacra2::{compute_frame_ssimulacra2, ColorPrimaries, Rgb, TransferCharacteristic};
@@ -129,23 +109,23 @@ fn study(format: Format, input: &[u8], samples: &[u64], margins: &[f64]) -> Vec<
     };
 
     // Today's search.
-    let t = cpu_ms();
+    let t = common::cpu_ms();
     let today = transcode(input, &Plan::new(vec![format]), &Limits::default());
-    let cpu = cpu_ms() - t;
+    let cpu = common::cpu_ms() - t;
     // The unit of cost: decoding and one encode at the quality served
     // (guard off).
     let served_quality = match &today {
         Outcome::Converted(c) => c.quality,
         Outcome::Original(_) => format.codec().quality.default_ceiling,
     };
-    let t = cpu_ms();
+    let t = common::cpu_ms();
     let plan = Plan {
         guard: smart_imaging_core::Guard::OFF,
         quality: smart_imaging_core::Qualities::default_ceilings().with(format, served_quality),
         ..Plan::new(vec![format])
     };
     let once = transcode(input, &plan, &Limits::default());
-    let once_cpu = cpu_ms() - t;
+    let once_cpu = common::cpu_ms() - t;
     match &today {
         Outcome::Converted(c) => eprintln!("  today: converted, {} encodes", c.encodes),
         Outcome::Original(reason) => eprintln!("  today: kept, {reason:?}"),
@@ -164,7 +144,7 @@ fn study(format: Format, input: &[u8], samples: &[u64], margins: &[f64]) -> Vec<
     let range = (codec.quality.floor, codec.quality.default_ceiling);
     for &sample_pixels in samples {
         for &margin in margins {
-            let t = cpu_ms();
+            let t = common::cpu_ms();
             let image = codecs::decode(input, &Limits::default()).expect("decode");
             let sample = guard::sample(&image, sample_pixels);
             let target = sample.as_ref().unwrap_or(&image);
@@ -188,7 +168,7 @@ fn study(format: Format, input: &[u8], samples: &[u64], margins: &[f64]) -> Vec<
                 };
                 (bytes, f.quality)
             });
-            let cpu = cpu_ms() - t;
+            let cpu = common::cpu_ms() - t;
             let name = format!("s{}k+{margin}", sample_pixels / 1000);
             match served {
                 Some((bytes, q)) => scored(name, Some(bytes), Some(q), cpu),
@@ -212,7 +192,7 @@ fn curve(format: Format, input: &[u8]) -> Vec<Row> {
     let t05 = Reference::sampled(&source, 500_000).expect("t05");
     let codec = format.codec();
     let range = (codec.quality.floor, codec.quality.default_ceiling);
-    let t = cpu_ms();
+    let t = common::cpu_ms();
     let sample = guard::sample(&source, 131_072);
     let target = sample.as_ref().unwrap_or(&source);
     let reference = Reference::new(target).expect("sample reference");
@@ -229,7 +209,7 @@ fn curve(format: Format, input: &[u8]) -> Vec<Row> {
         6,
     )
     .expect("search");
-    let search_ms = cpu_ms() - t;
+    let search_ms = common::cpu_ms() - t;
     let q_s = found.map_or(range.1, |f| f.quality);
     rows.push(Row {
         variant: format!("sample:{q_s}:{probes}"),
@@ -247,13 +227,13 @@ fn curve(format: Format, input: &[u8]) -> Vec<Row> {
         if q < range.0 || q > range.1 {
             continue;
         }
-        let t = cpu_ms();
+        let t = common::cpu_ms();
         let bytes = encode(format, &source, q, Effort::Final);
-        let enc_ms = cpu_ms() - t;
+        let enc_ms = common::cpu_ms() - t;
         let img = decode(format, &bytes);
-        let t = cpu_ms();
+        let t = common::cpu_ms();
         let s1 = t1.score(&img).unwrap();
-        let verify_ms = cpu_ms() - t;
+        let verify_ms = common::cpu_ms() - t;
         let s05 = t05.score(&img).unwrap();
         rows.push(Row {
             variant: format!("curve:{s1:.2}:{s05:.2}:{verify_ms:.0}"),

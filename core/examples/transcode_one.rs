@@ -13,6 +13,9 @@
 //! (peak resident memory) before and after, so that the difference is what
 //! one conversion holds at its peak.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::Instant;
 
 use smart_imaging_core::codecs::Format;
@@ -27,26 +30,6 @@ fn peak_rss_kib() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
-}
-
-/// CPU time of the calling thread, in ms.
-fn cpu_ms() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec (64-bit Linux layout).
-    #[allow(unsafe_code)] // a measuring tool, not the core
-    unsafe {
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts)
-    };
-    ts.sec as f64 * 1e3 + ts.nsec as f64 / 1e6
 }
 
 fn main() {
@@ -78,9 +61,9 @@ fn main() {
     let input = std::fs::read(&path).expect("read");
     let before = peak_rss_kib();
     let start = Instant::now();
-    let cpu = cpu_ms();
+    let cpu = common::cpu_ms();
     let (outcome, passes) = transcode_with_work(&input, &Plan::new(formats), &limits);
-    let cpu = cpu_ms() - cpu;
+    let cpu = common::cpu_ms() - cpu;
     let wall = start.elapsed();
     let after = peak_rss_kib();
     match outcome {

@@ -26,30 +26,10 @@ use smart_imaging_core::codecs::{self, webp, Effort, Encoding, Format, Tuning};
 use smart_imaging_core::guard::{self, Reference};
 use smart_imaging_core::Limits;
 
-/// CPU time of the calling thread, in ms.
-fn cpu_ms() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec (64-bit Linux layout).
-    #[allow(unsafe_code)] // a study tool, not the core
-    unsafe {
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts)
-    };
-    ts.sec as f64 * 1e3 + ts.nsec as f64 / 1e6
-}
-
 fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
-    let start = cpu_ms();
+    let start = common::cpu_ms();
     let t = f();
-    (t, cpu_ms() - start)
+    (t, common::cpu_ms() - start)
 }
 
 fn main() {

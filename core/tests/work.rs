@@ -19,18 +19,6 @@ use smart_imaging_core::{
     transcode, transcode_with_work, Format, KeepReason, Limits, Outcome, Plan, WorkBudget,
 };
 
-/// CPU time of the calling thread, in ms (the test's own measurement, for
-/// the report only).
-fn cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let ns: f64 = stat
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    ns / 1e6
-}
-
 fn unbounded() -> Limits {
     Limits {
         work: None,
@@ -42,9 +30,9 @@ fn unbounded() -> Limits {
 /// pixel-passes charged; prints them with the wall and CPU time.
 fn run(what: &str, input: &[u8], formats: &[Format], limits: &Limits) -> (Outcome, f64) {
     let plan = Plan::new(formats.to_vec());
-    let (wall, cpu) = (Instant::now(), cpu_ms());
+    let (wall, cpu) = (Instant::now(), common::cpu_ms());
     let (outcome, passes) = transcode_with_work(input, &plan, limits);
-    let (wall, cpu) = (wall.elapsed().as_secs_f64() * 1e3, cpu_ms() - cpu);
+    let (wall, cpu) = (wall.elapsed().as_secs_f64() * 1e3, common::cpu_ms() - cpu);
     let budget = limits.work.map(|w| w.for_input(input.len()));
     eprintln!(
         "{what} ({} bytes, {formats:?}, budget {budget:?}): {:.1} M pixel-passes, wall {wall:.0} ms, CPU {cpu:.0} ms: {}",

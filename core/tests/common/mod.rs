@@ -635,3 +635,24 @@ pub fn progressive_jpeg(width: u16, height: u16, scans: usize, corner: u16) -> V
     out.extend_from_slice(&[0xFF, 0xD9]);
     out
 }
+
+/// CPU time of the calling thread, in ms (for the examples and tests that
+/// report what a conversion costs).
+pub fn cpu_ms() -> f64 {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec (64-bit Linux layout).
+    #[allow(unsafe_code)] // a measuring tool, not the core
+    unsafe {
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts)
+    };
+    ts.sec as f64 * 1e3 + ts.nsec as f64 / 1e6
+}

@@ -12,6 +12,9 @@
 //! down to at most 48 pixels a side: small seeds keep each execution fast
 //! and the committed seeds a few hundred KB.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -508,28 +511,7 @@ fn test_profile(description: &str) -> Vec<u8> {
 /// An iCCP chunk's data: name, compression method 0, zlib stream.
 fn iccp(profile: &[u8]) -> Vec<u8> {
     let mut out = b"seed\0\0".to_vec();
-    out.extend_from_slice(&zlib_stored(profile));
-    out
-}
-
-/// `data` as a zlib stream of stored (uncompressed) blocks.
-fn zlib_stored(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = data.chunks(65535).collect();
-    for (i, block) in blocks.iter().enumerate() {
-        out.push(u8::from(i + 1 == blocks.len()));
-        let len = block.len() as u16;
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(!len).to_le_bytes());
-        out.extend_from_slice(block);
-    }
-    // Adler-32.
-    let (mut a, mut b) = (1u32, 0u32);
-    for &byte in data {
-        a = (a + u32::from(byte)) % 65521;
-        b = (b + a) % 65521;
-    }
-    out.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    out.extend_from_slice(&common::zlib_stored(profile));
     out
 }
 

@@ -9,7 +9,8 @@
 //!    absorbances), rescaled to about 0..1: `X*14 + 0.42`, `Y + 0.01`,
 //!    `B - Y + 0.55`;
 //! 2. a Gaussian blur (sigma 1.5, the recursive approximation of
-//!    Charalampidis 2016 that libjxl uses, zero outside the image) gives
+//!    Charalampidis 2016 that libjxl uses, zero outside the image, in
+//!    `f32` exactly as the reference computes it: `blur.rs`) gives
 //!    local means `mu`, and of products the local (co)variances;
 //! 3. per pixel and channel, `1 - SSIM'` (SSIM without the luminance
 //!    denominator: XYB is already perceptually uniform) and the edge
@@ -35,6 +36,8 @@ use std::array;
 use std::sync::OnceLock;
 
 use crate::codecs::Image;
+
+use super::blur::Blur;
 
 /// Number of scales: 1:1 to 1:32.
 pub(super) const NUM_SCALES: usize = 6;
@@ -172,183 +175,11 @@ fn cbrt(v: f32) -> f32 {
     y
 }
 
-/// The Gaussian blur of SSIMULACRA 2 (sigma 1.5), separable, with
-/// samples outside the image taken as 0.
-///
-/// The reference runs libjxl's recursive filter (Charalampidis 2016: three
-/// second-order IIR filters fed `in[n - N - 1] + in[n + N - 1]`, whose
-/// ringing cancels, so that the result is exactly a finite kernel: a sum
-/// of truncated cosines over `|j| <= N = 5`). Its poles lie on the unit
-/// circle, so in `f32` the rounding errors never decay: they accumulate
-/// along each row and column like a random walk, which adds noise to the
-/// variance terms and lowers high scores, more so on bigger images (the
-/// 1200x750 `kde_coldripple.jpg` re-encoded as JPEG q95 scores 93.86 with
-/// the `ssimulacra2` crate's `f32` recursion, 95.65 with that recursion
-/// run in `f64`, 95.59 here). Here the same kernel is
-/// applied directly as an 11-tap FIR: each output is one short sum, exact
-/// to `f32` rounding whatever the image size, and every loop runs in SIMD.
-/// The taps are the recursive filter's impulse response, computed in `f64`.
-pub(super) struct Blur {
-    /// `taps[j]` weighs the samples at distance `j`.
-    taps: [f32; RADIUS + 1],
-    padded: Vec<f32>,
-    zeros: Vec<f32>,
-    temp: Vec<f32>,
-}
-
-/// The filter's `N`: round(3.2795 * sigma + 0.2546) = 5 for sigma 1.5;
-/// also the kernel's radius.
-const RADIUS: usize = 5;
-
-impl Blur {
-    pub fn new() -> Blur {
-        Blur {
-            taps: fir_taps().map(|v| v as f32),
-            padded: Vec::new(),
-            zeros: Vec::new(),
-            temp: Vec::new(),
-        }
-    }
-
-    /// Blurs `input` (`width * height`) into `output` (resized to fit).
-    pub fn blur(&mut self, input: &[f32], output: &mut Vec<f32>, width: usize, height: usize) {
-        self.blur_product(input, None, output, width, height);
-    }
-
-    /// Blurs `a * b` (sample by sample), or `a` alone, into `output`: the
-    /// product is formed row by row on the way in, never stored whole.
-    pub fn blur_product(
-        &mut self,
-        a: &[f32],
-        b: Option<&[f32]>,
-        output: &mut Vec<f32>,
-        width: usize,
-        height: usize,
-    ) {
-        let n = width * height;
-        self.temp.resize(n, 0.0);
-        output.resize(n, 0.0);
-        self.horizontal(&a[..n], b.map(|b| &b[..n]), width);
-        self.vertical(&mut output[..n], width, height);
-    }
-
-    /// `a` (times `b`) -> `self.temp`, row by row through a zero-padded
-    /// copy.
-    fn horizontal(&mut self, a: &[f32], b: Option<&[f32]>, w: usize) {
-        let k = self.taps;
-        self.padded.clear();
-        self.padded.resize(w + 2 * RADIUS, 0.0);
-        for (y, out) in self.temp.chunks_exact_mut(w).enumerate() {
-            let row = &mut self.padded[RADIUS..RADIUS + w];
-            let a = &a[y * w..][..w];
-            match b {
-                Some(b) => {
-                    for ((p, &a), &b) in row.iter_mut().zip(a).zip(&b[y * w..][..w]) {
-                        *p = a * b;
-                    }
-                }
-                None => row.copy_from_slice(a),
-            }
-            let p: [&[f32]; 2 * RADIUS + 1] = array::from_fn(|j| &self.padded[j..j + w]);
-            fir(out, &k, p);
-        }
-    }
-
-    /// `self.temp` -> `output`, a whole row at a time.
-    fn vertical(&mut self, output: &mut [f32], w: usize, h: usize) {
-        let k = self.taps;
-        self.zeros.clear();
-        self.zeros.resize(w, 0.0);
-        let (input, zeros) = (&self.temp[..w * h], &self.zeros[..]);
-        for (y, out) in output.chunks_exact_mut(w).enumerate() {
-            let rows: [&[f32]; 2 * RADIUS + 1] =
-                array::from_fn(|j| match (y + j).checked_sub(RADIUS) {
-                    Some(r) if r < h => &input[r * w..][..w],
-                    _ => zeros,
-                });
-            fir(out, &k, rows);
-        }
-    }
-}
-
-/// `out[x] = sum over j of k[|j|] * at[N + j][x]`: the symmetric kernel
-/// over 11 rows as long as `out`, eight samples at a time (fixed-size
-/// blocks, so that the loop runs in SIMD without bounds checks).
-#[inline(always)]
-fn fir(out: &mut [f32], k: &[f32; RADIUS + 1], at: [&[f32]; 2 * RADIUS + 1]) {
-    const LANES: usize = 8;
-    let w = out.len();
-    let at = at.map(|row| &row[..w]);
-    let full = w - w % LANES;
-    for (x, o) in (0..full).step_by(LANES).zip(out.chunks_exact_mut(LANES)) {
-        let row = |j: usize| -> &[f32; LANES] { at[j][x..x + LANES].try_into().unwrap() };
-        let centre = row(RADIUS);
-        let mut sum: [f32; LANES] = array::from_fn(|l| k[0] * centre[l]);
-        for (j, &tap) in k.iter().enumerate().skip(1) {
-            let (a, b) = (row(RADIUS - j), row(RADIUS + j));
-            for l in 0..LANES {
-                sum[l] += tap * (a[l] + b[l]);
-            }
-        }
-        let o: &mut [f32; LANES] = o.try_into().unwrap();
-        *o = sum;
-    }
-    for x in full..w {
-        let mut sum = k[0] * at[RADIUS][x];
-        for j in 1..=RADIUS {
-            sum += k[j] * (at[RADIUS - j][x] + at[RADIUS + j][x]);
-        }
-        out[x] = sum;
-    }
-}
-
-/// The reference's recursive Gaussian (sigma 1.5) over one row, in `f64`:
-/// `out[n] = sum over k of y_k[n]`, `y_k[n] = n2_k (in[n - N - 1] +
-/// in[n + N - 1]) - d1_k y_k[n - 1] - y_k[n - 2]`, zeros outside.
-pub(super) fn recursive_gaussian(input: &[f64]) -> Vec<f64> {
-    let (n2, d1) = gaussian_coefficients(1.5);
-    let radius = RADIUS as isize;
-    let at = |i: isize| {
-        if i >= 0 && (i as usize) < input.len() {
-            input[i as usize]
-        } else {
-            0.0
-        }
-    };
-    let (mut prev, mut prev2) = ([0.0f64; 3], [0.0f64; 3]);
-    let mut out = Vec::with_capacity(input.len());
-    for n in (1 - radius)..input.len() as isize {
-        let sum = at(n - radius - 1) + at(n + radius - 1);
-        let mut total = 0.0;
-        for k in 0..3 {
-            let y = n2[k] * sum - (d1[k] * prev[k] + prev2[k]);
-            prev2[k] = prev[k];
-            prev[k] = y;
-            total += y;
-        }
-        if n >= 0 {
-            out.push(total);
-        }
-    }
-    out
-}
-
-/// The recursive filter's impulse response: `taps[j]` for `j = 0..=N`
-/// (it is symmetric, and zero beyond `N`).
-fn fir_taps() -> [f64; RADIUS + 1] {
-    let center = 2 * RADIUS + 1;
-    let mut impulse = vec![0.0; 2 * center + 1];
-    impulse[center] = 1.0;
-    let response = recursive_gaussian(&impulse);
-    debug_assert!((1..=RADIUS).all(|j| (response[center - j] - response[center + j]).abs() < 1e-12));
-    debug_assert!(response[center + RADIUS + 1].abs() < 1e-12);
-    array::from_fn(|j| response[center + j])
-}
-
 /// The recursive Gaussian's coefficients for `sigma` (Charalampidis 2016,
 /// equations 33-57, as libjxl's `CreateRecursiveGaussian`): per filter
 /// k = 1, 3, 5, the input weight `n2` and the feedback `d1`
 /// (`out[n] = n2 * in - d1 * out[n-1] - out[n-2]`).
+#[cfg(test)]
 pub(super) fn gaussian_coefficients(sigma: f64) -> ([f64; 3], [f64; 3]) {
     use std::f64::consts::PI;
     let radius = (3.2795 * sigma + 0.2546).round();
@@ -702,38 +533,6 @@ mod tests {
         assert_eq!(n2, [0.055_295_236, -0.058_836_687, 0.012_955_819]);
         assert_eq!(&d1[..2], &[-1.902_113_1, -1.175_570_5]);
         assert!(d1[2].abs() < 1e-15);
-    }
-
-    #[test]
-    fn fir_is_the_recursive_filter() {
-        // Random rows of several lengths (shorter and longer than the
-        // kernel): the FIR and the f64 recursion agree to f32 rounding,
-        // borders included.
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut random = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 40) as f64 / (1u64 << 24) as f64
-        };
-        let mut blur = Blur::new();
-        for w in [1, 3, 8, 11, 12, 40, 333] {
-            let row: Vec<f64> = (0..w).map(|_| random()).collect();
-            let exact = recursive_gaussian(&row);
-            let input: Vec<f32> = row.iter().map(|&v| v as f32).collect();
-            // Horizontal: one row. Vertical: one column.
-            let (mut across, mut down) = (Vec::new(), Vec::new());
-            blur.blur(&input, &mut across, w, 1);
-            blur.blur(&input, &mut down, 1, w);
-            let k0 = blur.taps[0] as f64;
-            for x in 0..w {
-                // One row (or column) alone: the other pass multiplies by
-                // the centre tap only.
-                let want = exact[x] * k0;
-                assert!((f64::from(across[x]) - want).abs() < 1e-6, "{w} {x}");
-                assert!((f64::from(down[x]) - want).abs() < 1e-6, "{w} {x}");
-            }
-        }
     }
 
     #[test]

@@ -1,0 +1,105 @@
+//! How closely the guard's SSIMULACRA 2 follows the reference
+//! implementation (the `ssimulacra2` crate, as published), and what each
+//! costs: every corpus image (or the files given) re-encoded as WebP at
+//! several qualities, each result scored whole by both.
+//!
+//! ```text
+//! cargo run --release -p smart-imaging-core --example score_agreement -- [--kinds photo,graphic] [--every N] [FILES...]
+//! ```
+//!
+//! One CSV line per (image, quality) on stdout:
+//! `name,mp,quality,ours,reference,difference,ours_ms,reference_ms`
+//! (thread CPU ms of one score, the reference prepared once for ours);
+//! a summary on stderr: the largest and mean absolute difference.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use smart_imaging_core::codecs::{self, Effort, Encoding, Format, Image, Tuning};
+use smart_imaging_core::guard::Reference;
+use smart_imaging_core::Limits;
+
+fn reference_score(a: &Image, b: &Image) -> f64 {
+    use ssimulacra2::{compute_frame_ssimulacra2, ColorPrimaries, Rgb, TransferCharacteristic};
+    let rgb = |img: &Image| {
+        let data = img
+            .pixels
+            .chunks_exact(3)
+            .map(|p| [0, 1, 2].map(|c| f32::from(p[c]) / 255.0))
+            .collect();
+        Rgb::new(
+            data,
+            img.width as usize,
+            img.height as usize,
+            TransferCharacteristic::SRGB,
+            ColorPrimaries::BT709,
+        )
+        .expect("rgb")
+    };
+    compute_frame_ssimulacra2(rgb(a), rgb(b)).expect("score")
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut kinds = vec!["photo".to_string()];
+    let mut every = 1usize;
+    let mut files = Vec::new();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--kinds" => kinds = args.next().unwrap().split(',').map(String::from).collect(),
+            "--every" => every = args.next().unwrap().parse().unwrap(),
+            _ => files.push(std::path::PathBuf::from(arg)),
+        }
+    }
+    if files.is_empty() {
+        let dir = common::corpus_dir().expect("corpus");
+        let manifest = std::fs::read_to_string(dir.join("manifest.csv")).unwrap();
+        files = manifest
+            .lines()
+            .skip(1)
+            .filter(|l| kinds.iter().any(|k| l.split(',').nth(1) == Some(k)))
+            .step_by(every)
+            .map(|l| dir.join(l.split(',').next().unwrap()))
+            .collect();
+    }
+    println!("name,mp,quality,ours,reference,difference,ours_ms,reference_ms");
+    let (mut worst, mut sum, mut count) = (0.0f64, 0.0f64, 0usize);
+    for file in &files {
+        let input = std::fs::read(file).unwrap();
+        let source = codecs::decode(&input, &Limits::default()).expect("decode");
+        if source.has_alpha {
+            continue;
+        }
+        let reference = Reference::new(&source).expect("reference");
+        let name = file.file_name().unwrap().to_string_lossy();
+        let mp = f64::from(source.width) * f64::from(source.height) / 1e6;
+        for quality in [60u8, 75, 85, 92] {
+            let encoding = Encoding {
+                quality,
+                effort: Effort::Final,
+                from_png: false,
+                guarded: true,
+                tuning: Tuning::DEFAULT,
+            };
+            let bytes = (Format::WebP.codec().encode)(&source, &encoding).unwrap();
+            let decoded = codecs::webp::decode(&bytes).unwrap();
+            let t = common::cpu_ms();
+            let ours = reference.score(&decoded).unwrap();
+            let ours_ms = common::cpu_ms() - t;
+            let t = common::cpu_ms();
+            let theirs = reference_score(&source, &decoded);
+            let theirs_ms = common::cpu_ms() - t;
+            let diff = ours - theirs;
+            worst = worst.max(diff.abs());
+            sum += diff.abs();
+            count += 1;
+            println!(
+                "{name},{mp:.2},{quality},{ours:.4},{theirs:.4},{diff:.4},{ours_ms:.0},{theirs_ms:.0}"
+            );
+        }
+    }
+    eprintln!(
+        "{count} scores: largest difference {worst:.4}, mean {:.4}",
+        sum / count.max(1) as f64
+    );
+}

@@ -4,8 +4,14 @@
 //! several qualities, each result scored whole by both.
 //!
 //! ```text
-//! cargo run --release -p smart-imaging-core --example score_agreement -- [--kinds photo,graphic] [--every N] [FILES...]
+//! cargo run --release -p smart-imaging-core --example score_agreement -- [--kinds photo,graphic] [--every N] [--served webp|avif] [FILES...]
 //! ```
+//!
+//! With `--served FORMAT`, each image is instead converted as the module
+//! converts it (`transcode`, default settings, guard on) for a client of
+//! that format, and what would be served is scored whole by both: the
+//! check that every served derivative scores >= 80 by the reference
+//! (`quality` is then the encoder quality served).
 //!
 //! One CSV line per (image, quality) on stdout:
 //! `name,mp,quality,ours,reference,difference,ours_ms,reference_ms`
@@ -17,7 +23,7 @@ mod common;
 
 use smart_imaging_core::codecs::{self, Effort, Encoding, Format, Image, Tuning};
 use smart_imaging_core::guard::Reference;
-use smart_imaging_core::Limits;
+use smart_imaging_core::{transcode, Limits, Outcome, Plan};
 
 fn reference_score(a: &Image, b: &Image) -> f64 {
     use ssimulacra2::{compute_frame_ssimulacra2, ColorPrimaries, Rgb, TransferCharacteristic};
@@ -44,8 +50,15 @@ fn main() {
     let mut kinds = vec!["photo".to_string()];
     let mut every = 1usize;
     let mut files = Vec::new();
+    let mut served: Option<Format> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--served" => {
+                served = Some(match args.next().unwrap().as_str() {
+                    "avif" => Format::Avif,
+                    _ => Format::WebP,
+                })
+            }
             "--kinds" => kinds = args.next().unwrap().split(',').map(String::from).collect(),
             "--every" => every = args.next().unwrap().parse().unwrap(),
             _ => files.push(std::path::PathBuf::from(arg)),
@@ -64,6 +77,7 @@ fn main() {
     }
     println!("name,mp,quality,ours,reference,difference,ours_ms,reference_ms");
     let (mut worst, mut sum, mut count) = (0.0f64, 0.0f64, 0usize);
+    let mut min_served = f64::INFINITY;
     for file in &files {
         let input = std::fs::read(file).unwrap();
         let source = codecs::decode(&input, &Limits::default()).expect("decode");
@@ -73,6 +87,36 @@ fn main() {
         let reference = Reference::new(&source).expect("reference");
         let name = file.file_name().unwrap().to_string_lossy();
         let mp = f64::from(source.width) * f64::from(source.height) / 1e6;
+        if let Some(format) = served {
+            let Outcome::Converted(c) =
+                transcode(&input, &Plan::new(vec![format]), &Limits::default())
+            else {
+                eprintln!("{name}: original served");
+                continue;
+            };
+            let decoded = match c.format {
+                Format::Avif => codecs::avif::decode(&c.bytes).unwrap(),
+                _ => codecs::webp::decode(&c.bytes).unwrap(),
+            };
+            let ours = reference.score(&decoded).unwrap();
+            let theirs = reference_score(&source, &decoded);
+            if theirs < 80.0 {
+                eprintln!(
+                    "{name}: served {:?} q{} scores {theirs:.3} by the reference",
+                    c.format, c.quality
+                );
+            }
+            worst = worst.max((ours - theirs).abs());
+            sum += (ours - theirs).abs();
+            count += 1;
+            min_served = min_served.min(theirs);
+            println!(
+                "{name},{mp:.2},{},{ours:.4},{theirs:.4},{:.4},,",
+                c.quality,
+                ours - theirs
+            );
+            continue;
+        }
         for quality in [60u8, 75, 85, 92] {
             let encoding = Encoding {
                 quality,
@@ -102,4 +146,7 @@ fn main() {
         "{count} scores: largest difference {worst:.4}, mean {:.4}",
         sum / count.max(1) as f64
     );
+    if served.is_some() {
+        eprintln!("lowest reference score served: {min_served:.3}");
+    }
 }

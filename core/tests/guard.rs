@@ -185,8 +185,11 @@ fn reference_score(a: &Image, b: &Image) -> f64 {
     compute_frame_ssimulacra2(rgb(a), rgb(b)).unwrap()
 }
 
+/// A distortion, named.
+type Distortion = (&'static str, fn(&Image) -> Image);
+
 /// The distortions scored against the reference implementation.
-const DISTORTIONS: [(&str, fn(&Image) -> Image); 5] = [
+const DISTORTIONS: [Distortion; 5] = [
     ("noise 4", |i| with_noise(i, 4, 7)),
     ("noise 12", |i| with_noise(i, 12, 7)),
     ("box blur", box_blurred),

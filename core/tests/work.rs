@@ -201,31 +201,48 @@ fn nothing_is_decoded_when_the_decoding_alone_is_over_budget() {
 #[test]
 fn a_passing_candidate_is_served_when_the_budget_runs_out() {
     let (w, h) = (256, 256);
-    let input = jpeg(&photo_like(w, h), w, h, &JpegOptions::default());
+    // A high-quality JPEG: every WebP that passes is smaller.
+    let input = jpeg(
+        &photo_like(w, h),
+        w,
+        h,
+        &JpegOptions {
+            quality: 97.0,
+            ..JpegOptions::default()
+        },
+    );
     let plan = Plan::new(vec![Format::WebP]);
     let (full, passes) = transcode_with_work(&input, &plan, &unbounded());
     let Outcome::Converted(full) = full else {
         panic!("{full:?}")
     };
     assert!(full.encodes >= 3, "{} encodes", full.encodes);
-    // Enough for every step but the last probe of the search (searched
-    // whole: the image is small), which a probe before it passed.
-    let limits = Limits {
-        work: Some(WorkBudget {
-            per_byte: 1,
-            min: passes as u64 - 1,
-        }),
-        ..Limits::default()
-    };
-    let (outcome, spent) = transcode_with_work(&input, &plan, &limits);
-    match outcome {
-        Outcome::Converted(c) => {
-            assert!(c.encodes < full.encodes, "{} encodes", c.encodes);
-            assert!(c.bytes.len() >= full.bytes.len());
-            assert!(c.score.unwrap() >= 80.0);
+    // Budgets short of the whole search (searched whole: the image is
+    // small): cut after a probe that passed, what passed is served; cut
+    // before any passed, the original. Some budget in between must serve
+    // a passing candidate with fewer encodes.
+    let mut served_early = false;
+    for tenth in (5..10).rev() {
+        let limits = Limits {
+            work: Some(WorkBudget {
+                per_byte: 1,
+                min: passes as u64 * tenth / 10,
+            }),
+            ..Limits::default()
+        };
+        let (outcome, spent) = transcode_with_work(&input, &plan, &limits);
+        match outcome {
+            Outcome::Converted(c) => {
+                assert!(c.encodes < full.encodes, "{} encodes", c.encodes);
+                assert!(c.bytes.len() >= full.bytes.len());
+                assert!(c.score.unwrap() >= 80.0);
+                served_early = true;
+            }
+            Outcome::Original(KeepReason::TooMuchWork { .. } | KeepReason::NotSmaller { .. }) => {}
+            other => panic!("{other:?} ({spent} of {passes} passes)"),
         }
-        other => panic!("{other:?} ({spent} of {passes} passes)"),
     }
+    assert!(served_early, "no budget served a passing candidate early");
 }
 
 /// Real images are not touched by the default budget: the same bytes as

@@ -14,8 +14,9 @@
 //! (`quality` is then the encoder quality served).
 //!
 //! One CSV line per (image, quality) on stdout:
-//! `name,mp,quality,ours,reference,difference,ours_ms,reference_ms`
-//! (thread CPU ms of one score, the reference prepared once for ours);
+//! `name,mp,quality,ours,reference,difference,ours_ms,reference_ms,streamed_ms`
+//! (thread CPU ms of one score: ours against a prepared reference, the
+//! reference implementation's, ours streamed, `Reference::streamed`);
 //! a summary on stderr: the largest and mean absolute difference.
 
 #[path = "../tests/common/mod.rs"]
@@ -75,7 +76,7 @@ fn main() {
             .map(|l| dir.join(l.split(',').next().unwrap()))
             .collect();
     }
-    println!("name,mp,quality,ours,reference,difference,ours_ms,reference_ms");
+    println!("name,mp,quality,ours,reference,difference,ours_ms,reference_ms,streamed_ms");
     let (mut worst, mut sum, mut count) = (0.0f64, 0.0f64, 0usize);
     let mut min_served = f64::INFINITY;
     for file in &files {
@@ -85,6 +86,7 @@ fn main() {
             continue;
         }
         let reference = Reference::new(&source).expect("reference");
+        let streamed = Reference::streamed(&source).expect("reference");
         let name = file.file_name().unwrap().to_string_lossy();
         let mp = f64::from(source.width) * f64::from(source.height) / 1e6;
         if let Some(format) = served {
@@ -133,12 +135,19 @@ fn main() {
             let t = common::cpu_ms();
             let theirs = reference_score(&source, &decoded);
             let theirs_ms = common::cpu_ms() - t;
+            let t = common::cpu_ms();
+            let ours_streamed = streamed.score(&decoded).unwrap();
+            let streamed_ms = common::cpu_ms() - t;
+            assert!(
+                (ours_streamed - ours).abs() < 1e-6,
+                "{ours_streamed} {ours}"
+            );
             let diff = ours - theirs;
             worst = worst.max(diff.abs());
             sum += diff.abs();
             count += 1;
             println!(
-                "{name},{mp:.2},{quality},{ours:.4},{theirs:.4},{diff:.4},{ours_ms:.0},{theirs_ms:.0}"
+                "{name},{mp:.2},{quality},{ours:.4},{theirs:.4},{diff:.4},{ours_ms:.0},{theirs_ms:.0},{streamed_ms:.0}"
             );
         }
     }

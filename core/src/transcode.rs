@@ -74,12 +74,16 @@ fn convert(
     // prepared once, shared by all formats tried.
     let reference = match plan.guard.threshold {
         Some(_) => {
-            let scored = pixels.min(guard::DEFAULT_MAX_PIXELS) as f64;
+            // Whole, a few rows at a time, up to a size that bounds the
+            // CPU per candidate; tiles beyond.
+            let reference = if pixels <= guard::WHOLE_MAX_PIXELS {
+                guard::Reference::streamed(&image)?
+            } else {
+                guard::Reference::sampled_streamed(&image, guard::DEFAULT_MAX_PIXELS)?
+            };
+            let scored = reference.scored_pixels() as f64;
             account.step(scored * weight::with_alpha(weight::REFERENCE, image.has_alpha))?;
-            Some(guard::Reference::sampled(
-                &image,
-                guard::DEFAULT_MAX_PIXELS,
-            )?)
+            Some(reference)
         }
         None => None,
     };

@@ -235,6 +235,76 @@ fn matches_the_reference_implementation_on_photos() {
     }
 }
 
+/// The streamed score (a few rows at a time, nothing prepared) is the
+/// prepared one: sizes around the blur's batches of 8 rows and the
+/// halvings (odd sides at every scale), the smallest sides that have all
+/// six scales, alpha on either side, the reference scored twice (buffers
+/// reused), and a corpus photo.
+#[test]
+fn a_streamed_score_is_the_prepared_one() {
+    let same = |a: &Image, b: &Image, what: &str| {
+        let prepared = Reference::new(a).unwrap().score(b).unwrap();
+        let streamed_ref = Reference::streamed(a).unwrap();
+        for _ in 0..2 {
+            let streamed = streamed_ref.score(b).unwrap();
+            assert!(
+                (prepared - streamed).abs() < 1e-6,
+                "{what}: prepared {prepared}, streamed {streamed}"
+            );
+        }
+    };
+    for (w, h) in [
+        (128, 128),
+        (131, 129),
+        (200, 9 * 8 + 3),
+        (257, 190),
+        (1000, 130),
+    ] {
+        let img = synthetic(w, h);
+        same(&img, &with_noise(&img, 6, 3), &format!("{w}x{h} noise"));
+        same(&img, &box_blurred(&img), &format!("{w}x{h} blur"));
+        same(&img, &img, &format!("{w}x{h} itself"));
+    }
+    let glass = |dx: u8| {
+        rgba(150, 140, move |x, y| {
+            [(x * 3) as u8, (y * 2) as u8 + dx, 90, ((x + y) % 256) as u8]
+        })
+    };
+    same(&glass(0), &glass(4), "alpha");
+    let opaque = synthetic(150, 140);
+    let mut with_alpha = glass(0);
+    for (px, o) in with_alpha
+        .pixels
+        .chunks_exact_mut(4)
+        .zip(opaque.pixels.chunks_exact(3))
+    {
+        px[..3].copy_from_slice(o);
+        px[3] = 250;
+    }
+    same(
+        &opaque,
+        &with_alpha,
+        "opaque reference, candidate with alpha",
+    );
+    // Small images are mirrored, as `Reference::new` does.
+    let small = synthetic(40, 30);
+    same(&small, &with_noise(&small, 6, 3), "small");
+    if let Some(photo) = corpus_image("sk_coffee.jpg") {
+        same(&photo, &webp_round_trip(&photo, 80), "photo");
+    }
+    // Tiles of a larger image, streamed.
+    let big = synthetic(1200, 900);
+    let noisy = with_noise(&big, 6, 5);
+    let prepared = Reference::sampled(&big, 200_000).unwrap();
+    let streamed = Reference::sampled_streamed(&big, 200_000).unwrap();
+    assert_eq!(prepared.scored_pixels(), streamed.scored_pixels());
+    let (p, s) = (
+        prepared.score(&noisy).unwrap(),
+        streamed.score(&noisy).unwrap(),
+    );
+    assert!((p - s).abs() < 1e-6, "tiles: prepared {p}, streamed {s}");
+}
+
 #[test]
 fn heavy_jpeg_scores_low() {
     let Some(photo) = corpus_image("kde_coldripple.jpg") else {

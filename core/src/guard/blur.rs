@@ -34,7 +34,7 @@ use std::array;
 const RADIUS: usize = 5;
 
 /// Rows per horizontal batch, one per SIMD lane (8 x `f32` = AVX2).
-const LANES: usize = 8;
+pub(super) const LANES: usize = 8;
 
 /// The recursion's coefficients as the reference rounds them to `f32`
 /// (libjxl `CreateRecursiveGaussian`; checked against
@@ -49,27 +49,16 @@ const D1: [f32; 3] = [-1.902_113_1, -1.175_570_5, -1.224_646_9e-16];
 pub(super) struct Blur {
     /// The horizontal pass's output, the vertical pass's input.
     temp: Vec<f32>,
-    /// Eight rows interleaved (`x * LANES + lane`), the horizontal pass's
-    /// input and output.
-    lanes: Vec<f32>,
-    lanes_out: Vec<f32>,
-    /// The vertical pass's state per column: the last two outputs of each
-    /// of the three filters.
-    prev: [Vec<f32>; 3],
-    prev2: [Vec<f32>; 3],
-    /// Rows of zeros (outside the image) for the vertical pass.
-    zeros: Vec<f32>,
+    horizontal: Horizontal,
+    vertical: VerticalState,
 }
 
 impl Blur {
     pub fn new() -> Blur {
         Blur {
             temp: Vec::new(),
-            lanes: Vec::new(),
-            lanes_out: Vec::new(),
-            prev: Default::default(),
-            prev2: Default::default(),
-            zeros: Vec::new(),
+            horizontal: Horizontal::new(),
+            vertical: VerticalState::new(),
         }
     }
 
@@ -120,59 +109,91 @@ impl Blur {
     fn blur_any(&mut self, a: &[f32], b: Option<&[f32]>, output: &mut [f32], width: usize) {
         let height = a.len() / width;
         self.temp.resize(a.len(), 0.0);
-        self.lanes.resize(width * LANES, 0.0);
-        self.lanes_out.resize(width * LANES, 0.0);
         let mut y0 = 0;
         while y0 < height {
-            let rows = LANES.min(height - y0);
-            // Gather `rows` rows (their product with `b`'s) into lanes;
-            // lanes beyond the image's last row stay zero and are not
-            // written back.
-            if rows < LANES {
-                self.lanes.fill(0.0);
-            }
-            for lane in 0..rows {
-                let start = (y0 + lane) * width;
-                let a = &a[start..start + width];
-                let lanes = self.lanes[lane..].iter_mut().step_by(LANES);
-                match b {
-                    Some(b) => {
-                        let b = &b[start..start + width];
-                        for ((out, &a), &b) in lanes.zip(a).zip(b) {
-                            *out = a * b;
-                        }
-                    }
-                    None => {
-                        for (out, &a) in lanes.zip(a) {
-                            *out = a;
-                        }
-                    }
-                }
-            }
-            horizontal_lanes(&self.lanes, &mut self.lanes_out, width);
-            for lane in 0..rows {
-                let row = &mut self.temp[(y0 + lane) * width..][..width];
-                let lanes = self.lanes_out[lane..].iter().step_by(LANES);
-                for (out, &v) in row.iter_mut().zip(lanes) {
-                    *out = v;
-                }
-            }
+            let rows = (y0..(y0 + LANES).min(height)).len();
+            let block = y0 * width..(y0 + rows) * width;
+            self.horizontal.run(
+                &a[block.clone()],
+                b.map(|b| &b[block.clone()]),
+                &mut self.temp[block],
+                width,
+            );
             y0 += rows;
         }
-        vertical(
-            &self.temp,
-            output,
-            width,
-            &mut self.prev,
-            &mut self.prev2,
-            &mut self.zeros,
-        );
+        let temp = &self.temp;
+        let row = |y: isize| -> Option<&[f32]> {
+            (y >= 0 && (y as usize) < height).then(|| &temp[y as usize * width..][..width])
+        };
+        self.vertical.reset(width);
+        for n in VerticalState::FIRST_STEP..height as isize {
+            let (top, bottom) = VerticalState::inputs(n);
+            let out = (n >= 0).then(|| &mut output[n as usize * width..][..width]);
+            self.vertical.step(row(top), row(bottom), out);
+        }
+    }
+}
+
+/// The horizontal pass, eight rows at a time, and its buffers.
+pub(super) struct Horizontal {
+    /// Eight rows interleaved (`x * LANES + lane`), the recursion's input
+    /// and output.
+    lanes: Vec<f32>,
+    lanes_out: Vec<f32>,
+}
+
+impl Horizontal {
+    pub fn new() -> Horizontal {
+        Horizontal {
+            lanes: Vec::new(),
+            lanes_out: Vec::new(),
+        }
+    }
+
+    /// Blurs each of the up to [`LANES`] rows of `width` in `a` (times
+    /// the same row of `b`, rounded to `f32` as the reference rounds its
+    /// product image) along the row, into the same row of `out`.
+    #[inline(always)]
+    pub fn run(&mut self, a: &[f32], b: Option<&[f32]>, out: &mut [f32], width: usize) {
+        let rows = a.len() / width;
+        debug_assert!(rows <= LANES && out.len() == a.len());
+        self.lanes.resize(width * LANES, 0.0);
+        self.lanes_out.resize(width * LANES, 0.0);
+        // Lanes beyond the last row stay zero and are not written back.
+        if rows < LANES {
+            self.lanes.fill(0.0);
+        }
+        for lane in 0..rows {
+            let a = &a[lane * width..][..width];
+            let lanes = self.lanes[lane..].iter_mut().step_by(LANES);
+            match b {
+                Some(b) => {
+                    let b = &b[lane * width..][..width];
+                    for ((out, &a), &b) in lanes.zip(a).zip(b) {
+                        *out = a * b;
+                    }
+                }
+                None => {
+                    for (out, &a) in lanes.zip(a) {
+                        *out = a;
+                    }
+                }
+            }
+        }
+        horizontal_lanes(&self.lanes, &mut self.lanes_out, width);
+        for lane in 0..rows {
+            let row = &mut out[lane * width..][..width];
+            let lanes = self.lanes_out[lane..].iter().step_by(LANES);
+            for (out, &v) in row.iter_mut().zip(lanes) {
+                *out = v;
+            }
+        }
     }
 }
 
 /// Whether the CPU runs AVX2 and FMA (once, then cached by std).
 #[cfg(target_arch = "x86_64")]
-fn has_fma() -> bool {
+pub(super) fn has_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
@@ -219,49 +240,65 @@ fn horizontal_lanes(input: &[f32], output: &mut [f32], width: usize) {
     }
 }
 
-/// The vertical recursion, every column of a row at once.
-///
-/// Per filter, as the reference: `o = prev * d1 + prev2` (fused);
-/// `o = sum * n2 - o` (fused); the output is `(o1 + o3) + o5`. Rows
-/// outside the image are zeros, added as the reference adds them.
-#[inline(always)]
-fn vertical(
-    input: &[f32],
-    output: &mut [f32],
-    width: usize,
-    prev: &mut [Vec<f32>; 3],
-    prev2: &mut [Vec<f32>; 3],
-    zeros: &mut Vec<f32>,
-) {
-    let height = input.len() / width;
-    for state in prev.iter_mut().chain(prev2.iter_mut()) {
-        state.clear();
-        state.resize(width, 0.0);
-    }
-    // A zero row, and one more row to write the outputs before the first
-    // (n < 0) into.
-    zeros.clear();
-    zeros.resize(2 * width, 0.0);
-    let (zeros, discard) = zeros.split_at_mut(width);
-    let row = |y: isize| -> &[f32] {
-        if y >= 0 && (y as usize) < height {
-            &input[y as usize * width..][..width]
-        } else {
-            zeros
+/// The vertical recursion's state: per column, the last two outputs of
+/// each of the three filters. Fed one row at a time, it runs every column
+/// of a row at once.
+pub(super) struct VerticalState {
+    prev: [Vec<f32>; 3],
+    prev2: [Vec<f32>; 3],
+    /// A row of zeros (outside the image), and one to write the outputs
+    /// of the steps before the first row into.
+    zeros: Vec<f32>,
+    discard: Vec<f32>,
+}
+
+impl VerticalState {
+    /// The first step: its output is row `1 - N`, above the image.
+    pub const FIRST_STEP: isize = 1 - RADIUS as isize;
+
+    pub fn new() -> VerticalState {
+        VerticalState {
+            prev: Default::default(),
+            prev2: Default::default(),
+            zeros: Vec::new(),
+            discard: Vec::new(),
         }
-    };
-    let [p1, p3, p5] = prev;
-    let [q1, q3, q5] = prev2;
-    let (p1, p3, p5) = (&mut p1[..width], &mut p3[..width], &mut p5[..width]);
-    let (q1, q3, q5) = (&mut q1[..width], &mut q3[..width], &mut q5[..width]);
-    let big_n = RADIUS as isize;
-    for n in (1 - big_n)..height as isize {
-        let (top, bottom) = (row(n - big_n - 1), row(n + big_n - 1));
-        let out = if n >= 0 {
-            &mut output[n as usize * width..][..width]
-        } else {
-            &mut discard[..]
-        };
+    }
+
+    /// Starts a new column set of `width`.
+    pub fn reset(&mut self, width: usize) {
+        for state in self.prev.iter_mut().chain(self.prev2.iter_mut()) {
+            state.clear();
+            state.resize(width, 0.0);
+        }
+        for row in [&mut self.zeros, &mut self.discard] {
+            row.clear();
+            row.resize(width, 0.0);
+        }
+    }
+
+    /// The input rows step `n` reads: `n - N - 1` and `n + N - 1`.
+    pub fn inputs(n: isize) -> (isize, isize) {
+        let big_n = RADIUS as isize;
+        (n - big_n - 1, n + big_n - 1)
+    }
+
+    /// Step `n`: output row `n` (`out`; `None` above the image) from
+    /// input rows `n - N - 1` and `n + N - 1` (`None` outside the image:
+    /// zeros, added as the reference adds them).
+    ///
+    /// Per filter, as the reference: `o = prev * d1 + prev2` (fused);
+    /// `o = sum * n2 - o` (fused); the output is `(o1 + o3) + o5`.
+    #[inline(always)]
+    pub fn step(&mut self, top: Option<&[f32]>, bottom: Option<&[f32]>, out: Option<&mut [f32]>) {
+        let width = self.zeros.len();
+        let top = &top.unwrap_or(&self.zeros)[..width];
+        let bottom = &bottom.unwrap_or(&self.zeros)[..width];
+        let out = &mut out.unwrap_or(&mut self.discard)[..width];
+        let [p1, p3, p5] = &mut self.prev;
+        let [q1, q3, q5] = &mut self.prev2;
+        let (p1, p3, p5) = (&mut p1[..width], &mut p3[..width], &mut p5[..width]);
+        let (q1, q3, q5) = (&mut q1[..width], &mut q3[..width], &mut q5[..width]);
         for x in 0..width {
             let sum = top[x] + bottom[x];
             let o1 = p1[x].mul_add(D1[0], q1[x]);

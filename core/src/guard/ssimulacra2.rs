@@ -80,25 +80,43 @@ fn srgb_to_linear() -> &'static [f32; 256] {
 /// difference is measured in a slightly wrong but common space.)
 pub(super) fn linear_rgb(img: &Image, background: u8, out: &mut Planes) {
     debug_assert!(img.is_consistent());
-    let lut = srgb_to_linear();
-    let n = img.width as usize * img.height as usize;
-    out.width = img.width as usize;
-    out.height = img.height as usize;
+    let (w, h) = (img.width as usize, img.height as usize);
+    out.width = w;
+    out.height = h;
     for plane in &mut out.planes {
-        plane.resize(n, 0.0);
+        plane.resize(w * h, 0.0);
     }
     let [r, g, b] = &mut out.planes;
+    for (y, ((r, g), b)) in r
+        .chunks_exact_mut(w)
+        .zip(g.chunks_exact_mut(w))
+        .zip(b.chunks_exact_mut(w))
+        .enumerate()
+    {
+        linear_rgb_row(img, y, background, [r, g, b]);
+    }
+}
+
+/// Row `y` of [`linear_rgb`], into three rows of `img.width`.
+#[inline(always)]
+pub(super) fn linear_rgb_row(img: &Image, y: usize, background: u8, out: [&mut [f32]; 3]) {
+    let lut = srgb_to_linear();
+    let w = img.width as usize;
+    let [r, g, b] = out;
+    let (r, g, b) = (&mut r[..w], &mut g[..w], &mut b[..w]);
     if img.has_alpha {
         let bg = u32::from(background);
         let blend = |c: u8, a: u32| lut[((u32::from(c) * a + bg * (255 - a) + 127) / 255) as usize];
-        for (i, px) in img.pixels.chunks_exact(4).enumerate().take(n) {
+        let row = &img.pixels[y * w * 4..][..w * 4];
+        for (i, px) in row.chunks_exact(4).enumerate() {
             let a = u32::from(px[3]);
             r[i] = blend(px[0], a);
             g[i] = blend(px[1], a);
             b[i] = blend(px[2], a);
         }
     } else {
-        for (i, px) in img.pixels.chunks_exact(3).enumerate().take(n) {
+        let row = &img.pixels[y * w * 3..][..w * 3];
+        for (i, px) in row.chunks_exact(3).enumerate() {
             r[i] = lut[px[0] as usize];
             g[i] = lut[px[1] as usize];
             b[i] = lut[px[2] as usize];
@@ -129,6 +147,14 @@ pub(super) fn downscale_by_2(src: &Planes, dst: &mut Planes) {
 /// Linear sRGB -> XYB in place, rescaled to positive values as
 /// SSIMULACRA 2 does: planes R, G, B become X, Y, B.
 pub(super) fn positive_xyb(lin: &mut Planes) {
+    let n = lin.width * lin.height;
+    let [r, g, b] = &mut lin.planes;
+    positive_xyb_row(&mut r[..n], &mut g[..n], &mut b[..n]);
+}
+
+/// [`positive_xyb`] of samples side by side (a row, or a whole plane).
+#[inline(always)]
+pub(super) fn positive_xyb_row(r: &mut [f32], g: &mut [f32], b: &mut [f32]) {
     // Opsin absorbance matrix and bias (libjxl opsin_params.h).
     const M: [[f32; 3]; 3] = [
         [0.30, 0.622, 0.078],
@@ -141,8 +167,7 @@ pub(super) fn positive_xyb(lin: &mut Planes) {
     ];
     const BIAS: f32 = 0.003_793_073_4;
     let cbrt_bias = BIAS.cbrt();
-    let n = lin.width * lin.height;
-    let [r, g, b] = &mut lin.planes;
+    let n = r.len();
     let (r, g, b) = (&mut r[..n], &mut g[..n], &mut b[..n]);
     for i in 0..n {
         let mix = |m: &[f32; 3]| {
@@ -333,7 +358,7 @@ impl Prepared {
 /// How many scales SSIMULACRA 2 computes for a `width` x `height` image:
 /// as the reference, it stops when the *previous* scale is under
 /// [`MIN_SIDE`] (so the last one may be narrower).
-fn scale_count(mut width: usize, mut height: usize) -> usize {
+pub(super) fn scale_count(mut width: usize, mut height: usize) -> usize {
     let mut count = 0;
     while count < NUM_SCALES && width >= MIN_SIDE && height >= MIN_SIDE {
         if count > 0 {
@@ -371,9 +396,21 @@ impl Workspace {
 /// Pooled error maps of one scale: per channel, SSIM (mean, 4-norm) and
 /// edge difference (artifact mean, 4-norm; detail-lost mean, 4-norm).
 #[derive(Clone, Copy, Debug, Default)]
-struct ScaleStats {
+pub(super) struct ScaleStats {
     ssim: [[f64; 2]; 3],
     edge: [[f64; 4]; 3],
+}
+
+impl ScaleStats {
+    /// The stats of a scale of `pixels` whose [`error_sums`] per channel
+    /// are `sums`.
+    pub(super) fn from_sums(sums: &[[f64; 6]; 3], pixels: usize) -> ScaleStats {
+        let mut stats = ScaleStats::default();
+        for (c, sums) in sums.iter().enumerate() {
+            (stats.ssim[c], stats.edge[c]) = pooled(sums, pixels);
+        }
+        stats
+    }
 }
 
 /// One channel's SSIM' and edge-difference maps, pooled.
@@ -386,6 +423,34 @@ pub(super) fn error_maps(
     s22: &[f32],
     s12: &[f32],
 ) -> ([f64; 2], [f64; 4]) {
+    pooled(&error_sums(img1, mu1, s11, img2, mu2, s22, s12), img1.len())
+}
+
+/// Means and 4-norms of maps over `pixels` from their sums and sums of
+/// 4th powers ([`error_sums`]): SSIM, (artifact, detail lost).
+fn pooled(sums: &[f64; 6], pixels: usize) -> ([f64; 2], [f64; 4]) {
+    let per_pixel = 1.0 / pixels as f64;
+    let mean = |s: f64| s * per_pixel;
+    let norm4 = |s: f64| (s * per_pixel).sqrt().sqrt();
+    (
+        [mean(sums[0]), norm4(sums[1])],
+        [mean(sums[2]), norm4(sums[3]), mean(sums[4]), norm4(sums[5])],
+    )
+}
+
+/// One channel's SSIM' and edge-difference maps over some pixels (a
+/// plane, or a row), summed: SSIM' and its 4th power, artifact and its
+/// 4th power, detail lost and its 4th power.
+#[inline(always)]
+pub(super) fn error_sums(
+    img1: &[f32],
+    mu1: &[f32],
+    s11: &[f32],
+    img2: &[f32],
+    mu2: &[f32],
+    s22: &[f32],
+    s12: &[f32],
+) -> [f64; 6] {
     const C2: f32 = 0.0009;
     let n = img1.len();
     let (mu1, s11, img2, mu2, s22, s12) = (
@@ -443,13 +508,7 @@ pub(super) fn error_maps(
             flush(&mut part);
         }
     }
-    let per_pixel = 1.0 / n as f64;
-    let mean = |s: f64| s * per_pixel;
-    let norm4 = |s: f64| (s * per_pixel).sqrt().sqrt();
-    (
-        [mean(sums[0]), norm4(sums[1])],
-        [mean(sums[2]), norm4(sums[3]), mean(sums[4]), norm4(sums[5])],
-    )
+    sums
 }
 
 /// Published weights: for channel X, Y, B; scale 1:1 .. 1:32; norm 1, 4:
@@ -495,7 +554,7 @@ const WEIGHTS: [f64; 108] = [
 ];
 
 /// The weighted sum of the pooled maps, mapped to the 0..100 scale.
-fn final_score(stats: &[ScaleStats]) -> f64 {
+pub(super) fn final_score(stats: &[ScaleStats]) -> f64 {
     let mut sum = 0.0f64;
     // As the reference: the weight index only advances over the scales
     // that exist.

@@ -267,7 +267,12 @@ fn a_streamed_score_is_the_prepared_one() {
     }
     let glass = |dx: u8| {
         rgba(150, 140, move |x, y| {
-            [(x * 3) as u8, (y * 2) as u8 + dx, 90, ((x + y) % 256) as u8]
+            [
+                (x * 3) as u8,
+                ((y * 2) as u8).wrapping_add(dx),
+                90,
+                ((x + y) % 256) as u8,
+            ]
         })
     };
     same(&glass(0), &glass(4), "alpha");

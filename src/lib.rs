@@ -286,6 +286,7 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         // kills it (see smart_imaging_core::stop).
         smart_imaging_core::stop::set_check(terminating);
         PINNED.store(pin_module(), Ordering::Relaxed);
+        offload::map_large_allocations();
     }) {
         Ok(()) => {
             if !module_pinned() {

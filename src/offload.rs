@@ -1010,6 +1010,26 @@ fn transcode_unless_stopped(
     }
 }
 
+/// Large allocations (a conversion's pixel buffers and planes, the
+/// codecs' frames) are mapped and unmapped on their own instead of being
+/// carved out of an arena: glibc otherwise raises its mmap threshold
+/// after each large free (up to 32 MiB), so the next conversion's buffers
+/// come from the heap, and a worker's peak grows with the fragments of
+/// conversions of different sizes. Called once per worker at start.
+pub fn map_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets glibc's allocator parameters; called at
+    // worker start, before the pool's threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
+}
+
+/// Allocations from this size up are mapped on their own (glibc's
+/// default starts at 128 KiB and rises as large blocks are freed).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: libc::c_int = 1 << 20;
+
 /// Hands the memory glibc keeps after a job back to the system: a
 /// conversion's pixel buffers are many megabytes, and glibc keeps what is
 /// freed in the thread's arena, so a worker's resident memory would stay at

@@ -310,6 +310,43 @@ fn a_streamed_score_is_the_prepared_one() {
     assert!((p - s).abs() < 1e-6, "tiles: prepared {p}, streamed {s}");
 }
 
+/// What the module serves passes by the reference implementation, scored
+/// on the whole image: corpus photos (one under 1 MP, two over, one with
+/// its check on the whole 2.6 MP) converted as a WebP-only and an AVIF
+/// client gets them. (`core/examples/score_agreement.rs --served` runs
+/// this on every corpus photo.)
+#[test]
+fn what_is_served_passes_by_the_reference_implementation() {
+    use smart_imaging_core::{transcode, Format, Outcome, Plan};
+    let Some(dir) = common::corpus_dir() else {
+        println!("corpus not found: skipped");
+        return;
+    };
+    for file in ["kde_coldripple.jpg", "mate_wood.jpg", "lom_infinitesea.jpg"] {
+        let input = std::fs::read(dir.join(file)).unwrap();
+        let original = codecs::decode(&input, &Limits::default()).unwrap();
+        for format in [Format::WebP, Format::Avif] {
+            let Outcome::Converted(c) =
+                transcode(&input, &Plan::new(vec![format]), &Limits::default())
+            else {
+                continue;
+            };
+            let served = match c.format {
+                Format::Avif => codecs::avif::decode(&c.bytes).unwrap(),
+                _ => webp::decode(&c.bytes).unwrap(),
+            };
+            let reference = reference_score(&original, &served);
+            assert!(
+                reference >= 80.0,
+                "{file} as {:?} q{}: the guard said {:?}, the reference {reference}",
+                c.format,
+                c.quality,
+                c.score
+            );
+        }
+    }
+}
+
 #[test]
 fn heavy_jpeg_scores_low() {
     let Some(photo) = corpus_image("kde_coldripple.jpg") else {

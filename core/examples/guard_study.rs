@@ -29,36 +29,6 @@ use smart_imaging_core::codecs::{self, Effort, Encoding, Format, Image, Tuning};
 use smart_imaging_core::guard::{self, Reference};
 use smart_imaging_core::{transcode, Limits, Outcome, Plan};
 
-/// The reference implementation's whole-image score.
-fn reference_score(a: &Image, b: &Image) -> f64 {
-    use ssimulacra2::{compute_frame_ssimulacra2, ColorPrimaries, Rgb, TransferCharacteristic};
-    let rgb = |img: &Image| {
-        let c = img.channels();
-        let data = img
-            .pixels
-            .chunks_exact(c)
-            .map(|p| {
-                // Alpha: over black, as a first approximation (photos have none).
-                let a = if c == 4 { f32::from(p[3]) / 255.0 } else { 1.0 };
-                [
-                    f32::from(p[0]) / 255.0 * a,
-                    f32::from(p[1]) / 255.0 * a,
-                    f32::from(p[2]) / 255.0 * a,
-                ]
-            })
-            .collect();
-        Rgb::new(
-            data,
-            img.width as usize,
-            img.height as usize,
-            TransferCharacteristic::SRGB,
-            ColorPrimaries::BT709,
-        )
-        .expect("rgb")
-    };
-    compute_frame_ssimulacra2(rgb(a), rgb(b)).expect("score")
-}
-
 struct Row {
     variant: String,
     bytes: Option<usize>,
@@ -93,7 +63,7 @@ fn study(format: Format, input: &[u8], samples: &[u64], margins: &[f64]) -> Vec<
                 let img = decode(format, b);
                 (
                     Some(full.score(&img).unwrap()),
-                    Some(reference_score(&source, &img)),
+                    Some(common::reference_score(&source, &img)),
                 )
             }
             None => (None, None),
@@ -240,7 +210,7 @@ fn curve(format: Format, input: &[u8]) -> Vec<Row> {
             bytes: Some(bytes.len()),
             quality: Some(q),
             own: Some(full.score(&img).unwrap()),
-            reference: Some(reference_score(&source, &img)),
+            reference: Some(common::reference_score(&source, &img)),
             cpu_ms: enc_ms,
         });
     }

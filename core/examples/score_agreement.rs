@@ -22,29 +22,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use smart_imaging_core::codecs::{self, Effort, Encoding, Format, Image, Tuning};
+use smart_imaging_core::codecs::{self, Effort, Encoding, Format, Tuning};
 use smart_imaging_core::guard::Reference;
 use smart_imaging_core::{transcode, Limits, Outcome, Plan};
-
-fn reference_score(a: &Image, b: &Image) -> f64 {
-    use ssimulacra2::{compute_frame_ssimulacra2, ColorPrimaries, Rgb, TransferCharacteristic};
-    let rgb = |img: &Image| {
-        let data = img
-            .pixels
-            .chunks_exact(3)
-            .map(|p| [0, 1, 2].map(|c| f32::from(p[c]) / 255.0))
-            .collect();
-        Rgb::new(
-            data,
-            img.width as usize,
-            img.height as usize,
-            TransferCharacteristic::SRGB,
-            ColorPrimaries::BT709,
-        )
-        .expect("rgb")
-    };
-    compute_frame_ssimulacra2(rgb(a), rgb(b)).expect("score")
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -101,7 +81,7 @@ fn main() {
                 _ => codecs::webp::decode(&c.bytes).unwrap(),
             };
             let ours = reference.score(&decoded).unwrap();
-            let theirs = reference_score(&source, &decoded);
+            let theirs = common::reference_score(&source, &decoded);
             if theirs < 80.0 {
                 eprintln!(
                     "{name}: served {:?} q{} scores {theirs:.3} by the reference",
@@ -133,7 +113,7 @@ fn main() {
             let ours = reference.score(&decoded).unwrap();
             let ours_ms = common::cpu_ms() - t;
             let t = common::cpu_ms();
-            let theirs = reference_score(&source, &decoded);
+            let theirs = common::reference_score(&source, &decoded);
             let theirs_ms = common::cpu_ms() - t;
             let t = common::cpu_ms();
             let ours_streamed = streamed.score(&decoded).unwrap();

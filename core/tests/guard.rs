@@ -163,28 +163,6 @@ fn identical_images_score_100() {
     }
 }
 
-/// The reference implementation's score: the `ssimulacra2` crate (0.5.1),
-/// as published, which is what "SSIMULACRA 2 >= 80" is checked with.
-fn reference_score(a: &Image, b: &Image) -> f64 {
-    use ssimulacra2::{compute_frame_ssimulacra2, ColorPrimaries, Rgb, TransferCharacteristic};
-    let rgb = |img: &Image| {
-        let data = img
-            .pixels
-            .chunks_exact(3)
-            .map(|p| [0, 1, 2].map(|c| f32::from(p[c]) / 255.0))
-            .collect();
-        Rgb::new(
-            data,
-            img.width as usize,
-            img.height as usize,
-            TransferCharacteristic::SRGB,
-            ColorPrimaries::BT709,
-        )
-        .unwrap()
-    };
-    compute_frame_ssimulacra2(rgb(a), rgb(b)).unwrap()
-}
-
 /// A distortion, named.
 type Distortion = (&'static str, fn(&Image) -> Image);
 
@@ -204,7 +182,7 @@ fn check_against_the_reference(reference: &Image, tolerance: f64) {
     for (what, distort) in DISTORTIONS {
         let distorted = distort(reference);
         let ours = score(reference, &distorted).unwrap();
-        let theirs = reference_score(reference, &distorted);
+        let theirs = common::reference_score(reference, &distorted);
         assert!(
             (ours - theirs).abs() < tolerance,
             "{what}: ours {ours}, the reference's {theirs}"
@@ -335,7 +313,7 @@ fn what_is_served_passes_by_the_reference_implementation() {
                 Format::Avif => codecs::avif::decode(&c.bytes).unwrap(),
                 _ => webp::decode(&c.bytes).unwrap(),
             };
-            let reference = reference_score(&original, &served);
+            let reference = common::reference_score(&original, &served);
             assert!(
                 reference >= 80.0,
                 "{file} as {:?} q{}: the guard said {:?}, the reference {reference}",

@@ -331,13 +331,13 @@ impl Prepared {
             let (w, h) = (lin.width, lin.height);
             assert_eq!((w, h), (reference.width, reference.height));
             positive_xyb(lin);
-            let mut scale_stats = ScaleStats::default();
-            for c in 0..3 {
+            let mut sums = [[0.0f64; 6]; 3];
+            for (c, sums) in sums.iter_mut().enumerate() {
                 let (img1, img2) = (&reference.img[c][..], &lin.planes[c][..w * h]);
                 blur.blur_product(img1, Some(img2), sigma12, w, h);
                 blur.blur_product(img2, Some(img2), sigma_sq, w, h);
                 blur.blur(img2, mu, w, h);
-                let (ssim, edge) = error_maps(
+                *sums = error_sums(
                     img1,
                     &reference.mu[c],
                     &reference.sigma_sq[c],
@@ -346,10 +346,8 @@ impl Prepared {
                     sigma_sq,
                     sigma12,
                 );
-                scale_stats.ssim[c] = ssim;
-                scale_stats.edge[c] = edge;
             }
-            stats.push(scale_stats);
+            stats.push(ScaleStats::from_sums(&sums, w * h));
         }
         final_score(&stats)
     }
@@ -411,19 +409,6 @@ impl ScaleStats {
         }
         stats
     }
-}
-
-/// One channel's SSIM' and edge-difference maps, pooled.
-pub(super) fn error_maps(
-    img1: &[f32],
-    mu1: &[f32],
-    s11: &[f32],
-    img2: &[f32],
-    mu2: &[f32],
-    s22: &[f32],
-    s12: &[f32],
-) -> ([f64; 2], [f64; 4]) {
-    pooled(&error_sums(img1, mu1, s11, img2, mu2, s22, s12), img1.len())
 }
 
 /// Means and 4-norms of maps over `pixels` from their sums and sums of

@@ -656,3 +656,33 @@ pub fn cpu_ms() -> f64 {
     };
     ts.sec as f64 * 1e3 + ts.nsec as f64 / 1e6
 }
+
+/// The reference implementation's SSIMULACRA 2 of `b` against `a`, whole
+/// images: the `ssimulacra2` crate as published (0.5.1), which is what
+/// "scores at least 80" is checked with. Alpha is composited over black.
+pub fn reference_score(
+    a: &smart_imaging_core::codecs::Image,
+    b: &smart_imaging_core::codecs::Image,
+) -> f64 {
+    use ssimulacra2::{compute_frame_ssimulacra2, ColorPrimaries, Rgb, TransferCharacteristic};
+    let rgb = |img: &smart_imaging_core::codecs::Image| {
+        let c = img.channels();
+        let data = img
+            .pixels
+            .chunks_exact(c)
+            .map(|p| {
+                let alpha = if c == 4 { f32::from(p[3]) / 255.0 } else { 1.0 };
+                [0, 1, 2].map(|i| f32::from(p[i]) / 255.0 * alpha)
+            })
+            .collect();
+        Rgb::new(
+            data,
+            img.width as usize,
+            img.height as usize,
+            TransferCharacteristic::SRGB,
+            ColorPrimaries::BT709,
+        )
+        .expect("rgb")
+    };
+    compute_frame_ssimulacra2(rgb(a), rgb(b)).expect("score")
+}

@@ -64,7 +64,7 @@ fn main() {
     }
 
     // decode: each format and layout, from each source.
-    let icc = test_profile("Display P3 (seed)");
+    let icc = common::icc_profile("Display P3 (seed)", 0);
     for (stem, image) in &sources {
         let opaque = without_alpha(image);
         write(
@@ -482,30 +482,6 @@ fn jp2_huge(jp2: &[u8]) -> Vec<u8> {
     out[at..at + 4].copy_from_slice(&1_000_000u32.to_be_bytes());
     out[at + 4..at + 8].copy_from_slice(&1_000_000u32.to_be_bytes());
     out
-}
-
-/// A structurally valid RGB display profile named `description` (not
-/// sRGB, so decoders keep it).
-fn test_profile(description: &str) -> Vec<u8> {
-    const HEADER: usize = 128;
-    let mut desc = b"desc\0\0\0\0".to_vec();
-    desc.extend_from_slice(&(description.len() as u32 + 1).to_be_bytes());
-    desc.extend_from_slice(description.as_bytes());
-    desc.push(0);
-    let desc_offset = HEADER + 4 + 12;
-    let total = desc_offset + desc.len();
-    let mut p = vec![0u8; HEADER];
-    p[0..4].copy_from_slice(&(total as u32).to_be_bytes());
-    p[12..16].copy_from_slice(b"mntr");
-    p[16..20].copy_from_slice(b"RGB ");
-    p[20..24].copy_from_slice(b"XYZ ");
-    p[36..40].copy_from_slice(b"acsp");
-    p.extend_from_slice(&1u32.to_be_bytes());
-    p.extend_from_slice(b"desc");
-    p.extend_from_slice(&(desc_offset as u32).to_be_bytes());
-    p.extend_from_slice(&(desc.len() as u32).to_be_bytes());
-    p.extend_from_slice(&desc);
-    p
 }
 
 /// An iCCP chunk's data: name, compression method 0, zlib stream.

@@ -310,10 +310,17 @@ pub fn corpus_dir() -> Option<PathBuf> {
 /// A non-sRGB RGB ICC profile (desc "Wide Test RGB"), `padding` bytes
 /// longer than its minimum: the decoders keep it (an sRGB one they drop).
 pub fn wide_profile(padding: usize) -> Vec<u8> {
-    let desc = b"Wide Test RGB\0";
+    icc_profile("Wide Test RGB", padding)
+}
+
+/// A structurally valid RGB display profile (not sRGB, so decoders keep
+/// it) whose one tag describes it as `description`, `padding` bytes longer
+/// than its minimum.
+pub fn icc_profile(description: &str, padding: usize) -> Vec<u8> {
     let mut tag = b"desc\0\0\0\0".to_vec();
-    tag.extend_from_slice(&(desc.len() as u32).to_be_bytes());
-    tag.extend_from_slice(desc);
+    tag.extend_from_slice(&(description.len() as u32 + 1).to_be_bytes());
+    tag.extend_from_slice(description.as_bytes());
+    tag.push(0);
     let tag_offset = 128 + 4 + 12;
     let total = tag_offset + tag.len() + padding;
     let mut p = vec![0u8; 128];

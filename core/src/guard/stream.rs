@@ -32,11 +32,10 @@ const QUANTITIES: usize = 5;
 
 /// Buffers of a streamed score, reused across calls.
 pub(super) struct StreamWork {
-    /// This scale's batch of linear RGB, then XYB, rows: reference,
-    /// candidate (3 planes of `LANES` rows each).
-    batch: [[Vec<f32>; 3]; 2],
-    /// Per channel, the XYB rows of the last [`SLOTS`] batches (the error
-    /// maps of row `n` need row `n`): reference, candidate.
+    /// Per channel, the rows of the last [`SLOTS`] batches: reference,
+    /// candidate. A batch arrives in its slot as linear RGB and is turned
+    /// into XYB there (the blurs read it, and the error maps of row `n`
+    /// need row `n`).
     xyb: [[Vec<f32>; 3]; 2],
     /// Per channel and quantity, the horizontally blurred rows of the
     /// last [`SLOTS`] batches.
@@ -54,7 +53,6 @@ pub(super) struct StreamWork {
 impl StreamWork {
     pub fn new() -> StreamWork {
         StreamWork {
-            batch: Default::default(),
             xyb: Default::default(),
             blurred: (0..3 * QUANTITIES).map(|_| Vec::new()).collect(),
             vertical: (0..3 * QUANTITIES).map(|_| VerticalState::new()).collect(),
@@ -135,9 +133,6 @@ fn score_scale(
     work: &mut StreamWork,
 ) -> ScaleStats {
     let slot_len = LANES * width;
-    for plane in work.batch.iter_mut().flatten() {
-        plane.resize(slot_len, 0.0);
-    }
     for plane in work.xyb.iter_mut().flatten() {
         plane.resize(SLOTS * slot_len, 0.0);
     }
@@ -167,8 +162,9 @@ fn score_scale(
         let rows = LANES.min(height - y0);
         let slot = (y0 / LANES) % SLOTS;
         // Linear RGB rows of both images.
-        for (side, batch) in work.batch.iter_mut().enumerate() {
-            let [r, g, b] = batch;
+        let batch = slot * slot_len..slot * slot_len + rows * width;
+        for (side, ring) in work.xyb.iter_mut().enumerate() {
+            let [r, g, b] = ring.each_mut().map(|plane| &mut plane[batch.clone()]);
             for lane in 0..rows {
                 let y = y0 + lane;
                 let row = lane * width..(lane + 1) * width;
@@ -187,20 +183,15 @@ fn score_scale(
                 }
             }
             if halve {
-                halve_rows(batch, rows, y0, width, &mut work.next[side]);
+                halve_rows([&*r, &*g, &*b], rows, y0, width, &mut work.next[side]);
             }
-            let [r, g, b] = batch;
-            let n = rows * width;
-            positive_xyb_row(&mut r[..n], &mut g[..n], &mut b[..n]);
-            for (c, plane) in batch.iter().enumerate() {
-                work.xyb[side][c][slot * slot_len..][..n].copy_from_slice(&plane[..n]);
-            }
+            positive_xyb_row(r, g, b);
         }
         // The horizontal pass of every quantity on the batch.
         for c in 0..3 {
             let (img1, img2) = (
-                &work.batch[0][c][..rows * width],
-                &work.batch[1][c][..rows * width],
+                &work.xyb[0][c][batch.clone()],
+                &work.xyb[1][c][batch.clone()],
             );
             let inputs: [(&[f32], Option<&[f32]>); QUANTITIES] = [
                 (img1, None),
@@ -279,7 +270,7 @@ fn vertical_step(
 /// column repeated when a side is odd. `y0` is even (batches are
 /// [`LANES`] rows), so pairs never straddle two batches.
 #[inline(always)]
-fn halve_rows(batch: &[Vec<f32>; 3], rows: usize, y0: usize, width: usize, next: &mut Planes) {
+fn halve_rows(batch: [&[f32]; 3], rows: usize, y0: usize, width: usize, next: &mut Planes) {
     let out_w = next.width;
     for (input, out) in batch.iter().zip(&mut next.planes) {
         for pair in (0..rows).step_by(2) {

@@ -126,6 +126,14 @@ enum Sampling {
 }
 
 impl Sampling {
+    /// Tiles of `img` when it has more than `max_pixels` (see
+    /// [`Reference::sampled`]), else the whole image.
+    fn tiles(img: &Image, max_pixels: u64) -> Sampling {
+        tile_grid(img.width, img.height, max_pixels).map_or(Sampling::Full, |(corners, columns)| {
+            Sampling::Tiles { corners, columns }
+        })
+    }
+
     /// What is scored of `img` (the reference or a candidate).
     fn apply<'a>(&self, img: &'a Image) -> Result<Cow<'a, Image>, KeepReason> {
         Ok(match self {
@@ -170,11 +178,7 @@ impl Reference {
     /// maps does worse, +1.8: a tile's borders, where the blur sees
     /// zeros, then weigh too much, most of all at the coarse scales.)
     pub fn sampled(reference: &Image, max_pixels: u64) -> Result<Reference, KeepReason> {
-        let sampling = tile_grid(reference.width, reference.height, max_pixels).map_or(
-            Sampling::Full,
-            |(corners, columns)| Sampling::Tiles { corners, columns },
-        );
-        Reference::prepare(reference, sampling)
+        Reference::prepare(reference, Sampling::tiles(reference, max_pixels))
     }
 
     /// Prepares `reference` for scoring downscaled (linear-light Lanczos3,
@@ -208,11 +212,7 @@ impl Reference {
     /// [`Reference::sampled`], scored a few rows at a time as
     /// [`Reference::streamed`] is.
     pub fn sampled_streamed(reference: &Image, max_pixels: u64) -> Result<Reference, KeepReason> {
-        let sampling = tile_grid(reference.width, reference.height, max_pixels).map_or(
-            Sampling::Full,
-            |(corners, columns)| Sampling::Tiles { corners, columns },
-        );
-        Reference::build(reference, sampling, true)
+        Reference::build(reference, Sampling::tiles(reference, max_pixels), true)
     }
 
     fn prepare(reference: &Image, sampling: Sampling) -> Result<Reference, KeepReason> {

@@ -163,29 +163,65 @@ impl Horizontal {
         if rows < LANES {
             self.lanes.fill(0.0);
         }
-        for lane in 0..rows {
-            let a = &a[lane * width..][..width];
-            let lanes = self.lanes[lane..].iter_mut().step_by(LANES);
+        if rows == LANES {
+            // A whole batch (all but an image's last): column by column, so
+            // that each group of lanes is written in one piece and each
+            // row is read in order (lane by lane, the loop walked the
+            // whole interleaved buffer eight times).
+            let a: [&[f32]; LANES] = array::from_fn(|lane| &a[lane * width..][..width]);
+            let lanes = self.lanes.chunks_exact_mut(LANES);
             match b {
                 Some(b) => {
-                    let b = &b[lane * width..][..width];
-                    for ((out, &a), &b) in lanes.zip(a).zip(b) {
-                        *out = a * b;
+                    let b: [&[f32]; LANES] = array::from_fn(|lane| &b[lane * width..][..width]);
+                    for (x, out) in lanes.enumerate() {
+                        for lane in 0..LANES {
+                            out[lane] = a[lane][x] * b[lane][x];
+                        }
                     }
                 }
                 None => {
-                    for (out, &a) in lanes.zip(a) {
-                        *out = a;
+                    for (x, out) in lanes.enumerate() {
+                        for lane in 0..LANES {
+                            out[lane] = a[lane][x];
+                        }
+                    }
+                }
+            }
+        } else {
+            for lane in 0..rows {
+                let a = &a[lane * width..][..width];
+                let lanes = self.lanes[lane..].iter_mut().step_by(LANES);
+                match b {
+                    Some(b) => {
+                        let b = &b[lane * width..][..width];
+                        for ((out, &a), &b) in lanes.zip(a).zip(b) {
+                            *out = a * b;
+                        }
+                    }
+                    None => {
+                        for (out, &a) in lanes.zip(a) {
+                            *out = a;
+                        }
                     }
                 }
             }
         }
         horizontal_lanes(&self.lanes, &mut self.lanes_out, width);
-        for lane in 0..rows {
-            let row = &mut out[lane * width..][..width];
-            let lanes = self.lanes_out[lane..].iter().step_by(LANES);
-            for (out, &v) in row.iter_mut().zip(lanes) {
-                *out = v;
+        if rows == LANES {
+            let mut rows = out.chunks_exact_mut(width);
+            let mut rows_out: [&mut [f32]; LANES] = array::from_fn(|_| rows.next().unwrap());
+            for (x, v) in self.lanes_out.chunks_exact(LANES).enumerate() {
+                for (row, &v) in rows_out.iter_mut().zip(v) {
+                    row[x] = v;
+                }
+            }
+        } else {
+            for lane in 0..rows {
+                let row = &mut out[lane * width..][..width];
+                let lanes = self.lanes_out[lane..].iter().step_by(LANES);
+                for (out, &v) in row.iter_mut().zip(lanes) {
+                    *out = v;
+                }
             }
         }
     }

@@ -82,8 +82,24 @@ regressions() {
   return $status
 }
 
+# Linux schedules a session's processes as one group (autogroup), and
+# `nice` only ranks a process within its group: a fuzzer started in a
+# session of its own (`setsid nohup fuzz/run.sh run ...`, as
+# docs/testing.md does) competed as an equal with the builds and
+# benchmarks of the shell beside it, however niced. When this script leads
+# its own session, the whole group gets FUZZ_NICE too. (Not otherwise: the
+# group would be the caller's terminal.)
+nice_session() {
+  local sid
+  sid=$(ps -o sid= -p $$ | tr -d ' ')
+  if [ "$sid" = "$$" ] && [ -w /proc/self/autogroup ]; then
+    echo "${FUZZ_NICE:-10}" >/proc/self/autogroup 2>/dev/null || true
+  fi
+}
+
 run() {
   local runs=${FUZZ_RUNS:-10000000} seconds=${FUZZ_SECONDS:-0} target log status=0
+  nice_session
   for target in "$@"; do
     mkdir -p "corpus/$target" "artifacts/$target"
     log=$FUZZ_DIR/logs/$target.log

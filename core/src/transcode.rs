@@ -239,9 +239,9 @@ fn search_sample_pixels(pixels: u64) -> u64 {
 }
 
 /// The quality for the whole image, when its check sees all of it: a
-/// secant search from `start` (the sample's answer plus
-/// [`WHOLE_START_STEP`]) with the sample's `slope` (points per quality
-/// step) until two whole-image checks show the whole image's own. A pass
+/// secant search from `start` ([`whole_start`]) with a prior `slope`
+/// (points per quality step, [`FIT_SLOPE`]) until two whole-image checks
+/// show the whole image's own. A pass
 /// with at least a step's worth of points to spare tries lower by as many
 /// steps as the spare points buy; a failure, higher by as many as the
 /// missing points cost (at least one step; never at or above a quality
@@ -316,6 +316,40 @@ fn fit_whole(
     Ok(passed)
 }
 
+/// Where the whole image's search starts, from one probe of the sample:
+/// `sample_score` at quality `probe`. The sample's own answer lies about
+/// `(threshold - sample_score) / 0.7` steps away (0.7 points per step is
+/// typical of WebP near 80); the whole image starts halfway there, plus
+/// [`START_OFFSET`]: the whole image's answer lies above its sample's
+/// (one 256x256 tile of a 1.3 MP photo misses its hardest parts) by 3.4
+/// steps on average on the corpus photos, and the estimate is damped
+/// because a single probe's slope is a guess (undamped, the replay below
+/// needs 2.3 whole encodes per photo and serves 29.4 %).
+///
+/// Measured offline with `core/examples/search_table.rs` (every WebP
+/// quality of every corpus photo encoded and scored, whole and sampled)
+/// and the fit replayed from each start (2026-12-07, the 33 photos
+/// searched on a sample): this start needs 1.9 encodes of the whole image
+/// per photo and serves 29.7 % saved, against 2.2 and 28.4 % from the
+/// sample's exact answer plus one step (what three probes of the sample
+/// aimed at), and 1.2 and 29.9 % from each photo's true answer. Only for
+/// photos: see [`Job::sampled_start`].
+fn whole_start(probe: u8, sample_score: f64, threshold: f64, range: (u8, u8)) -> u8 {
+    let steps = (threshold - sample_score) / START_SLOPE;
+    let start = (f64::from(probe) + steps).ceil() + f64::from(START_OFFSET);
+    // In range: `as` saturates (NaN: 0), and the clamp bounds it.
+    (start as u8).clamp(range.0, range.1)
+}
+
+/// Points per step [`whole_start`] divides the sample's distance from the
+/// threshold by: half the slope of WebP near 80 (0.7).
+const START_SLOPE: f64 = 1.4;
+/// Steps [`whole_start`] adds for the whole image's harder parts.
+const START_OFFSET: u8 = 2;
+/// The slope [`fit_whole`] assumes until two whole checks show the
+/// image's own (WebP photos: 0.6-1 point per step near 80).
+const FIT_SLOPE: f64 = 0.8;
+
 /// Score points per quality step, from the sample's probes (the
 /// steepest-to-flattest secant over them; `None` with fewer than two
 /// distinct qualities).
@@ -357,27 +391,27 @@ fn searched_on_a_sample(format: Format, image: &Image) -> bool {
 /// sample to save anything.
 pub const SEARCH_SAMPLE_MIN_PIXELS: u64 = 400_000;
 
-/// Probes of the search on the sample, at most: its answer only needs to
-/// be within a few steps, since the whole image is checked and fitted
+/// Probes of the search on a PNG's sample, at most: its answer only needs
+/// to be within a few steps, since the whole image is checked and fitted
 /// after it (`make bench-corpus`, WebP-only client, 2026-12-07: with 3,
 /// photos 30.0 % saved at 5.2 encodes per image and 329 ms/MP; with 4,
 /// 28.8 % at 6.0 and 348 ms/MP).
 const SAMPLE_PROBES: usize = 3;
 
-/// How the whole image is encoded after a sampled search: first
-/// [`WHOLE_START_STEP`] above the sample's answer. Where the check sees the
-/// whole image, the quality is then fitted to it ([`fit_whole`]). Where it
-/// sees tiles (images over [`guard::WHOLE_MAX_PIXELS`]): on a failed check,
-/// higher again by what the score lacks at the sample's slope
-/// ([`retry_step`], at least [`WHOLE_RETRY_STEP`]), [`WHOLE_TRIES`]
-/// encodes at most; after a pass with more than [`DESCEND_HEADROOM`]
-/// points to spare, once lower ([`DESCEND_STEP`], or halfway back to the
-/// last failure). The sample misjudges the whole by a few steps either
-/// way. Starting 1 step above the sample's answer (`make bench-corpus`,
-/// WebP-only client, 2026-12-07): photos 28.8 % saved at 6.0 encodes per
-/// image (2 steps: 28.9 % at 6.2; 0 steps: 27.7 % at 6.2, one photo left
-/// unconverted).
+/// Steps above the answer of the search on a PNG's sample where the whole
+/// image starts (photos, when they were searched so, 2026-12-07: 1 step,
+/// 28.8 % saved at 6.0 encodes per image; 2 steps: 28.9 % at 6.2; 0
+/// steps: 27.7 % at 6.2, one photo left unconverted).
 const WHOLE_START_STEP: u8 = 1;
+
+/// How the whole image is encoded after the sample: first where
+/// [`Job::sampled_start`] says. Where the check sees the whole image, the quality is
+/// then fitted to it ([`fit_whole`]). Where it sees tiles (images over
+/// [`guard::WHOLE_MAX_PIXELS`]): on a failed check, higher again by what
+/// the score lacks ([`retry_step`], at least [`WHOLE_RETRY_STEP`] once two
+/// tries show a slope), [`WHOLE_TRIES`] encodes at most; after a pass
+/// with more than [`DESCEND_HEADROOM`] points to spare, once lower
+/// ([`DESCEND_STEP`], or halfway back to the last failure).
 const WHOLE_RETRY_STEP: u8 = 2;
 const WHOLE_TRIES: usize = 3;
 const DESCEND_HEADROOM: f64 = 1.5;
@@ -440,6 +474,13 @@ struct Job<'a> {
     from_png: bool,
     /// The original's size in bytes: a candidate as large is never served.
     original_len: usize,
+}
+
+/// Where the search of the whole image starts, from its sample.
+struct Start {
+    quality: u8,
+    /// Score points per quality step, where the sample showed it.
+    slope: Option<f64>,
 }
 
 /// An error and the encoder runs spent before it.
@@ -511,11 +552,12 @@ impl Job<'_> {
         }
     }
 
-    /// The quality search on the sample, then the whole image encoded at
-    /// the quality found and checked; if the check fails, encoded again a
-    /// few steps higher ([`WHOLE_TRIES`] times at most). On the corpus
-    /// photos this costs about 1.5 encodes of the whole image where a
-    /// search on the whole image costs 5-6.
+    /// Where the whole image's search starts, from the sample
+    /// ([`Job::sampled_start`]), then the whole image encoded and checked
+    /// from there and fitted to the threshold ([`fit_whole`]; on images
+    /// checked on tiles, a few steps up and down instead). On the corpus
+    /// photos this costs about two encodes and checks of the whole image
+    /// and one of the sample.
     fn sampled_search(
         &self,
         format: Format,
@@ -524,39 +566,16 @@ impl Job<'_> {
         threshold: f64,
         range: (u8, u8),
     ) -> Result<Candidate, Failed> {
-        let mut tried = 0;
-        let mut best_score = f64::NEG_INFINITY;
-        // Every probe's (quality, score): how fast the score rises with
-        // the quality, for the retries below.
-        let mut probes: Vec<(u8, f64)> = Vec::with_capacity(SAMPLE_PROBES);
-        let found = guard::search(
-            |quality| {
-                tried += 1;
-                let bytes = self.encode_image(
-                    &sample.image,
-                    format,
-                    quality,
-                    Effort::Final,
-                    Some(&sample.reference),
-                )?;
-                let score = self.check(&bytes, format, &sample.reference)?;
-                best_score = best_score.max(score);
-                probes.push((quality, score));
-                Ok((bytes, score))
-            },
-            threshold,
-            range,
-            self.plan.guard.max_encodes.clamp(1, SAMPLE_PROBES),
-        );
-        let found = match found {
-            Ok(Some(found)) => found,
-            Ok(None) => return self.nothing_passed(format, best_score, tried),
-            Err(reason) => return Err((reason, tried)),
+        let (start, mut tried) = self.sampled_start(format, sample, threshold, range)?;
+        let Some(Start {
+            quality: start,
+            slope: sample_slope,
+        }) = start
+        else {
+            return self.nothing_passed(format, f64::NEG_INFINITY, tried);
         };
+        let mut best_score = f64::NEG_INFINITY;
         let pass = threshold + verify_margin(reference, self.image);
-        // What a rejection reports is the whole image's best score, not
-        // the sample's.
-        best_score = f64::NEG_INFINITY;
         // `raising`: a retry above a quality that failed the check; a
         // result as large as the original then ends the search unscored
         // (every further try is larger still). The first try is always
@@ -594,10 +613,11 @@ impl Job<'_> {
         // scored 77 whole); there the small steps run out first and the
         // fallback (lossless WebP for a PNG) is served.
         let whole_is_checked = scores_whole(reference, self.image);
-        let mut slope = score_slope(&probes).filter(|_| whole_is_checked);
-        let mut quality = found.quality.saturating_add(WHOLE_START_STEP).min(range.1);
-        if let Some(slope) = slope {
+        let mut slope = None;
+        let mut quality = start;
+        if whole_is_checked {
             // The check sees the whole image: fit the quality to it.
+            let slope = sample_slope.unwrap_or(FIT_SLOPE);
             let fitted = fit_whole(quality, slope, pass, range, &mut whole);
             return match fitted {
                 Ok(Some(candidate)) => Ok(Candidate {
@@ -655,6 +675,72 @@ impl Job<'_> {
                 .min(range.1);
         }
         self.nothing_passed(format, best_score, tried)
+    }
+
+    /// Where the whole image's search starts, from the sample: the
+    /// quality and the sample's slope (points per step) where it shows
+    /// one (`None`: nothing passed on the sample), and the encodes spent.
+    ///
+    /// A photo (a JPEG source): one probe ([`whole_start`]). A PNG: the
+    /// search on the sample ([`SAMPLE_PROBES`] probes), then
+    /// [`WHOLE_START_STEP`] above its answer. On the corpus graphics the
+    /// single probe's guess cost more whole encodes than the two probes it
+    /// saves (WebP-only client, `make bench-corpus`, 2026-12-07: graphics
+    /// 553 ms/MP and 86.4 % saved against 491 and 86.7 %; photos 260 ms/MP
+    /// and 30.4 % against 329 and 30.0 % with three probes).
+    fn sampled_start(
+        &self,
+        format: Format,
+        sample: &Sample,
+        threshold: f64,
+        range: (u8, u8),
+    ) -> Result<(Option<Start>, usize), Failed> {
+        let mut tried = 0;
+        let mut probe = |quality: u8| -> Result<(Vec<u8>, f64), KeepReason> {
+            tried += 1;
+            let bytes = self.encode_image(
+                &sample.image,
+                format,
+                quality,
+                Effort::Final,
+                Some(&sample.reference),
+            )?;
+            let score = self.check(&bytes, format, &sample.reference)?;
+            Ok((bytes, score))
+        };
+        if !self.from_png {
+            let quality = guard::first_probe(range);
+            let (_, score) = probe(quality).map_err(|reason| (reason, 1))?;
+            let start = Start {
+                quality: whole_start(quality, score, threshold, range),
+                slope: None,
+            };
+            return Ok((Some(start), 1));
+        }
+        // Every probe's (quality, score): how fast the score rises with
+        // the quality, for the whole image's fit.
+        let mut probes: Vec<(u8, f64)> = Vec::with_capacity(SAMPLE_PROBES);
+        let found = guard::search(
+            |quality| {
+                let probed = probe(quality)?;
+                probes.push((quality, probed.1));
+                Ok(probed)
+            },
+            threshold,
+            range,
+            self.plan.guard.max_encodes.clamp(1, SAMPLE_PROBES),
+        );
+        match found {
+            Ok(Some(found)) => {
+                let start = Start {
+                    quality: found.quality.saturating_add(WHOLE_START_STEP).min(range.1),
+                    slope: score_slope(&probes),
+                };
+                Ok((Some(start), tried))
+            }
+            Ok(None) => Ok((None, tried)),
+            Err(reason) => Err((reason, tried)),
+        }
     }
 
     /// What is served when no lossy encoding in `format` passed: lossless
@@ -851,6 +937,20 @@ fn polish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_whole_image_starts_halfway_to_the_sample_answer_and_above() {
+        // A photo's sample scoring 77.9 at q85: its own answer ~q88; the
+        // whole image starts at 85 + 1.5 (rounded up) + 2.
+        assert_eq!(whole_start(85, 77.9, 80.0, (40, 100)), 89);
+        // Passing with room to spare: lower.
+        assert_eq!(whole_start(85, 83.0, 80.0, (40, 100)), 85);
+        // A flat graphic far above the threshold: much lower, in range.
+        assert_eq!(whole_start(85, 99.0, 80.0, (40, 100)), 74);
+        assert_eq!(whole_start(85, 20.0, 80.0, (40, 100)), 100);
+        assert_eq!(whole_start(50, 200.0, 80.0, (40, 100)), 40);
+        assert_eq!(whole_start(85, f64::NAN, 80.0, (40, 95)), 40);
+    }
 
     #[test]
     fn the_sample_slope_is_the_secant_over_its_probes() {

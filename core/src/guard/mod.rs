@@ -66,7 +66,7 @@ mod stream;
 use crate::codecs::Image;
 use crate::KeepReason;
 
-pub use search::{search, smallest_passing, smallest_passing_against, Found};
+pub use search::{first_probe, search, smallest_passing, smallest_passing_against, Found};
 
 use std::borrow::Cow;
 use std::sync::Mutex;

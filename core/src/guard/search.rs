@@ -104,6 +104,13 @@ pub fn smallest_passing_against(
 /// Where the first probe goes, as a fraction of the range from its bottom.
 const START: f64 = 0.75;
 
+/// The quality the search tries first in `range` (inclusive, low to
+/// high): [`START`] of the way up.
+pub fn first_probe(range: (u8, u8)) -> u8 {
+    let (lo, hi) = (range.0.min(range.1), range.0.max(range.1));
+    lo + (f64::from(hi - lo) * START).round() as u8
+}
+
 /// One probe's outcome.
 #[derive(Clone, Copy)]
 struct Point {
@@ -201,9 +208,7 @@ fn next_probe(
     };
     let q = match secant {
         // The first probe.
-        None if fail.is_none() && pass.is_none() => {
-            lo + (f64::from(hi - lo) * START).round() as i32
-        }
+        None if fail.is_none() && pass.is_none() => i32::from(first_probe((lo as u8, hi as u8))),
         // One probe, or a forced bisection: bisect the open interval.
         None if pass.is_some() => (low + high) / 2,
         None => (low + high + 1) / 2,

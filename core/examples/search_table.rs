@@ -1,0 +1,141 @@
+//! Search table: for each photo, the whole image's and the search
+//! sample's guard score and size at every WebP quality in a range, and the
+//! source JPEG's luma quantisation (its mean step), so that quality search
+//! strategies can be compared offline on the same numbers (how many
+//! encodes each needs, what it serves) without encoding again.
+//!
+//! ```text
+//! cargo run --release -p smart-imaging-core --example search_table -- [--from 60] [--to 96] [--kinds photo] > table.csv
+//! ```
+//!
+//! One CSV line per (image, quality) on stdout:
+//! `name,pixels,orig_bytes,jpeg_luma_q,quality,sample_score,whole_score,whole_bytes`
+//! (`sample_score` is empty when the image is searched whole).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use smart_imaging_core::codecs::{self, Effort, Encoding, Format, Image, Tuning};
+use smart_imaging_core::guard::{self, Reference};
+use smart_imaging_core::Limits;
+
+/// The mean of the source JPEG's first quantisation table (luma), from
+/// its DQT segments; `None` for anything else.
+fn jpeg_luma_q(bytes: &[u8]) -> Option<f64> {
+    let mut at = 2;
+    if bytes.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    while at + 4 <= bytes.len() {
+        if bytes[at] != 0xFF {
+            return None;
+        }
+        let marker = bytes[at + 1];
+        let len = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+        if marker == 0xDB {
+            let table = bytes.get(at + 4..at + 2 + len)?;
+            let precision = table[0] >> 4;
+            let values: Vec<f64> = if precision == 0 {
+                table.get(1..65)?.iter().map(|&v| f64::from(v)).collect()
+            } else {
+                table
+                    .get(1..129)?
+                    .chunks(2)
+                    .map(|c| f64::from(u16::from_be_bytes([c[0], c[1]])))
+                    .collect()
+            };
+            return Some(values.iter().sum::<f64>() / 64.0);
+        }
+        if marker == 0xDA {
+            return None;
+        }
+        at += 2 + len;
+    }
+    None
+}
+
+fn encode(img: &Image, quality: u8, from_png: bool) -> Vec<u8> {
+    let encoding = Encoding {
+        quality,
+        effort: Effort::Final,
+        from_png,
+        guarded: true,
+        tuning: Tuning::DEFAULT,
+    };
+    (Format::WebP.codec().encode)(img, &encoding).expect("encode")
+}
+
+fn score(reference: &Reference, bytes: &[u8]) -> f64 {
+    let img = (Format::WebP.codec().decode)(bytes, &Limits::default()).expect("decode");
+    reference.score(&img).expect("score")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let from: u8 = arg("--from").map_or(60, |v| v.parse().unwrap());
+    let to: u8 = arg("--to").map_or(96, |v| v.parse().unwrap());
+    let kinds = arg("--kinds").unwrap_or_else(|| "photo".into());
+    let kinds: Vec<&str> = kinds.split(',').collect();
+    let dir = common::corpus_dir().expect("the corpus (SMART_IMAGING_CORPUS)");
+    let manifest = std::fs::read_to_string(dir.join("manifest.csv")).expect("manifest");
+    let names: Vec<String> = manifest
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            let name = f.next()?;
+            kinds.contains(&f.next()?).then(|| name.to_string())
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new(());
+    println!("name,pixels,orig_bytes,jpeg_luma_q,quality,sample_score,whole_score,whole_bytes");
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(name) = names.get(i) else { break };
+                let input = std::fs::read(dir.join(name)).expect("read");
+                let image = codecs::decode(&input, &Limits::default()).expect("decode");
+                let from_png = name.ends_with(".png");
+                let pixels = u64::from(image.width) * u64::from(image.height);
+                let whole = Reference::streamed(&image).expect("reference");
+                let sample_pixels = (pixels / 10 / 65536).clamp(1, 2) * 65536;
+                let sample = (pixels >= 400_000)
+                    .then(|| guard::sample(&image, sample_pixels))
+                    .flatten()
+                    .map(|img| {
+                        let r = Reference::streamed(&img).expect("reference");
+                        (img, r)
+                    });
+                let luma_q = jpeg_luma_q(&input).map_or(String::new(), |q| format!("{q:.2}"));
+                let mut lines = Vec::new();
+                for quality in from..=to {
+                    let bytes = encode(&image, quality, from_png);
+                    let whole_score = score(&whole, &bytes);
+                    let sample_score = sample.as_ref().map_or(String::new(), |(img, r)| {
+                        format!("{:.3}", score(r, &encode(img, quality, from_png)))
+                    });
+                    lines.push(format!(
+                        "{name},{pixels},{},{luma_q},{quality},{sample_score},{whole_score:.3},{}",
+                        input.len(),
+                        bytes.len()
+                    ));
+                }
+                let _guard = out.lock().unwrap();
+                for line in lines {
+                    println!("{line}");
+                }
+                eprintln!("{name}");
+            });
+        }
+    });
+}

@@ -23,6 +23,9 @@ FUZZ_DIR=$PWD
 TARGETS=(policy decode container transcode)
 TRIPLE=x86_64-unknown-linux-gnu
 BIN_DIR=$FUZZ_DIR/target/$TRIPLE/release
+# libFuzzer's exit status when stopped by SIGINT (its default, made
+# explicit): not a failure.
+INTERRUPTED=72
 
 # AddressSanitizer needs rustc's -Zsanitizer, an unstable flag: the stable
 # toolchain takes it under RUSTC_BOOTSTRAP=1 (it ships the ASan runtime).
@@ -56,7 +59,8 @@ build() {
 options() {
   local target=$1
   echo -timeout="${FUZZ_TIMEOUT:-120}" -rss_limit_mb="${FUZZ_RSS_MB:-3072}" \
-    -print_final_stats=1 -artifact_prefix="$FUZZ_DIR/artifacts/$target/"
+    -print_final_stats=1 -artifact_prefix="$FUZZ_DIR/artifacts/$target/" \
+    -interrupted_exitcode="$INTERRUPTED"
   case $target in
     policy) echo -dict="$FUZZ_DIR/policy.dict" -max_len=4096 ;;
     # Room for the seeds (small images behind a control byte).
@@ -113,6 +117,12 @@ run() {
       "corpus/$target" "seeds/$target" $( [ -d "regressions/$target" ] && echo "regressions/$target") \
       >"$log" 2>&1 || rc=$?
     summarise "$target" "$rc" $((SECONDS - start)) | tee -a logs/summary.txt
+    if [ "$rc" -eq "$INTERRUPTED" ]; then
+      # Stopped with SIGINT, the way to stop a run early: its executions
+      # count, and nothing was found.
+      echo "fuzz: $target: stopped (SIGINT) after $((SECONDS - start)) s"
+      continue
+    fi
     if [ "$rc" -ne 0 ]; then
       echo "fuzz: $target FAILED (exit $rc): the input is in fuzz/artifacts/$target/" >&2
       grep -m1 -A25 -E "^==[0-9]+==ERROR|panicked at|^SUMMARY" "$log" >&2 || tail -n 30 "$log" >&2

@@ -1,11 +1,12 @@
 //! Search table: for each photo, the whole image's and the search
-//! sample's guard score and size at every WebP quality in a range, and the
+//! sample's guard score and size at every WebP (or AVIF, at the served
+//! speed) quality in a range, and the
 //! source JPEG's luma quantisation (its mean step), so that quality search
 //! strategies can be compared offline on the same numbers (how many
 //! encodes each needs, what it serves) without encoding again.
 //!
 //! ```text
-//! cargo run --release -p smart-imaging-core --example search_table -- [--from 60] [--to 96] [--kinds photo] > table.csv
+//! cargo run --release -p smart-imaging-core --example search_table -- [--from 60] [--to 96] [--kinds photo] [--format webp|avif] > table.csv
 //! ```
 //!
 //! One CSV line per (image, quality) on stdout:
@@ -57,7 +58,7 @@ fn jpeg_luma_q(bytes: &[u8]) -> Option<f64> {
     None
 }
 
-fn encode(img: &Image, quality: u8, from_png: bool) -> Vec<u8> {
+fn encode(format: Format, img: &Image, quality: u8, from_png: bool) -> Vec<u8> {
     let encoding = Encoding {
         quality,
         effort: Effort::Final,
@@ -65,11 +66,11 @@ fn encode(img: &Image, quality: u8, from_png: bool) -> Vec<u8> {
         guarded: true,
         tuning: Tuning::DEFAULT,
     };
-    (Format::WebP.codec().encode)(img, &encoding).expect("encode")
+    (format.codec().encode)(img, &encoding).expect("encode")
 }
 
-fn score(reference: &Reference, bytes: &[u8]) -> f64 {
-    let img = (Format::WebP.codec().decode)(bytes, &Limits::default()).expect("decode");
+fn score(format: Format, reference: &Reference, bytes: &[u8]) -> f64 {
+    let img = (format.codec().decode)(bytes, &Limits::default()).expect("decode");
     reference.score(&img).expect("score")
 }
 
@@ -83,6 +84,11 @@ fn main() {
     let from: u8 = arg("--from").map_or(60, |v| v.parse().unwrap());
     let to: u8 = arg("--to").map_or(96, |v| v.parse().unwrap());
     let kinds = arg("--kinds").unwrap_or_else(|| "photo".into());
+    let format = match arg("--format").as_deref() {
+        None | Some("webp") => Format::WebP,
+        Some("avif") => Format::Avif,
+        Some(other) => panic!("--format webp|avif, not {other}"),
+    };
     let kinds: Vec<&str> = kinds.split(',').collect();
     let dir = common::corpus_dir().expect("the corpus (SMART_IMAGING_CORPUS)");
     let manifest = std::fs::read_to_string(dir.join("manifest.csv")).expect("manifest");
@@ -119,10 +125,11 @@ fn main() {
                 let luma_q = jpeg_luma_q(&input).map_or(String::new(), |q| format!("{q:.2}"));
                 let mut lines = Vec::new();
                 for quality in from..=to {
-                    let bytes = encode(&image, quality, from_png);
-                    let whole_score = score(&whole, &bytes);
+                    let bytes = encode(format, &image, quality, from_png);
+                    let whole_score = score(format, &whole, &bytes);
                     let sample_score = sample.as_ref().map_or(String::new(), |(img, r)| {
-                        format!("{:.3}", score(r, &encode(img, quality, from_png)))
+                        let sample = encode(format, img, quality, from_png);
+                        format!("{:.3}", score(format, r, &sample))
                     });
                     lines.push(format!(
                         "{name},{pixels},{},{luma_q},{quality},{sample_score},{whole_score:.3},{}",

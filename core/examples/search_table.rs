@@ -1,12 +1,12 @@
 //! Search table: for each photo, the whole image's and the search
-//! sample's guard score and size at every WebP (or AVIF, at the served
-//! speed) quality in a range, and the
+//! sample's guard score and size at every WebP (or AVIF: at the served
+//! speed, or `--effort search` at the search's) quality in a range, and the
 //! source JPEG's luma quantisation (its mean step), so that quality search
 //! strategies can be compared offline on the same numbers (how many
 //! encodes each needs, what it serves) without encoding again.
 //!
 //! ```text
-//! cargo run --release -p smart-imaging-core --example search_table -- [--from 60] [--to 96] [--kinds photo] [--format webp|avif] > table.csv
+//! cargo run --release -p smart-imaging-core --example search_table -- [--from 60] [--to 96] [--kinds photo] [--format webp|avif] [--effort final|search] > table.csv
 //! ```
 //!
 //! One CSV line per (image, quality) on stdout:
@@ -58,10 +58,10 @@ fn jpeg_luma_q(bytes: &[u8]) -> Option<f64> {
     None
 }
 
-fn encode(format: Format, img: &Image, quality: u8, from_png: bool) -> Vec<u8> {
+fn encode(format: Format, img: &Image, quality: u8, from_png: bool, effort: Effort) -> Vec<u8> {
     let encoding = Encoding {
         quality,
-        effort: Effort::Final,
+        effort,
         from_png,
         guarded: true,
         tuning: Tuning::DEFAULT,
@@ -88,6 +88,11 @@ fn main() {
         None | Some("webp") => Format::WebP,
         Some("avif") => Format::Avif,
         Some(other) => panic!("--format webp|avif, not {other}"),
+    };
+    let effort = match arg("--effort").as_deref() {
+        None | Some("final") => Effort::Final,
+        Some("search") => Effort::Search,
+        Some(other) => panic!("--effort final|search, not {other}"),
     };
     let kinds: Vec<&str> = kinds.split(',').collect();
     let dir = common::corpus_dir().expect("the corpus (SMART_IMAGING_CORPUS)");
@@ -125,10 +130,10 @@ fn main() {
                 let luma_q = jpeg_luma_q(&input).map_or(String::new(), |q| format!("{q:.2}"));
                 let mut lines = Vec::new();
                 for quality in from..=to {
-                    let bytes = encode(format, &image, quality, from_png);
+                    let bytes = encode(format, &image, quality, from_png, effort);
                     let whole_score = score(format, &whole, &bytes);
                     let sample_score = sample.as_ref().map_or(String::new(), |(img, r)| {
-                        let sample = encode(format, img, quality, from_png);
+                        let sample = encode(format, img, quality, from_png, effort);
                         format!("{:.3}", score(format, r, &sample))
                     });
                     lines.push(format!(

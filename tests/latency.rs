@@ -92,6 +92,9 @@ fn small_files_are_not_delayed_by_transcodes() {
             .collect::<Vec<_>>()
     );
 
+    // The conversion threads' nice values, sampled while they run.
+    let worker = *workers.iter().next().unwrap();
+    let mut conversion_nices = Vec::new();
     let t0 = Instant::now();
     let done = AtomicUsize::new(0);
     let (big_results, small) = std::thread::scope(|s| {
@@ -112,6 +115,7 @@ fn small_files_are_not_delayed_by_transcodes() {
         // moments when conversions complete and their results are sent.
         let mut small = Vec::new();
         for i in 0..SMALL_MAX {
+            conversion_nices.extend(thread_nices(worker, "smart-imaging"));
             if i >= SMALL_REQUESTS && done.load(Ordering::SeqCst) >= BIG_DONE_BEFORE_STOP {
                 break;
             }
@@ -195,5 +199,45 @@ fn small_files_are_not_delayed_by_transcodes() {
         ms(max),
         ms(transcode_time)
     );
+    // Conversions run below the event loop's priority (offload.rs,
+    // yield_to_event_loop), so that it gets the CPU first when it has
+    // anything to do.
+    let loop_nice = thread_nices(worker, "nginx")
+        .first()
+        .copied()
+        .expect("the worker's main thread");
+    eprintln!("nice: event loop {loop_nice}, conversions {conversion_nices:?}");
+    assert!(
+        !conversion_nices.is_empty(),
+        "no conversion thread was seen running"
+    );
+    assert!(
+        conversion_nices
+            .iter()
+            .all(|&n| n == (loop_nice + 5).min(19)),
+        "conversion threads at nice {conversion_nices:?}, the event loop at {loop_nice}"
+    );
     n.assert_workers_survived(&workers);
+}
+
+/// The nice values of process `pid`'s threads named `name` (as
+/// /proc/PID/task/TID/comm shows it).
+fn thread_nices(pid: u32, name: &str) -> Vec<i64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            if comm.trim_end() != name {
+                return None;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // After the command's closing parenthesis: state is field 3,
+            // nice field 19 (proc(5)).
+            let rest = &stat[stat.rfind(')')? + 2..];
+            rest.split(' ').nth(16)?.parse().ok()
+        })
+        .collect()
 }

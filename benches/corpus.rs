@@ -13,11 +13,12 @@
 //! - mean and median bytes saved versus the original (an original served
 //!   counts as 0 %; nothing served is ever larger);
 //! - the mean SSIMULACRA 2 score of the converted images (the guard's
-//!   own score: images over 1 MP are scored on a sample of tiles, see
+//!   own score: images over 4.2 MP are scored on a sample of tiles, see
 //!   `smart_imaging_core::guard`), and the lowest;
 //! - how many images were converted, and why the others were not;
 //! - encoder runs per image and milliseconds per megapixel of the whole
 //!   transcode (decode, search, scoring), single-threaded;
+//!
 //! and, at the end, the targets the project set itself.
 //!
 //! Two images are converted at a time (one per core); each is timed on

@@ -92,6 +92,7 @@ fn convert(
     let sample = match plan.guard.threshold {
         Some(_)
             if pixels >= SEARCH_SAMPLE_MIN_PIXELS
+                && plan.guard.max_encodes > 1
                 && plan
                     .targets
                     .iter()
@@ -245,7 +246,7 @@ fn search_sample_pixels(pixels: u64) -> u64 {
 /// with at least a step's worth of points to spare tries lower by as many
 /// steps as the spare points buy; a failure, higher by as many as the
 /// missing points cost (at least one step; never at or above a quality
-/// that passed). [`WHOLE_TRIES`] encodes at most; the smallest passing
+/// that passed). `tries` encodes at most; the smallest passing
 /// result is served. `whole(quality, raising)` encodes and checks the
 /// whole image (`raising`: above a failure with no pass yet, where a
 /// result as large as the original ends the search).
@@ -258,13 +259,14 @@ fn fit_whole(
     mut slope: f64,
     pass: f64,
     range: (u8, u8),
+    tries: usize,
     whole: &mut impl FnMut(u8, bool) -> Result<Candidate, Failed>,
 ) -> Result<Option<Candidate>, Failed> {
     let mut passed: Option<Candidate> = None;
     let mut failed: Option<u8> = None;
     let mut last: Option<(u8, f64)> = None;
     let mut quality = start;
-    for _ in 0..WHOLE_TRIES {
+    for _ in 0..tries {
         let raising = passed.is_none() && failed.is_some();
         let candidate = match whole(quality, raising) {
             Ok(candidate) => candidate,
@@ -510,9 +512,12 @@ impl Job<'_> {
         // whose edges a few tiles do not show (WebP: 55 against 70 %); not
         // JPEG 2000 (photos 25 against 37 %) or JPEG XR (27 against 33 %),
         // whose scores the sample misjudges most.
+        // (With `smart_imaging_guard_encodes 1`, the one encode is the
+        // whole image at the ceiling, checked, as everywhere else.)
         if let Some(sample) = self
             .sample
             .filter(|_| searched_on_a_sample(format, self.image))
+            .filter(|_| self.plan.guard.max_encodes > 1)
         {
             return self.sampled_search(format, sample, reference, threshold, range);
         }
@@ -574,6 +579,14 @@ impl Job<'_> {
         else {
             return self.nothing_passed(format, f64::NEG_INFINITY, tried);
         };
+        // Whole encodes: what `smart_imaging_guard_encodes` leaves after
+        // the sample's probes, [`WHOLE_TRIES`] at most, one at least.
+        let tries = self
+            .plan
+            .guard
+            .max_encodes
+            .saturating_sub(tried)
+            .clamp(1, WHOLE_TRIES);
         let mut best_score = f64::NEG_INFINITY;
         let pass = threshold + verify_margin(reference, self.image);
         // `raising`: a retry above a quality that failed the check; a
@@ -618,7 +631,7 @@ impl Job<'_> {
         if whole_is_checked {
             // The check sees the whole image: fit the quality to it.
             let slope = sample_slope.unwrap_or(FIT_SLOPE);
-            let fitted = fit_whole(quality, slope, pass, range, &mut whole);
+            let fitted = fit_whole(quality, slope, pass, range, tries, &mut whole);
             return match fitted {
                 Ok(Some(candidate)) => Ok(Candidate {
                     encodes: tried,
@@ -629,7 +642,7 @@ impl Job<'_> {
             };
         }
         let mut failed: Option<(u8, f64)> = None;
-        for attempt in 0..WHOLE_TRIES {
+        for attempt in 0..tries {
             let candidate = whole(quality, attempt > 0)?;
             let score = candidate.score.unwrap_or(f64::NEG_INFINITY);
             if score >= pass {
@@ -990,7 +1003,7 @@ mod tests {
                 encodes: 1,
             })
         };
-        let served = fit_whole(start, slope, 80.1, (40, 100), &mut whole).unwrap();
+        let served = fit_whole(start, slope, 80.1, (40, 100), WHOLE_TRIES, &mut whole).unwrap();
         (tried, served.map(|c| (c.quality, c.score.unwrap())))
     }
 
@@ -1030,7 +1043,7 @@ mod tests {
                 encodes: 1,
             })
         };
-        let served = fit_whole(90, 1.0, 80.1, (40, 100), &mut whole).unwrap();
+        let served = fit_whole(90, 1.0, 80.1, (40, 100), WHOLE_TRIES, &mut whole).unwrap();
         assert_eq!(served.map(|c| c.quality), Some(90));
     }
 }

@@ -271,8 +271,34 @@ fn large_images_are_searched_on_a_sample_and_checked_whole() {
         let s = score(&original, &decode_served(&c)).unwrap();
         // The check's margin (1 point) is kept on the whole image too.
         assert!(s >= 80.5, "{format:?}: whole-image score {s}");
-        // At most 4 probes on the sample, then 3 whole encodes and one
-        // lower try.
+        // WebP: one probe on the sample, then 3 whole encodes at most;
+        // AVIF: its search on the whole image, 6 encodes and the polish.
         assert!(c.encodes <= 8, "{format:?}: {} encodes", c.encodes);
+    }
+    // `smart_imaging_guard_encodes` bounds the sampled search too: with 2,
+    // one probe and one whole encode; with 1, the whole image once at the
+    // ceiling (q95 here: q100 is larger than this JPEG), checked.
+    for (max_encodes, most) in [(2, 2), (3, 3), (1, 1)] {
+        let plan = Plan {
+            guard: Guard {
+                max_encodes,
+                ..Plan::new(vec![Format::WebP]).guard
+            },
+            quality: Qualities::default_ceilings().with(Format::WebP, 95),
+            ..Plan::new(vec![Format::WebP])
+        };
+        match transcode(&input, &plan, &Limits::default()) {
+            Outcome::Converted(c) => {
+                assert!(c.encodes <= most, "{max_encodes}: {} encodes", c.encodes);
+                if max_encodes == 1 {
+                    assert_eq!(c.quality, 95, "one encode, at the ceiling");
+                }
+                let s = score(&original, &decode_served(&c)).unwrap();
+                assert!(s >= 80.0, "{max_encodes}: whole-image score {s}");
+            }
+            Outcome::Original(reason) => {
+                assert!(max_encodes > 1, "{max_encodes}: kept ({reason})");
+            }
+        }
     }
 }

@@ -146,6 +146,18 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Piecewise-linear interpolation in `curve` (sorted by x, covering x):
+/// the quality curves of the JPEG 2000 and JPEG XR encoders.
+fn interpolate(curve: &[(f32, f32)], x: f32) -> f32 {
+    for pair in curve.windows(2) {
+        let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
+        if x <= x1 {
+            return y0 + (x - x0) * (y1 - y0) / (x1 - x0);
+        }
+    }
+    curve[curve.len() - 1].1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,16 +230,4 @@ mod tests {
         assert!(img.has_alpha);
         assert_eq!(img.pixels.len(), 8);
     }
-}
-
-/// Piecewise-linear interpolation in `curve` (sorted by x, covering x):
-/// the quality curves of the JPEG 2000 and JPEG XR encoders.
-fn interpolate(curve: &[(f32, f32)], x: f32) -> f32 {
-    for pair in curve.windows(2) {
-        let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
-        if x <= x1 {
-            return y0 + (x - x0) * (y1 - y0) / (x1 - x0);
-        }
-    }
-    curve[curve.len() - 1].1
 }

@@ -240,10 +240,10 @@ fn search_sample_pixels(pixels: u64) -> u64 {
 }
 
 /// The quality for the whole image, when its check sees all of it: a
-/// secant search from `start` ([`whole_start`]) with a prior `slope`
-/// (points per quality step, [`FIT_SLOPE`]) until two whole-image checks
-/// show the whole image's own. A pass
-/// with at least a step's worth of points to spare tries lower by as many
+/// secant search from `start` ([`Job::sampled_start`]) with a prior
+/// `slope` (points per quality step: the sample's, or [`FIT_SLOPE`]) until
+/// two whole-image checks show the whole image's own. A pass with at
+/// least a step's worth of points to spare tries lower by as many
 /// steps as the spare points buy; a failure, higher by as many as the
 /// missing points cost (at least one step; never at or above a quality
 /// that passed). `tries` encodes at most; the smallest passing
@@ -407,8 +407,8 @@ const SAMPLE_PROBES: usize = 3;
 const WHOLE_START_STEP: u8 = 1;
 
 /// How the whole image is encoded after the sample: first where
-/// [`Job::sampled_start`] says. Where the check sees the whole image, the quality is
-/// then fitted to it ([`fit_whole`]). Where it sees tiles (images over
+/// [`Job::sampled_start`] says. Where the check sees the whole image, the
+/// quality is then fitted to it ([`fit_whole`]). Where it sees tiles (images over
 /// [`guard::WHOLE_MAX_PIXELS`]): on a failed check, higher again by what
 /// the score lacks ([`retry_step`], at least [`WHOLE_RETRY_STEP`] once two
 /// tries show a slope), [`WHOLE_TRIES`] encodes at most; after a pass

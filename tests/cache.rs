@@ -284,6 +284,14 @@ fn load_fallback_is_not_cached() {
             && head.contains("\r\ncontent-type: image/jpeg\r\n"),
         "the converting tier's fallback:\n{head}"
     );
+    // A request is logged when nginx frees it, which can be just after
+    // curl has read the whole response: wait for the third line.
+    let timeouts = |n: &Nginx| conversion_log(n).matches("original reason=timeout").count();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while timeouts(&n) < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
     let log = conversion_log(&n);
     assert_eq!(
         log.matches("original reason=timeout").count(),

@@ -25,7 +25,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use smart_imaging_core::codecs::{self, Effort, Encoding, Format, Image, Tuning};
+use smart_imaging_core::codecs::{self, Effort, Format, Image};
 use smart_imaging_core::guard::{self, Reference};
 use smart_imaging_core::{transcode, Limits, Outcome, Plan};
 
@@ -39,14 +39,7 @@ struct Row {
 }
 
 fn encode(format: Format, img: &Image, quality: u8, effort: Effort) -> Vec<u8> {
-    let encoding = Encoding {
-        quality,
-        effort,
-        from_png: false,
-        guarded: true,
-        tuning: Tuning::DEFAULT,
-    };
-    (format.codec().encode)(img, &encoding).expect("encode")
+    common::guarded_encode(format, img, quality, effort, false)
 }
 
 fn decode(format: Format, bytes: &[u8]) -> Image {
@@ -219,11 +212,7 @@ fn curve(format: Format, input: &[u8]) -> Vec<Row> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let opt = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
+    let opt = |name: &str| common::option(&args, name);
     let format = match args.first().map(String::as_str) {
         Some("avif") => Format::Avif,
         _ => Format::WebP,

@@ -19,7 +19,7 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use smart_imaging_core::codecs::{self, Effort, Encoding, Format, Image, Tuning};
+use smart_imaging_core::codecs::{self, Effort, Format};
 use smart_imaging_core::guard::{self, Reference};
 use smart_imaging_core::Limits;
 
@@ -58,17 +58,6 @@ fn jpeg_luma_q(bytes: &[u8]) -> Option<f64> {
     None
 }
 
-fn encode(format: Format, img: &Image, quality: u8, from_png: bool, effort: Effort) -> Vec<u8> {
-    let encoding = Encoding {
-        quality,
-        effort,
-        from_png,
-        guarded: true,
-        tuning: Tuning::DEFAULT,
-    };
-    (format.codec().encode)(img, &encoding).expect("encode")
-}
-
 fn score(format: Format, reference: &Reference, bytes: &[u8]) -> f64 {
     let img = (format.codec().decode)(bytes, &Limits::default()).expect("decode");
     reference.score(&img).expect("score")
@@ -76,11 +65,7 @@ fn score(format: Format, reference: &Reference, bytes: &[u8]) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
+    let arg = |name: &str| common::option(&args, name);
     let from: u8 = arg("--from").map_or(60, |v| v.parse().unwrap());
     let to: u8 = arg("--to").map_or(96, |v| v.parse().unwrap());
     let kinds = arg("--kinds").unwrap_or_else(|| "photo".into());
@@ -130,10 +115,10 @@ fn main() {
                 let luma_q = jpeg_luma_q(&input).map_or(String::new(), |q| format!("{q:.2}"));
                 let mut lines = Vec::new();
                 for quality in from..=to {
-                    let bytes = encode(format, &image, quality, from_png, effort);
+                    let bytes = common::guarded_encode(format, &image, quality, effort, from_png);
                     let whole_score = score(format, &whole, &bytes);
                     let sample_score = sample.as_ref().map_or(String::new(), |(img, r)| {
-                        let sample = encode(format, img, quality, from_png, effort);
+                        let sample = common::guarded_encode(format, img, quality, effort, from_png);
                         format!("{:.3}", score(format, r, &sample))
                     });
                     lines.push(format!(

@@ -693,3 +693,29 @@ pub fn reference_score(
     };
     compute_frame_ssimulacra2(rgb(a), rgb(b)).expect("score")
 }
+
+/// `img` encoded in `format` as the module encodes with the guard on and
+/// the default tuning (the studies in core/examples).
+pub fn guarded_encode(
+    format: smart_imaging_core::Format,
+    img: &smart_imaging_core::codecs::Image,
+    quality: u8,
+    effort: smart_imaging_core::codecs::Effort,
+    from_png: bool,
+) -> Vec<u8> {
+    let encoding = smart_imaging_core::codecs::Encoding {
+        quality,
+        effort,
+        from_png,
+        guarded: true,
+        tuning: smart_imaging_core::codecs::Tuning::DEFAULT,
+    };
+    (format.codec().encode)(img, &encoding).expect("encode")
+}
+
+/// The value after `name` (`--from 60`) in command-line `args`.
+pub fn option(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}

@@ -62,8 +62,13 @@ fn kept_within_budget(what: &str, input: &[u8], formats: &[Format]) {
         }
         other => panic!("{what}: {other:?}"),
     }
+    budget_binds(what, input, formats, passes, budget);
+}
+
+/// `passes` (charged with the budget) are within `budget`, and without
+/// it the conversion of `input` would have gone on past it.
+fn budget_binds(what: &str, input: &[u8], formats: &[Format], passes: f64, budget: f64) {
     assert!(passes <= budget, "{what}: {passes} passes charged");
-    // Without it, the conversion would have gone on.
     let (_, unbounded_passes) = run(what, input, formats, &unbounded());
     assert!(
         unbounded_passes > budget,
@@ -105,12 +110,7 @@ fn stopped_by_budget(what: &str, input: &[u8], formats: &[Format]) {
         }
         other => panic!("{what}: {other:?}"),
     }
-    assert!(passes <= budget, "{what}: {passes} passes charged");
-    let (_, unbounded_passes) = run(what, input, formats, &unbounded());
-    assert!(
-        unbounded_passes > budget,
-        "{what}: {unbounded_passes} passes without a budget, {passes} with it"
-    );
+    budget_binds(what, input, formats, passes, budget);
 }
 
 /// Until 2026-12-07 evening the search spent the budget before anything

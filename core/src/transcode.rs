@@ -512,12 +512,12 @@ impl Job<'_> {
         // whose edges a few tiles do not show (WebP: 55 against 70 %); not
         // JPEG 2000 (photos 25 against 37 %) or JPEG XR (27 against 33 %),
         // whose scores the sample misjudges most.
-        // (With `smart_imaging_guard_encodes 1`, the one encode is the
-        // whole image at the ceiling, checked, as everywhere else.)
+        // (With `smart_imaging_guard_encodes 1` there is no sample, see
+        // `convert`: the one encode is the whole image at the ceiling,
+        // checked, as everywhere else.)
         if let Some(sample) = self
             .sample
             .filter(|_| searched_on_a_sample(format, self.image))
-            .filter(|_| self.plan.guard.max_encodes > 1)
         {
             return self.sampled_search(format, sample, reference, threshold, range);
         }

@@ -2,23 +2,28 @@
 //! as [`super::ssimulacra2::Prepared`] (the same arithmetic in the same
 //! order: the reference implementation's), computed row by row instead of
 //! plane by plane, so that checking a candidate against a large image
-//! costs ~6 bytes per pixel (the next scale's linear RGB, a quarter of the
-//! image, for both images) instead of ~80.
+//! costs a few rows per scale (~2.7 KB per pixel of width at the first
+//! scale, twice that over all six) instead of ~80 bytes per pixel.
 //!
-//! Per scale, rows arrive in batches of [`LANES`] (the horizontal blur's
-//! batch): linear RGB (from the 8-bit images at the first scale, from the
-//! previous scale's halving after it) -> halved into the next scale's
-//! planes -> XYB -> the five blurred quantities per channel (`mu1`,
-//! `mu2`, `sigma11`, `sigma22`, `sigma12`): the horizontal pass on the
-//! batch, then the vertical recursion as far as the rows received allow
-//! (row `n` needs input rows up to `n + 4`) -> the error maps of each
-//! finished row, summed. Nothing about the reference is kept between
-//! candidates: it is recomputed with each (about 1.6x the CPU of scoring
-//! against a prepared reference, for a fraction of the memory).
+//! The six scales run as a cascade: rows arrive at a scale in batches of
+//! [`LANES`] (the horizontal blur's batch) as linear RGB (from the 8-bit
+//! images at the first scale, from the previous scale's halving after it)
+//! -> halved into the next scale's current batch -> XYB -> the five
+//! blurred quantities per channel (`mu1`, `mu2`, `sigma11`, `sigma22`,
+//! `sigma12`): the horizontal pass on the batch, then the vertical
+//! recursion as far as the rows received allow (row `n` needs input rows
+//! up to `n + 4`) -> the error maps of each finished row, summed. A scale
+//! runs its batch as soon as the one above has halved enough rows into it
+//! (two of its batches), so no scale's planes are ever held whole (they
+//! were ~6 bytes per pixel: the second scale's linear RGB, for both
+//! images, twice over when kept between candidates). Nothing about the
+//! reference is kept between candidates: it is recomputed with each
+//! (about 1.6x the CPU of scoring against a prepared reference, for a
+//! fraction of the memory).
 
 use super::blur::{Horizontal, VerticalState, LANES};
 use super::ssimulacra2::{
-    error_sums, final_score, linear_rgb_row, positive_xyb_row, scale_count, Planes, ScaleStats,
+    error_sums, final_score, linear_rgb_row, positive_xyb_row, scale_count, ScaleStats,
 };
 use crate::codecs::Image;
 
@@ -32,6 +37,24 @@ const QUANTITIES: usize = 5;
 
 /// Buffers of a streamed score, reused across calls.
 pub(super) struct StreamWork {
+    /// One per scale, the first scale first.
+    scales: Vec<ScaleWork>,
+    horizontal: Horizontal,
+}
+
+impl StreamWork {
+    pub fn new() -> StreamWork {
+        StreamWork {
+            scales: Vec::new(),
+            horizontal: Horizontal::new(),
+        }
+    }
+}
+
+/// One scale's rows in flight and its running sums.
+struct ScaleWork {
+    width: usize,
+    height: usize,
     /// Per channel, the rows of the last [`SLOTS`] batches: reference,
     /// candidate. A batch arrives in its slot as linear RGB and is turned
     /// into XYB there (the blurs read it, and the error maps of row `n`
@@ -42,25 +65,55 @@ pub(super) struct StreamWork {
     blurred: Vec<Vec<f32>>,
     /// Per channel and quantity, the vertical recursion.
     vertical: Vec<VerticalState>,
-    horizontal: Horizontal,
     /// Per channel and quantity, the finished row.
     finished: Vec<Vec<f32>>,
-    /// The next scales' linear RGB: reference, candidate.
-    next: [Planes; 2],
-    current: [Planes; 2],
+    /// The first row of the batch being filled, and how many of its rows
+    /// have arrived.
+    y0: usize,
+    filled: usize,
+    /// The next vertical step to run.
+    step: isize,
+    /// Per channel, the error maps' sums (see `error_sums`).
+    sums: [[f64; 6]; 3],
 }
 
-impl StreamWork {
-    pub fn new() -> StreamWork {
-        StreamWork {
+impl ScaleWork {
+    fn new() -> ScaleWork {
+        ScaleWork {
+            width: 0,
+            height: 0,
             xyb: Default::default(),
             blurred: (0..3 * QUANTITIES).map(|_| Vec::new()).collect(),
             vertical: (0..3 * QUANTITIES).map(|_| VerticalState::new()).collect(),
-            horizontal: Horizontal::new(),
             finished: (0..3 * QUANTITIES).map(|_| Vec::new()).collect(),
-            next: Default::default(),
-            current: Default::default(),
+            y0: 0,
+            filled: 0,
+            step: VerticalState::FIRST_STEP,
+            sums: [[0.0; 6]; 3],
         }
+    }
+
+    /// Starts a `width` x `height` scale (the buffers keep their memory).
+    fn reset(&mut self, width: usize, height: usize) {
+        (self.width, self.height) = (width, height);
+        let ring = SLOTS * LANES * width;
+        for rows in self.xyb.iter_mut().flatten().chain(&mut self.blurred) {
+            rows.resize(ring, 0.0);
+        }
+        for state in &mut self.vertical {
+            state.reset(width);
+        }
+        for row in &mut self.finished {
+            row.resize(width, 0.0);
+        }
+        (self.y0, self.filled) = (0, 0);
+        self.step = VerticalState::FIRST_STEP;
+        self.sums = [[0.0; 6]; 3];
+    }
+
+    /// Where the batch being filled starts in the rings.
+    fn batch_start(&self) -> usize {
+        ((self.y0 / LANES) % SLOTS) * LANES * self.width
     }
 }
 
@@ -92,145 +145,116 @@ fn score_fma(reference: &Image, candidate: &Image, background: u8, work: &mut St
     score_any(reference, candidate, background, work)
 }
 
-/// Where a scale's rows come from.
-enum Source<'a> {
-    /// The 8-bit images (the first scale).
-    Images(&'a Image, &'a Image, u8),
-    /// The previous scale's halving.
-    Planes,
-}
-
 #[inline(always)]
 fn score_any(reference: &Image, candidate: &Image, background: u8, work: &mut StreamWork) -> f64 {
     let (width, height) = (reference.width as usize, reference.height as usize);
     let count = scale_count(width, height);
-    let mut stats = Vec::with_capacity(count);
+    if work.scales.len() < count {
+        work.scales.resize_with(count, ScaleWork::new);
+    }
+    let scales = &mut work.scales[..count];
     let (mut w, mut h) = (width, height);
-    for scale in 0..count {
-        if scale > 0 {
-            std::mem::swap(&mut work.current, &mut work.next);
-            (w, h) = (work.current[0].width, work.current[0].height);
-        }
-        let halve = scale + 1 < count;
-        let source = if scale == 0 {
-            Source::Images(reference, candidate, background)
-        } else {
-            Source::Planes
-        };
-        stats.push(score_scale(w, h, &source, halve, work));
+    for scale in scales.iter_mut() {
+        scale.reset(w, h);
+        (w, h) = (w.div_ceil(2), h.div_ceil(2));
     }
-    final_score(&stats)
-}
-
-/// One scale, `width` x `height`, its rows from `source`; halved into
-/// `work.next` for the next scale if `halve`.
-#[inline(always)]
-fn score_scale(
-    width: usize,
-    height: usize,
-    source: &Source<'_>,
-    halve: bool,
-    work: &mut StreamWork,
-) -> ScaleStats {
-    let slot_len = LANES * width;
-    for plane in work.xyb.iter_mut().flatten() {
-        plane.resize(SLOTS * slot_len, 0.0);
-    }
-    for rows in &mut work.blurred {
-        rows.resize(SLOTS * slot_len, 0.0);
-    }
-    for state in &mut work.vertical {
-        state.reset(width);
-    }
-    for row in &mut work.finished {
-        row.resize(width, 0.0);
-    }
-    if halve {
-        for next in &mut work.next {
-            next.width = width.div_ceil(2);
-            next.height = height.div_ceil(2);
-            for plane in &mut next.planes {
-                plane.resize(next.width * next.height, 0.0);
-            }
-        }
-    }
-    let mut sums = [[0.0f64; 6]; 3];
-    // The next vertical step to run.
-    let mut step = VerticalState::FIRST_STEP;
+    // The first scale's rows, a batch at a time, from the 8-bit images;
+    // each batch runs down the cascade as far as it fills batches below.
     let mut y0 = 0;
     while y0 < height {
         let rows = LANES.min(height - y0);
-        let slot = (y0 / LANES) % SLOTS;
-        // Linear RGB rows of both images.
-        let batch = slot * slot_len..slot * slot_len + rows * width;
-        for (side, ring) in work.xyb.iter_mut().enumerate() {
-            let [r, g, b] = ring.each_mut().map(|plane| &mut plane[batch.clone()]);
+        let first = &mut scales[0];
+        let start = first.batch_start();
+        for (side, ring) in first.xyb.iter_mut().enumerate() {
+            let img = if side == 0 { reference } else { candidate };
+            let [r, g, b] = ring.each_mut();
             for lane in 0..rows {
-                let y = y0 + lane;
-                let row = lane * width..(lane + 1) * width;
+                let row = start + lane * width..start + (lane + 1) * width;
                 let (r, g, b) = (&mut r[row.clone()], &mut g[row.clone()], &mut b[row]);
-                match source {
-                    Source::Images(reference, candidate, background) => {
-                        let img = if side == 0 { reference } else { candidate };
-                        linear_rgb_row(img, y, *background, [r, g, b]);
-                    }
-                    Source::Planes => {
-                        let planes = &work.current[side].planes;
-                        r.copy_from_slice(&planes[0][y * width..][..width]);
-                        g.copy_from_slice(&planes[1][y * width..][..width]);
-                        b.copy_from_slice(&planes[2][y * width..][..width]);
-                    }
-                }
-            }
-            if halve {
-                halve_rows([&*r, &*g, &*b], rows, y0, width, &mut work.next[side]);
-            }
-            positive_xyb_row(r, g, b);
-        }
-        // The horizontal pass of every quantity on the batch.
-        for c in 0..3 {
-            let (img1, img2) = (
-                &work.xyb[0][c][batch.clone()],
-                &work.xyb[1][c][batch.clone()],
-            );
-            let inputs: [(&[f32], Option<&[f32]>); QUANTITIES] = [
-                (img1, None),
-                (img2, None),
-                (img1, Some(img1)),
-                (img2, Some(img2)),
-                (img1, Some(img2)),
-            ];
-            for (q, (a, b)) in inputs.into_iter().enumerate() {
-                let out = &mut work.blurred[c * QUANTITIES + q][slot * slot_len..][..rows * width];
-                work.horizontal.run(a, b, out, width);
+                linear_rgb_row(img, y0 + lane, background, [r, g, b]);
             }
         }
+        first.filled = rows;
+        run_batch(scales, &mut work.horizontal);
         y0 += rows;
-        // Every vertical step whose lower input row has arrived (or lies
-        // below the image).
-        let last = if y0 == height {
-            height as isize - 1
-        } else {
-            y0 as isize - 1 - (VerticalState::inputs(0).1)
-        };
-        while step <= last {
-            vertical_step(step, width, height, work, &mut sums);
-            step += 1;
-        }
     }
-    ScaleStats::from_sums(&sums, width * height)
+    let stats: Vec<ScaleStats> = scales
+        .iter()
+        .map(|scale| ScaleStats::from_sums(&scale.sums, scale.width * scale.height))
+        .collect();
+    final_score(&stats)
 }
 
-/// Vertical step `n` of every quantity, and the error maps of row `n`
-/// when it is in the image.
+/// Runs the batch that has arrived at the first of `scales` (linear RGB in
+/// its ring, `filled` rows from `y0`): halves it into the next scale's
+/// batch, turns it into XYB, blurs it, runs every vertical step it allows
+/// and sums the finished rows; then the next scale's batch, when that is
+/// full or the last of its image.
 #[inline(always)]
-fn vertical_step(
-    n: isize,
-    width: usize,
-    height: usize,
-    work: &mut StreamWork,
-    sums: &mut [[f64; 6]; 3],
-) {
+fn run_batch(scales: &mut [ScaleWork], horizontal: &mut Horizontal) {
+    let Some((this, below)) = scales.split_first_mut() else {
+        return;
+    };
+    let (width, height, rows) = (this.width, this.height, this.filled);
+    let start = this.batch_start();
+    let batch = start..start + rows * width;
+    let mut next = below.first_mut();
+    for (side, ring) in this.xyb.iter_mut().enumerate() {
+        let [r, g, b] = ring.each_mut().map(|plane| &mut plane[batch.clone()]);
+        if let Some(next) = next.as_deref_mut() {
+            let at = next.batch_start() + next.filled * next.width;
+            let [nr, ng, nb] = next.xyb[side].each_mut().map(|plane| &mut plane[at..]);
+            halve_rows([&*r, &*g, &*b], rows, width, [nr, ng, nb], next.width);
+        }
+        positive_xyb_row(r, g, b);
+    }
+    if let Some(next) = next {
+        next.filled += rows.div_ceil(2);
+    }
+    // The horizontal pass of every quantity on the batch.
+    for c in 0..3 {
+        let (img1, img2) = (
+            &this.xyb[0][c][batch.clone()],
+            &this.xyb[1][c][batch.clone()],
+        );
+        let inputs: [(&[f32], Option<&[f32]>); QUANTITIES] = [
+            (img1, None),
+            (img2, None),
+            (img1, Some(img1)),
+            (img2, Some(img2)),
+            (img1, Some(img2)),
+        ];
+        for (q, (a, b)) in inputs.into_iter().enumerate() {
+            let out = &mut this.blurred[c * QUANTITIES + q][start..][..rows * width];
+            horizontal.run(a, b, out, width);
+        }
+    }
+    this.y0 += rows;
+    this.filled = 0;
+    // Every vertical step whose lower input row has arrived (or lies
+    // below the image).
+    let last = if this.y0 == height {
+        height as isize - 1
+    } else {
+        this.y0 as isize - 1 - (VerticalState::inputs(0).1)
+    };
+    while this.step <= last {
+        vertical_step(this.step, this);
+        this.step += 1;
+    }
+    let finished = this.y0 == height;
+    if let Some(next) = below.first() {
+        if next.filled == LANES || (finished && next.filled > 0) {
+            run_batch(below, horizontal);
+        }
+    }
+}
+
+/// Vertical step `n` of every quantity of `scale`, and the error maps of
+/// row `n` when it is in the image.
+#[inline(always)]
+fn vertical_step(n: isize, scale: &mut ScaleWork) {
+    let (width, height) = (scale.width, scale.height);
     let slot_len = LANES * width;
     // Where row `y` of a ring of batches is, if it is in the image.
     let at = |y: isize| -> Option<usize> {
@@ -241,11 +265,11 @@ fn vertical_step(
     };
     let (top, bottom) = VerticalState::inputs(n);
     let (top, bottom) = (at(top), at(bottom));
-    for ((rows, state), finished) in work
+    for ((rows, state), finished) in scale
         .blurred
         .iter()
-        .zip(&mut work.vertical)
-        .zip(&mut work.finished)
+        .zip(&mut scale.vertical)
+        .zip(&mut scale.finished)
     {
         let row = |start: Option<usize>| start.map(|s| &rows[s..s + width]);
         let out = (n >= 0).then_some(&mut finished[..]);
@@ -254,10 +278,10 @@ fn vertical_step(
     let Some(at_n) = at(n) else {
         return;
     };
-    for (c, sums) in sums.iter_mut().enumerate() {
-        let q = |i: usize| &work.finished[c * QUANTITIES + i][..width];
-        let img1 = &work.xyb[0][c][at_n..at_n + width];
-        let img2 = &work.xyb[1][c][at_n..at_n + width];
+    for (c, sums) in scale.sums.iter_mut().enumerate() {
+        let q = |i: usize| &scale.finished[c * QUANTITIES + i][..width];
+        let img1 = &scale.xyb[0][c][at_n..at_n + width];
+        let img2 = &scale.xyb[1][c][at_n..at_n + width];
         let row = error_sums(img1, q(0), q(2), img2, q(1), q(3), q(4));
         for (s, r) in sums.iter_mut().zip(row) {
             *s += r;
@@ -265,18 +289,24 @@ fn vertical_step(
     }
 }
 
-/// Halves the batch's `rows` rows (from row `y0` of a `width`-wide image)
-/// into `next`, as `downscale_by_2` does: 2x2 averages, the last row and
-/// column repeated when a side is odd. `y0` is even (batches are
-/// [`LANES`] rows), so pairs never straddle two batches.
+/// Halves the batch's `rows` rows (`width` wide) into the rows of `out`
+/// (`out_width` wide), as `downscale_by_2` does: 2x2 averages, the last
+/// row and column repeated when a side is odd. Batches start at even rows
+/// ([`LANES`] is even), so pairs never straddle two batches, and the
+/// halved rows of two batches fill one batch of the next scale.
 #[inline(always)]
-fn halve_rows(batch: [&[f32]; 3], rows: usize, y0: usize, width: usize, next: &mut Planes) {
-    let out_w = next.width;
-    for (input, out) in batch.iter().zip(&mut next.planes) {
+fn halve_rows(
+    batch: [&[f32]; 3],
+    rows: usize,
+    width: usize,
+    out: [&mut [f32]; 3],
+    out_width: usize,
+) {
+    for (input, out) in batch.iter().zip(out) {
         for pair in (0..rows).step_by(2) {
             let row0 = &input[pair * width..][..width];
             let row1 = &input[(pair + 1).min(rows - 1) * width..][..width];
-            let out = &mut out[((y0 + pair) / 2) * out_w..][..out_w];
+            let out = &mut out[(pair / 2) * out_width..][..out_width];
             for (ox, o) in out.iter_mut().enumerate() {
                 let (x0, x1) = (2 * ox, (2 * ox + 1).min(width - 1));
                 *o = (row0[x0] + row0[x1] + row1[x0] + row1[x1]) * 0.25;

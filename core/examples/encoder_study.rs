@@ -68,7 +68,7 @@ struct Rec {
 
 struct Ctx<'a> {
     img: &'a Image,
-    reference: &'a Reference,
+    reference: &'a Reference<'a>,
 }
 
 type Dec = fn(&[u8]) -> Result<Image, KeepReason>;

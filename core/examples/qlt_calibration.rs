@@ -89,7 +89,7 @@ fn grid() -> Vec<u8> {
 struct Sample {
     name: &'static str,
     photo: bool,
-    reference: Reference,
+    reference: Reference<'static>,
     image: Image,
 }
 

@@ -109,7 +109,7 @@ fn main() {
                     .then(|| guard::sample(&image, sample_pixels))
                     .flatten()
                     .map(|img| {
-                        let r = Reference::streamed(&img).expect("reference");
+                        let r = Reference::streamed(&img).expect("reference").into_owned();
                         (img, r)
                     });
                 let luma_q = jpeg_luma_q(&input).map_or(String::new(), |q| format!("{q:.2}"));

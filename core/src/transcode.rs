@@ -105,7 +105,7 @@ fn convert(
                     // Streamed too: the sample is scored a few times, and
                     // its prepared planes were 4-9 MiB of a conversion's
                     // ~45 for the same CPU.
-                    let reference = guard::Reference::streamed(&image)?;
+                    let reference = guard::Reference::streamed(&image)?.into_owned();
                     Ok(Sample { image, reference })
                 })
                 .transpose()?
@@ -455,7 +455,8 @@ fn verify_margin(reference: &guard::Reference, image: &Image) -> f64 {
 /// The search's sample: its pixels and its prepared reference.
 struct Sample {
     image: Image,
-    reference: guard::Reference,
+    /// With its own copy of the sample's pixels (a few hundred KB).
+    reference: guard::Reference<'static>,
 }
 
 /// Encodes one image, already at its delivered size, in the formats a
@@ -467,7 +468,7 @@ struct Job<'a> {
     /// The conversion's work budget, charged before each step.
     account: &'a Account,
     /// The guard's prepared reference; `None` when the guard is off.
-    reference: Option<&'a guard::Reference>,
+    reference: Option<&'a guard::Reference<'a>>,
     /// What the quality search runs on, when it does not run on the whole
     /// image.
     sample: Option<&'a Sample>,

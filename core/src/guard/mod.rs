@@ -91,7 +91,10 @@ pub const WHOLE_MAX_PIXELS: u64 = 4_200_000;
 pub const TILE: u32 = 256;
 
 /// The reference image, prepared once to score any number of candidates.
-pub struct Reference {
+/// A streamed one ([`Reference::streamed`]) borrows the image it scores
+/// against (`'a`) rather than keeping a copy: the conversion holds it
+/// anyway, and a copy was 3-4 bytes per pixel of each conversion's peak.
+pub struct Reference<'a> {
     /// The size candidates must have.
     width: u32,
     height: u32,
@@ -105,7 +108,7 @@ pub struct Reference {
     work: Mutex<Workspace>,
     /// The reference's pixels, when streamed ([`Reference::streamed`]),
     /// and the streamed score's buffers.
-    streamed: Option<(Image, Mutex<StreamWork>)>,
+    streamed: Option<(Cow<'a, Image>, Mutex<StreamWork>)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -156,10 +159,10 @@ pub fn score(reference: &Image, candidate: &Image) -> Result<f64, KeepReason> {
     Reference::new(reference)?.score(candidate)
 }
 
-impl Reference {
+impl<'a> Reference<'a> {
     /// Prepares `reference` for scoring candidates whole, at full
     /// resolution.
-    pub fn new(reference: &Image) -> Result<Reference, KeepReason> {
+    pub fn new(reference: &Image) -> Result<Reference<'static>, KeepReason> {
         Reference::prepare(reference, Sampling::Full)
     }
 
@@ -177,7 +180,7 @@ impl Reference {
     /// (Scoring each tile as an image of its own and pooling the error
     /// maps does worse, +1.8: a tile's borders, where the blur sees
     /// zeros, then weigh too much, most of all at the coarse scales.)
-    pub fn sampled(reference: &Image, max_pixels: u64) -> Result<Reference, KeepReason> {
+    pub fn sampled(reference: &Image, max_pixels: u64) -> Result<Reference<'static>, KeepReason> {
         Reference::prepare(reference, Sampling::tiles(reference, max_pixels))
     }
 
@@ -191,7 +194,10 @@ impl Reference {
     /// ~4 points higher at 1 MP, ~6 at 0.5 MP; see `benches/transcode.rs`).
     /// It answers "does it look the same at this smaller size", which is
     /// the right question only for an image that will be shown smaller.
-    pub fn downscaled(reference: &Image, max_pixels: u64) -> Result<Reference, KeepReason> {
+    pub fn downscaled(
+        reference: &Image,
+        max_pixels: u64,
+    ) -> Result<Reference<'static>, KeepReason> {
         let sampling = scaled_size(reference.width, reference.height, max_pixels)
             .map_or(Sampling::Full, |(w, h)| Sampling::Downscaled(w, h));
         Reference::prepare(reference, sampling)
@@ -205,27 +211,31 @@ impl Reference {
     /// ~7 bytes per pixel instead of ~80 (~130 with alpha), at 1.0-1.2x
     /// its CPU per candidate (the prepared planes of a large image do not
     /// stay in the CPU's caches; the rows do).
-    pub fn streamed(reference: &Image) -> Result<Reference, KeepReason> {
+    pub fn streamed(reference: &'a Image) -> Result<Reference<'a>, KeepReason> {
         Reference::build(reference, Sampling::Full, true)
     }
 
     /// [`Reference::sampled`], scored a few rows at a time as
     /// [`Reference::streamed`] is.
-    pub fn sampled_streamed(reference: &Image, max_pixels: u64) -> Result<Reference, KeepReason> {
+    pub fn sampled_streamed(
+        reference: &'a Image,
+        max_pixels: u64,
+    ) -> Result<Reference<'a>, KeepReason> {
         Reference::build(reference, Sampling::tiles(reference, max_pixels), true)
     }
 
-    fn prepare(reference: &Image, sampling: Sampling) -> Result<Reference, KeepReason> {
-        Reference::build(reference, sampling, false)
+    fn prepare(reference: &Image, sampling: Sampling) -> Result<Reference<'static>, KeepReason> {
+        let prepared = Reference::build(reference, sampling, false)?;
+        Ok(prepared.into_owned())
     }
 
     /// The reference for `sampling`: prepared, or kept as pixels to be
     /// `streamed`.
     fn build(
-        reference: &Image,
+        reference: &'a Image,
         sampling: Sampling,
         streamed: bool,
-    ) -> Result<Reference, KeepReason> {
+    ) -> Result<Reference<'a>, KeepReason> {
         check_image(reference, "reference")?;
         let sampling = match sampling {
             Sampling::Full => mirror_grid(reference.width, reference.height).map_or(
@@ -238,8 +248,7 @@ impl Reference {
         check_side(&image, "reference")?;
         let mut work = Workspace::new();
         let (views, streamed) = if streamed {
-            let pixels = image.into_owned();
-            (Vec::new(), Some((pixels, Mutex::new(StreamWork::new()))))
+            (Vec::new(), Some((image, Mutex::new(StreamWork::new()))))
         } else {
             let backgrounds: &[u8] = if reference.has_alpha { &[0, 255] } else { &[0] };
             let views = backgrounds
@@ -256,6 +265,21 @@ impl Reference {
             work: Mutex::new(work),
             streamed,
         })
+    }
+
+    /// The same reference with its own copy of the pixels it borrowed, if
+    /// any (a streamed one of an image that is about to move).
+    pub fn into_owned(self) -> Reference<'static> {
+        Reference {
+            width: self.width,
+            height: self.height,
+            sampling: self.sampling,
+            views: self.views,
+            work: self.work,
+            streamed: self
+                .streamed
+                .map(|(pixels, work)| (Cow::Owned(pixels.into_owned()), work)),
+        }
     }
 
     /// The size candidates must have (the reference's).

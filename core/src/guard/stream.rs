@@ -2,7 +2,7 @@
 //! as [`super::ssimulacra2::Prepared`] (the same arithmetic in the same
 //! order: the reference implementation's), computed row by row instead of
 //! plane by plane, so that checking a candidate against a large image
-//! costs a few rows per scale (~2.7 KB per pixel of width at the first
+//! costs a few rows per scale (~2 KB per pixel of width at the first
 //! scale, twice that over all six) instead of ~80 bytes per pixel.
 //!
 //! The six scales run as a cascade: rows arrive at a scale in batches of
@@ -27,9 +27,11 @@ use super::ssimulacra2::{
 };
 use crate::codecs::Image;
 
-/// Rows of one batch, ring slots: a vertical step reads up to two batches
-/// back (row `n - 6`) and the batch just received (row `n + 4`).
-const SLOTS: usize = 4;
+/// Ring slots of [`LANES`] rows each: the batch just received and the
+/// two before it. Batch `k`'s vertical steps (rows `8k - 4` to `8k + 3`)
+/// read rows `n - 6` (down to `8k - 10`, in batch `k - 2`) and `n + 4`
+/// (batch `k`), and the error maps read row `n` (batch `k - 1` or `k`).
+const SLOTS: usize = 3;
 
 /// The five blurred quantities per channel: `mu1`, `mu2`, `sigma11`,
 /// `sigma22`, `sigma12`.

@@ -106,9 +106,12 @@ pub struct Reference<'a> {
     views: Vec<(u8, Prepared)>,
     /// Scoring buffers, kept between candidates.
     work: Mutex<Workspace>,
-    /// The reference's pixels, when streamed ([`Reference::streamed`]),
-    /// and the streamed score's buffers.
-    streamed: Option<(Cow<'a, Image>, Mutex<StreamWork>)>,
+    /// The reference's pixels, when streamed ([`Reference::streamed`]).
+    /// The streamed score's buffers (a few rows per scale) live only
+    /// while it runs: between candidates the memory goes to the encoder
+    /// (the same thread's allocator hands it back), so a conversion's
+    /// peak is the larger of the two, not their sum.
+    streamed: Option<Cow<'a, Image>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -248,7 +251,7 @@ impl<'a> Reference<'a> {
         check_side(&image, "reference")?;
         let mut work = Workspace::new();
         let (views, streamed) = if streamed {
-            (Vec::new(), Some((image, Mutex::new(StreamWork::new()))))
+            (Vec::new(), Some(image))
         } else {
             let backgrounds: &[u8] = if reference.has_alpha { &[0, 255] } else { &[0] };
             let views = backgrounds
@@ -276,9 +279,7 @@ impl<'a> Reference<'a> {
             sampling: self.sampling,
             views: self.views,
             work: self.work,
-            streamed: self
-                .streamed
-                .map(|(pixels, work)| (Cow::Owned(pixels.into_owned()), work)),
+            streamed: self.streamed.map(|pixels| Cow::Owned(pixels.into_owned())),
         }
     }
 
@@ -312,8 +313,8 @@ impl<'a> Reference<'a> {
         }
         let candidate = self.sampling.apply(candidate)?;
         check_side(&candidate, "candidate")?;
-        if let Some((reference, work)) = &self.streamed {
-            let work = &mut *work.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(reference) = &self.streamed {
+            let mut work = StreamWork::new();
             let backgrounds: &[u8] = if reference.has_alpha || candidate.has_alpha {
                 &[0, 255]
             } else {
@@ -321,7 +322,7 @@ impl<'a> Reference<'a> {
             };
             return Ok(backgrounds
                 .iter()
-                .map(|&bg| stream::score(reference, &candidate, bg, work))
+                .map(|&bg| stream::score(reference, &candidate, bg, &mut work))
                 .fold(f64::INFINITY, f64::min));
         }
         // A panic while scoring (a bug) poisons the lock; the buffers are

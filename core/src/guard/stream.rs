@@ -316,3 +316,65 @@ fn halve_rows(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl StreamWork {
+        /// Bytes of the row buffers held (the horizontal blur's own
+        /// scratch is a row or two and not counted).
+        fn held_bytes(&self) -> usize {
+            self.scales
+                .iter()
+                .map(|scale| {
+                    let rows = scale.xyb.iter().flatten().chain(&scale.blurred);
+                    let rows: usize = rows.chain(&scale.finished).map(Vec::capacity).sum();
+                    rows * std::mem::size_of::<f32>()
+                })
+                .sum()
+        }
+    }
+
+    fn image(width: u32, height: u32, seed: u32) -> Image {
+        let pixels = (0..width * height * 3)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+            .collect();
+        Image {
+            width,
+            height,
+            pixels,
+            has_alpha: false,
+            icc_profile: None,
+        }
+    }
+
+    /// What a streamed score holds grows with the image's width, not its
+    /// height: rows of each scale (three batches of eight, 21 planes), no
+    /// plane of any scale whole. Ten times the rows, the same bytes.
+    #[test]
+    fn the_memory_held_is_rows_not_planes() {
+        let held = |width: u32, height: u32| {
+            let mut work = StreamWork::new();
+            let score = score(
+                &image(width, height, 1),
+                &image(width, height, 2),
+                0,
+                &mut work,
+            );
+            assert!(score.is_finite());
+            work.held_bytes()
+        };
+        let short = held(320, 240);
+        assert_eq!(held(320, 2400), short, "bytes held vs height");
+        // The first scale's rings and its halves' below it.
+        let first_scale = 21 * SLOTS * LANES * 320 * 4;
+        assert!(
+            short >= first_scale && short < 2 * first_scale + 64 * 1024,
+            "{short} bytes"
+        );
+        // Less than one f32 plane of the tall image (the cascade replaced
+        // the second scale's RGB planes of both images: 1.5 of them).
+        assert!(short < 320 * 2400 * 4, "{short} bytes");
+    }
+}

@@ -65,7 +65,11 @@ fn convert(
     }
     let image = if resized {
         account.step(work::pixels(source.0, source.1) * weight::RESIZE)?;
-        crate::resize::resize(&image, width, height)?
+        let smaller = crate::resize::resize(&image, width, height)?;
+        // The source's pixels are not needed again (a shadowed binding
+        // would hold them to the end of the conversion).
+        drop(image);
+        smaller
     } else {
         image
     };

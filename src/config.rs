@@ -321,6 +321,10 @@ unsafe fn refuse(cf: *mut ngx_conf_t, directive: &str, refusal: &Refusal) -> *mu
     NGX_CONF_ERROR
 }
 
+/// A directive's value parser: its arguments (after the name) to the
+/// value stored, or why they are refused.
+type Parser<V> = fn(&[&[u8]]) -> Result<V, Refusal>;
+
 /// The handler behind every line of the table but the thread pool's:
 /// parses the directive's values with `parse` and stores the result in the
 /// field `field` selects, refusing a directive given twice at one level.
@@ -333,7 +337,7 @@ unsafe fn set_field<F: Field>(
     cmd: *mut ngx_command_t,
     conf: *mut c_void,
     field: impl FnOnce(&mut Directives) -> &mut F,
-    parse: fn(&[&[u8]]) -> Result<F::Value, Refusal>,
+    parse: Parser<F::Value>,
 ) -> *mut c_char {
     // SAFETY: nginx passes the command it is handling, whose name is one
     // of the static strings of COMMANDS, and the arguments it read: the

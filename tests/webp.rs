@@ -379,8 +379,8 @@ fn run_all(name: &str, prefix: &str, plain_prefix: &str) {
 fn print_table(title: &str, rows: &[Row]) {
     eprintln!("\n== {title}");
     eprintln!(
-        "{:<44} {:>9} {:>9} {:>6} {:>8} {:>6}  {}",
-        "file", "orig B", "served B", "saved", "PSNR dB", "score", ""
+        "{:<44} {:>9} {:>9} {:>6} {:>8} {:>6}",
+        "file", "orig B", "served B", "saved", "PSNR dB", "score"
     );
     for r in rows {
         let saved = 100.0 * (1.0 - r.served as f64 / r.orig as f64);

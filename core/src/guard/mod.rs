@@ -211,7 +211,7 @@ impl<'a> Reference<'a> {
     /// anything: each candidate is scored a few rows at a time
     /// (`stream.rs`), the reference's side recomputed with it. The same
     /// scores as [`Reference::new`] (to rounding in the pooled sums) for
-    /// a few rows per scale while a score runs (~2 KB per pixel of width)
+    /// a few rows per scale while a score runs (~4 KB per pixel of width)
     /// instead of ~80 bytes per pixel (~130 with alpha), at 1.0-1.2x
     /// its CPU per candidate (the prepared planes of a large image do not
     /// stay in the CPU's caches; the rows do).

@@ -654,13 +654,7 @@ fn tiny_jpeg_with_a_huge_header() -> Vec<u8> {
             ]);
         }
     }
-    let image = smart_imaging_core::codecs::Image {
-        width: w as u32,
-        height: h as u32,
-        pixels,
-        has_alpha: false,
-        icc_profile: None,
-    };
+    let image = smart_imaging_core::codecs::Image::rgb(w as u32, h as u32, pixels);
     smart_imaging_core::codecs::jpeg::encode(&image, 75).unwrap()
 }
 

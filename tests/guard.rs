@@ -145,13 +145,7 @@ fn read_pam(b: &[u8]) -> Image {
         width as usize * height as usize * 4,
         "PAM size"
     );
-    Image {
-        width,
-        height,
-        pixels,
-        has_alpha: true,
-        icc_profile: None,
-    }
+    Image::rgba(width, height, pixels)
 }
 
 /// With the guard on (the default), every WebP served scores at least 80

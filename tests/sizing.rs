@@ -121,13 +121,7 @@ fn upscale(img: &Image, width: u32, height: u32) -> Image {
             }
         }
     }
-    Image {
-        width,
-        height,
-        pixels,
-        has_alpha: false,
-        icc_profile: None,
-    }
+    Image::rgb(width, height, pixels)
 }
 
 /// The 1632x1000 source JPEG (q85, MozJPEG), made once per test binary.
@@ -1519,13 +1513,7 @@ fn resize_quality_matches_the_core_pipeline() {
             }
         }
     }
-    let boxed = Image {
-        width: w,
-        height: h,
-        pixels: px,
-        has_alpha: false,
-        icc_profile: None,
-    };
+    let boxed = Image::rgb(w, h, px);
     let db_box = psnr(&served, &boxed);
     assert!(db_box >= 30.0, "served vs 2x2 box filter: {db_box:.1} dB");
     eprintln!(

@@ -140,13 +140,7 @@ fn jpeg_baseline_progressive_gray() {
             ),
             (48, 40, false, None)
         );
-        let original = Image {
-            width: 48,
-            height: 40,
-            pixels: rgb.clone(),
-            has_alpha: false,
-            icc_profile: None,
-        };
+        let original = Image::rgb(48, 40, rgb.clone());
         assert!(smart_imaging_core::metrics::psnr(&original, &img) > 30.0);
     }
 

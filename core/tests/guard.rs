@@ -39,13 +39,7 @@ mod fixtures {
                 pixels.extend([r, g, b].map(|v| v.round().clamp(0.0, 255.0) as u8));
             }
         }
-        Image {
-            width,
-            height,
-            pixels,
-            has_alpha: false,
-            icc_profile: None,
-        }
+        Image::rgb(width, height, pixels)
     }
 
     /// `img` with every sample moved by a deterministic pseudo-random amount
@@ -143,13 +137,7 @@ fn rgba(width: u32, height: u32, f: impl Fn(u32, u32) -> [u8; 4]) -> Image {
             pixels.extend(f(x, y));
         }
     }
-    Image {
-        width,
-        height,
-        pixels,
-        has_alpha: true,
-        icc_profile: None,
-    }
+    Image::rgba(width, height, pixels)
 }
 
 #[test]
@@ -412,13 +400,7 @@ fn alpha_is_judged_on_the_worse_background() {
     let clear_white = rgba(32, 32, |_, _| [255, 255, 255, 0]);
     assert!(score(&opaque_white, &clear_white).unwrap() < 30.0);
     // An opaque RGB reference against a candidate with alpha: the same.
-    let rgb_black = Image {
-        width: 32,
-        height: 32,
-        pixels: vec![0; 32 * 32 * 3],
-        has_alpha: false,
-        icc_profile: None,
-    };
+    let rgb_black = Image::rgb(32, 32, vec![0; 32 * 32 * 3]);
     assert_eq!(score(&rgb_black, &clear).unwrap(), s);
     assert_eq!(score(&rgb_black, &opaque_black).unwrap(), 100.0);
 }

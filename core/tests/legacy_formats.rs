@@ -204,13 +204,7 @@ fn read_bmp(bmp: &[u8]) -> Image {
 }
 
 fn rgb(width: u32, height: u32, pixels: Vec<u8>) -> Image {
-    Image {
-        width,
-        height,
-        pixels,
-        has_alpha: false,
-        icc_profile: None,
-    }
+    Image::rgb(width, height, pixels)
 }
 
 /// [`common::photo_like`] with an alpha channel: opaque left, fading to

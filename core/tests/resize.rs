@@ -15,13 +15,7 @@ fn rgb(width: u32, height: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Image {
         .flat_map(|y| (0..width).map(move |x| (x, y)))
         .flat_map(|(x, y)| f(x, y))
         .collect();
-    Image {
-        width,
-        height,
-        pixels,
-        has_alpha: false,
-        icc_profile: None,
-    }
+    Image::rgb(width, height, pixels)
 }
 
 fn rgba(width: u32, height: u32, f: impl Fn(u32, u32) -> [u8; 4]) -> Image {
@@ -29,13 +23,7 @@ fn rgba(width: u32, height: u32, f: impl Fn(u32, u32) -> [u8; 4]) -> Image {
         .flat_map(|y| (0..width).map(move |x| (x, y)))
         .flat_map(|(x, y)| f(x, y))
         .collect();
-    Image {
-        width,
-        height,
-        pixels,
-        has_alpha: true,
-        icc_profile: None,
-    }
+    Image::rgba(width, height, pixels)
 }
 
 fn pixel(img: &Image, x: u32, y: u32) -> &[u8] {

@@ -136,13 +136,7 @@ mod tests {
     /// 3 4 5
     /// ```
     fn numbered() -> Image {
-        Image {
-            width: 3,
-            height: 2,
-            pixels: (0..6).flat_map(|i| [i, i, i]).collect(),
-            has_alpha: false,
-            icc_profile: None,
-        }
+        Image::rgb(3, 2, (0..6).flat_map(|i| [i, i, i]).collect())
     }
 
     fn layout(img: &Image) -> Vec<u8> {

@@ -50,6 +50,30 @@ pub struct Image {
 }
 
 impl Image {
+    /// An opaque image with no ICC profile (sRGB): `pixels` is RGB8, row
+    /// by row.
+    pub fn rgb(width: u32, height: u32, pixels: Vec<u8>) -> Image {
+        Image {
+            width,
+            height,
+            pixels,
+            has_alpha: false,
+            icc_profile: None,
+        }
+    }
+
+    /// An image with alpha and no ICC profile (sRGB): `pixels` is RGBA8
+    /// (straight alpha), row by row.
+    pub fn rgba(width: u32, height: u32, pixels: Vec<u8>) -> Image {
+        Image {
+            width,
+            height,
+            pixels,
+            has_alpha: true,
+            icc_profile: None,
+        }
+    }
+
     /// Bytes per pixel: 3 or 4.
     pub fn channels(&self) -> usize {
         if self.has_alpha {
@@ -210,13 +234,7 @@ mod tests {
 
     #[test]
     fn opaque_alpha_is_dropped() {
-        let mut img = Image {
-            width: 2,
-            height: 1,
-            pixels: vec![1, 2, 3, 255, 4, 5, 6, 255],
-            has_alpha: true,
-            icc_profile: None,
-        };
+        let mut img = Image::rgba(2, 1, vec![1, 2, 3, 255, 4, 5, 6, 255]);
         drop_opaque_alpha(&mut img);
         assert!(!img.has_alpha);
         assert_eq!(img.pixels, vec![1, 2, 3, 4, 5, 6]);

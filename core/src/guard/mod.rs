@@ -534,15 +534,13 @@ mod tests {
 
     #[test]
     fn mosaic_copies_tiles() {
-        let img = Image {
-            width: 600,
-            height: 300,
-            pixels: (0..600 * 300)
+        let img = Image::rgb(
+            600,
+            300,
+            (0..600 * 300)
                 .flat_map(|i: u32| [(i % 251) as u8, (i / 600) as u8, 7])
                 .collect(),
-            has_alpha: false,
-            icc_profile: None,
-        };
+        );
         let m = mosaic(&img, &[(10, 20), (300, 40)], 2);
         assert_eq!((m.width, m.height), (512, 256));
         let px = |img: &Image, x: u32, y: u32| {
@@ -574,13 +572,7 @@ mod tests {
         assert_eq!(mirror_grid(20_000, 10), None, "too long a strip");
         // 3x2 RGB, mirrored 2x2: each copy meets its neighbour at its own
         // edge pixels.
-        let img = Image {
-            width: 3,
-            height: 2,
-            pixels: (0..18).collect(),
-            has_alpha: false,
-            icc_profile: None,
-        };
+        let img = Image::rgb(3, 2, (0..18).collect());
         let m = mirrored(&img, 2, 2);
         assert_eq!((m.width, m.height), (6, 4));
         let px = |x: usize, y: usize| m.pixels[(y * 6 + x) * 3];
@@ -589,13 +581,7 @@ mod tests {
         let col0: Vec<u8> = (0..4).map(|y| px(0, y)).collect();
         assert_eq!(col0, [0, 9, 9, 0]);
         // Scoring works down to a single pixel; identical is 100.
-        let dot = Image {
-            width: 1,
-            height: 1,
-            pixels: vec![10, 20, 30],
-            has_alpha: false,
-            icc_profile: None,
-        };
+        let dot = Image::rgb(1, 1, vec![10, 20, 30]);
         assert!((score(&dot, &dot).unwrap() - 100.0).abs() < 1e-9);
     }
 }

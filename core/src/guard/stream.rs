@@ -344,13 +344,7 @@ mod tests {
         let pixels = (0..width * height * 3)
             .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
             .collect();
-        Image {
-            width,
-            height,
-            pixels,
-            has_alpha: false,
-            icc_profile: None,
-        }
+        Image::rgb(width, height, pixels)
     }
 
     /// What a streamed score holds grows with the image's width, not its

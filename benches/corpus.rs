@@ -104,6 +104,9 @@ fn plan(targets: &[Format]) -> Plan {
     if let Ok(guard) = std::env::var("SMART_IMAGING_BENCH_GUARD") {
         plan.guard.threshold = (guard != "off").then(|| guard.parse().expect("a score"));
     }
+    if let Ok(speed) = std::env::var("SMART_IMAGING_BENCH_AVIF_SPEED") {
+        plan.tuning.avif.speed = speed.parse().expect("a libaom speed 0-10");
+    }
     plan
 }
 

@@ -238,14 +238,8 @@ fn main() {
     let only = opt("--only");
 
     let dir = common::corpus_dir().expect("corpus");
-    let manifest = std::fs::read_to_string(dir.join("manifest.csv")).expect("manifest");
-    let files: Vec<(String, String)> = manifest
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let mut cols = l.split(',');
-            Some((cols.next()?.to_string(), cols.next()?.to_string()))
-        })
+    let files: Vec<(String, String)> = common::corpus_manifest(&dir)
+        .into_iter()
         .filter(|(name, kind)| {
             kinds.contains(kind) && only.as_ref().is_none_or(|o| name.contains(o.as_str()))
         })

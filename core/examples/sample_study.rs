@@ -15,36 +15,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-
 use smart_imaging_core::codecs::{self, Effort, Format, Image};
-use smart_imaging_core::guard::Reference;
+use smart_imaging_core::guard::{mosaic, Reference};
 use smart_imaging_core::Limits;
-
-/// `tile`-sized tiles of `img` at `corners`, side by side, `columns` per row.
-fn mosaic(img: &Image, corners: &[(u32, u32)], columns: u32, tile: u32) -> Image {
-    let c = img.channels();
-    let rows = (corners.len() as u32).div_ceil(columns);
-    let (width, height) = (columns * tile, rows * tile);
-    let mut pixels = vec![0; width as usize * height as usize * c];
-    let tile_row = tile as usize * c;
-    for (i, &(x0, y0)) in corners.iter().enumerate() {
-        let (tx, ty) = (i as u32 % columns, i as u32 / columns);
-        for y in 0..tile {
-            let src = ((y0 + y) as usize * img.width as usize + x0 as usize) * c;
-            let dst = ((ty * tile + y) as usize * width as usize + (tx * tile) as usize) * c;
-            pixels[dst..dst + tile_row].copy_from_slice(&img.pixels[src..src + tile_row]);
-        }
-    }
-    Image {
-        width,
-        height,
-        pixels,
-        has_alpha: img.has_alpha,
-        icc_profile: None,
-    }
-}
 
 /// `n` tiles in an even grid close to the image's proportions.
 fn grid(img: &Image, n: u32, tile: u32) -> Vec<(u32, u32)> {
@@ -88,29 +61,33 @@ fn activity(img: &Image, x0: u32, y0: u32, tile: u32) -> f64 {
     sum
 }
 
-/// `n` tiles from the aligned grid of all tiles, at evenly spaced
-/// quantiles of their activity (so the sample holds flat and busy parts in
-/// the image's own proportions).
-fn stratified(img: &Image, n: u32, tile: u32) -> Vec<(u32, u32)> {
+/// The aligned grid of all `tile`-sized tiles of `img`, least busy first.
+fn tiles_by_activity(img: &Image, tile: u32) -> Vec<(u32, u32)> {
     let mut all: Vec<(f64, (u32, u32))> = (0..img.height / tile)
         .flat_map(|ty| (0..img.width / tile).map(move |tx| (tx * tile, ty * tile)))
         .map(|(x, y)| (activity(img, x, y, tile), (x, y)))
         .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    all.into_iter().map(|(_, corner)| corner).collect()
+}
+
+/// `n` tiles at evenly spaced quantiles of their activity (so that the
+/// sample holds flat and busy parts in the image's own proportions).
+fn stratified(img: &Image, n: u32, tile: u32) -> Vec<(u32, u32)> {
+    let all = tiles_by_activity(img, tile);
     let len = all.len() as u32;
     (0..n.min(len))
-        .map(|i| all[((2 * i + 1) * len / (2 * n)) as usize].1)
+        .map(|i| all[((2 * i + 1) * len / (2 * n)) as usize])
         .collect()
 }
 
 /// The busiest `n` tiles.
 fn busiest(img: &Image, n: u32, tile: u32) -> Vec<(u32, u32)> {
-    let mut all: Vec<(f64, (u32, u32))> = (0..img.height / tile)
-        .flat_map(|ty| (0..img.width / tile).map(move |tx| (tx * tile, ty * tile)))
-        .map(|(x, y)| (activity(img, x, y, tile), (x, y)))
-        .collect();
-    all.sort_by(|a, b| b.0.total_cmp(&a.0));
-    all.iter().take(n as usize).map(|t| t.1).collect()
+    tiles_by_activity(img, tile)
+        .into_iter()
+        .rev()
+        .take(n as usize)
+        .collect()
 }
 
 fn samples(img: &Image) -> Vec<(String, Image)> {
@@ -145,58 +122,34 @@ fn main() {
     let from: u8 = arg("--from").map_or(60, |v| v.parse().unwrap());
     let to: u8 = arg("--to").map_or(96, |v| v.parse().unwrap());
     let dir = common::corpus_dir().expect("the corpus (SMART_IMAGING_CORPUS)");
-    let manifest = std::fs::read_to_string(dir.join("manifest.csv")).expect("manifest");
-    let names: Vec<String> = manifest
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let mut f = l.split(',');
-            let name = f.next()?;
-            (f.next()? == "photo").then(|| name.to_string())
-        })
+    let names: Vec<String> = common::corpus_manifest(&dir)
+        .into_iter()
+        .filter_map(|(name, kind)| (kind == "photo").then_some(name))
         .collect();
-    let next = AtomicUsize::new(0);
-    let out = Mutex::new(());
     println!("name,sample,pixels,quality,score,bytes");
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(name) = names.get(i) else { break };
-                let input = std::fs::read(dir.join(name)).expect("read");
-                let image = codecs::decode(&input, &Limits::default()).expect("decode");
-                if u64::from(image.width) * u64::from(image.height) < 400_000 {
-                    continue;
-                }
-                let mut lines = Vec::new();
-                for (label, sample) in samples(&image) {
-                    let reference = Reference::streamed(&sample)
-                        .expect("reference")
-                        .into_owned();
-                    for quality in from..=to {
-                        let bytes = common::guarded_encode(
-                            Format::WebP,
-                            &sample,
-                            quality,
-                            Effort::Final,
-                            false,
-                        );
-                        let decoded = (Format::WebP.codec().decode)(&bytes, &Limits::default())
-                            .expect("decode");
-                        let score = reference.score(&decoded).expect("score");
-                        lines.push(format!(
-                            "{name},{label},{},{quality},{score:.3},{}",
-                            u64::from(sample.width) * u64::from(sample.height),
-                            bytes.len()
-                        ));
-                    }
-                }
-                let _guard = out.lock().unwrap();
-                for line in lines {
-                    println!("{line}");
-                }
-                eprintln!("{name}");
-            });
+    common::print_per_image(&dir, &names, |name, input| {
+        let image = codecs::decode(input, &Limits::default()).expect("decode");
+        if u64::from(image.width) * u64::from(image.height) < 400_000 {
+            return Vec::new();
         }
+        let mut lines = Vec::new();
+        for (label, sample) in samples(&image) {
+            let reference = Reference::streamed(&sample)
+                .expect("reference")
+                .into_owned();
+            for quality in from..=to {
+                let bytes =
+                    common::guarded_encode(Format::WebP, &sample, quality, Effort::Final, false);
+                let decoded =
+                    (Format::WebP.codec().decode)(&bytes, &Limits::default()).expect("decode");
+                let score = reference.score(&decoded).expect("score");
+                lines.push(format!(
+                    "{name},{label},{},{quality},{score:.3},{}",
+                    u64::from(sample.width) * u64::from(sample.height),
+                    bytes.len()
+                ));
+            }
+        }
+        lines
     });
 }

@@ -47,13 +47,11 @@ fn main() {
     }
     if files.is_empty() {
         let dir = common::corpus_dir().expect("corpus");
-        let manifest = std::fs::read_to_string(dir.join("manifest.csv")).unwrap();
-        files = manifest
-            .lines()
-            .skip(1)
-            .filter(|l| kinds.iter().any(|k| l.split(',').nth(1) == Some(k)))
+        files = common::corpus_manifest(&dir)
+            .into_iter()
+            .filter(|(_, kind)| kinds.contains(kind))
             .step_by(every)
-            .map(|l| dir.join(l.split(',').next().unwrap()))
+            .map(|(name, _)| dir.join(name))
             .collect();
     }
     println!("name,mp,quality,ours,reference,difference,ours_ms,reference_ms,streamed_ms");

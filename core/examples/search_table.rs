@@ -16,9 +16,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-
 use smart_imaging_core::codecs::{self, Effort, Format};
 use smart_imaging_core::guard::{self, Reference};
 use smart_imaging_core::Limits;
@@ -81,58 +78,39 @@ fn main() {
     };
     let kinds: Vec<&str> = kinds.split(',').collect();
     let dir = common::corpus_dir().expect("the corpus (SMART_IMAGING_CORPUS)");
-    let manifest = std::fs::read_to_string(dir.join("manifest.csv")).expect("manifest");
-    let names: Vec<String> = manifest
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let mut f = l.split(',');
-            let name = f.next()?;
-            kinds.contains(&f.next()?).then(|| name.to_string())
-        })
+    let names: Vec<String> = common::corpus_manifest(&dir)
+        .into_iter()
+        .filter_map(|(name, kind)| kinds.contains(&kind.as_str()).then_some(name))
         .collect();
-    let next = AtomicUsize::new(0);
-    let out = Mutex::new(());
     println!("name,pixels,orig_bytes,jpeg_luma_q,quality,sample_score,whole_score,whole_bytes");
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(name) = names.get(i) else { break };
-                let input = std::fs::read(dir.join(name)).expect("read");
-                let image = codecs::decode(&input, &Limits::default()).expect("decode");
-                let from_png = name.ends_with(".png");
-                let pixels = u64::from(image.width) * u64::from(image.height);
-                let whole = Reference::streamed(&image).expect("reference");
-                let sample_pixels = (pixels / 10 / 65536).clamp(1, 2) * 65536;
-                let sample = (pixels >= 400_000)
-                    .then(|| guard::sample(&image, sample_pixels))
-                    .flatten()
-                    .map(|img| {
-                        let r = Reference::streamed(&img).expect("reference").into_owned();
-                        (img, r)
-                    });
-                let luma_q = jpeg_luma_q(&input).map_or(String::new(), |q| format!("{q:.2}"));
-                let mut lines = Vec::new();
-                for quality in from..=to {
-                    let bytes = common::guarded_encode(format, &image, quality, effort, from_png);
-                    let whole_score = score(format, &whole, &bytes);
-                    let sample_score = sample.as_ref().map_or(String::new(), |(img, r)| {
-                        let sample = common::guarded_encode(format, img, quality, effort, from_png);
-                        format!("{:.3}", score(format, r, &sample))
-                    });
-                    lines.push(format!(
-                        "{name},{pixels},{},{luma_q},{quality},{sample_score},{whole_score:.3},{}",
-                        input.len(),
-                        bytes.len()
-                    ));
-                }
-                let _guard = out.lock().unwrap();
-                for line in lines {
-                    println!("{line}");
-                }
-                eprintln!("{name}");
+    common::print_per_image(&dir, &names, |name, input| {
+        let image = codecs::decode(input, &Limits::default()).expect("decode");
+        let from_png = name.ends_with(".png");
+        let pixels = u64::from(image.width) * u64::from(image.height);
+        let whole = Reference::streamed(&image).expect("reference");
+        let sample_pixels = (pixels / 10 / 65536).clamp(1, 2) * 65536;
+        let sample = (pixels >= 400_000)
+            .then(|| guard::sample(&image, sample_pixels))
+            .flatten()
+            .map(|img| {
+                let r = Reference::streamed(&img).expect("reference").into_owned();
+                (img, r)
             });
+        let luma_q = jpeg_luma_q(input).map_or(String::new(), |q| format!("{q:.2}"));
+        let mut lines = Vec::new();
+        for quality in from..=to {
+            let bytes = common::guarded_encode(format, &image, quality, effort, from_png);
+            let whole_score = score(format, &whole, &bytes);
+            let sample_score = sample.as_ref().map_or(String::new(), |(img, r)| {
+                let sample = common::guarded_encode(format, img, quality, effort, from_png);
+                format!("{:.3}", score(format, r, &sample))
+            });
+            lines.push(format!(
+                "{name},{pixels},{},{luma_q},{quality},{sample_score},{whole_score:.3},{}",
+                input.len(),
+                bytes.len()
+            ));
         }
+        lines
     });
 }

@@ -40,11 +40,8 @@ fn main() {
         .collect();
     if files.is_empty() {
         let dir = common::corpus_dir().expect("no corpus");
-        let manifest = std::fs::read_to_string(dir.join("manifest.csv")).unwrap();
-        for line in manifest.lines().skip(1) {
-            let mut f = line.split(',');
-            let (name, kind) = (f.next().unwrap(), f.next().unwrap());
-            files.push((dir.join(name), kind.to_string()));
+        for (name, kind) in common::corpus_manifest(&dir) {
+            files.push((dir.join(name), kind));
         }
     }
     if budget {

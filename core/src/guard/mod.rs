@@ -145,7 +145,9 @@ impl Sampling {
         Ok(match self {
             Sampling::Full => Cow::Borrowed(img),
             Sampling::Downscaled(w, h) => Cow::Owned(crate::resize::resize(img, *w, *h)?),
-            Sampling::Tiles { corners, columns } => Cow::Owned(mosaic(img, corners, *columns)),
+            Sampling::Tiles { corners, columns } => {
+                Cow::Owned(mosaic(img, corners, *columns, TILE))
+            }
             Sampling::Mirrored { columns, rows } => Cow::Owned(mirrored(img, *columns, *rows)),
         })
     }
@@ -483,22 +485,24 @@ fn tile_grid(width: u32, height: u32, max_pixels: u64) -> Option<(Vec<(u32, u32)
 /// is one the whole image has.
 pub fn sample(img: &Image, max_pixels: u64) -> Option<Image> {
     tile_grid(img.width, img.height, max_pixels)
-        .map(|(corners, columns)| mosaic(img, &corners, columns))
+        .map(|(corners, columns)| mosaic(img, &corners, columns, TILE))
 }
 
-/// The [`TILE`]-sized tiles of `img` at `corners`, side by side,
-/// `columns` per row.
-fn mosaic(img: &Image, corners: &[(u32, u32)], columns: u32) -> Image {
+/// The `tile` x `tile` squares of `img` at `corners` (top-left corners,
+/// inside the image), side by side, `columns` per row; the last row's
+/// gaps are black. The search's sample uses [`TILE`]; other sizes are for
+/// studies (`core/examples/sample_study.rs`).
+pub fn mosaic(img: &Image, corners: &[(u32, u32)], columns: u32, tile: u32) -> Image {
     let c = img.channels();
     let rows = (corners.len() as u32).div_ceil(columns);
-    let (width, height) = (columns * TILE, rows * TILE);
+    let (width, height) = (columns * tile, rows * tile);
     let mut pixels = vec![0; width as usize * height as usize * c];
-    let tile_row = TILE as usize * c;
+    let tile_row = tile as usize * c;
     for (i, &(x0, y0)) in corners.iter().enumerate() {
         let (tx, ty) = (i as u32 % columns, i as u32 / columns);
-        for y in 0..TILE {
+        for y in 0..tile {
             let src = ((y0 + y) as usize * img.width as usize + x0 as usize) * c;
-            let dst = ((ty * TILE + y) as usize * width as usize + (tx * TILE) as usize) * c;
+            let dst = ((ty * tile + y) as usize * width as usize + (tx * tile) as usize) * c;
             pixels[dst..dst + tile_row].copy_from_slice(&img.pixels[src..src + tile_row]);
         }
     }
@@ -541,7 +545,7 @@ mod tests {
                 .flat_map(|i: u32| [(i % 251) as u8, (i / 600) as u8, 7])
                 .collect(),
         );
-        let m = mosaic(&img, &[(10, 20), (300, 40)], 2);
+        let m = mosaic(&img, &[(10, 20), (300, 40)], 2, TILE);
         assert_eq!((m.width, m.height), (512, 256));
         let px = |img: &Image, x: u32, y: u32| {
             let i = (y * img.width + x) as usize * 3;

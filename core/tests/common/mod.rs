@@ -338,6 +338,50 @@ pub fn icc_profile(description: &str, padding: usize) -> Vec<u8> {
     p
 }
 
+/// The corpus `dir`'s manifest.csv: (file name, kind) per image, kind
+/// being photo, graphic or alpha; empty if there is no manifest.
+pub fn corpus_manifest(dir: &std::path::Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(dir.join("manifest.csv"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split(',');
+            Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// For the studies in `core/examples`: runs `lines(name, bytes)` on the
+/// images `names` of the corpus `dir`, two at a time, and prints each
+/// image's lines together on stdout as it completes (its name on stderr).
+pub fn print_per_image(
+    dir: &std::path::Path,
+    names: &[String],
+    lines: impl Fn(&str, &[u8]) -> Vec<String> + Sync,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new(());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(name) = names.get(i) else { break };
+                let input = std::fs::read(dir.join(name)).expect("read");
+                let lines = lines(name, &input);
+                let _guard = out.lock().unwrap();
+                for line in lines {
+                    println!("{line}");
+                }
+                eprintln!("{name}");
+            });
+        }
+    });
+}
+
 /// Runs `check(path, index, kind)` on every JPEG and PNG of the corpus
 /// `dir`, in name order (`index`), with `kind` from its manifest.csv
 /// (photo/graphic/alpha, "?" when not listed), on two worker threads: the
@@ -350,15 +394,8 @@ pub fn map_corpus<R: Send>(
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
-    let manifest = std::fs::read_to_string(dir.join("manifest.csv")).unwrap_or_default();
-    let kinds: std::collections::BTreeMap<String, String> = manifest
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut fields = line.split(',');
-            Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
-        })
-        .collect();
+    let kinds: std::collections::BTreeMap<String, String> =
+        corpus_manifest(dir).into_iter().collect();
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -2,11 +2,12 @@
 //! `transcode` of one file, as the module runs it (default plan: guard on).
 //!
 //! ```text
-//! cargo run --release -p smart-imaging-core --example transcode_one -- FILE [webp|avif|jp2|jxr]... [--no-budget]
+//! cargo run --release -p smart-imaging-core --example transcode_one -- FILE [webp|avif|jp2|jxr]... [--no-budget] [--width N]
 //! ```
 //!
 //! `--no-budget`: without the work budget (`smart_imaging_work_budget
-//! off`); the pixel-passes charged are printed either way.
+//! off`); the pixel-passes charged are printed either way. `--width N`:
+//! delivered N pixels wide (as a `Sec-CH-Width: N` hint asks).
 //!
 //! Prints the outcome, the wall and CPU time of the conversion (the
 //! calling thread's: the codecs run no threads of their own) and `VmHWM`
@@ -19,6 +20,7 @@ mod common;
 use std::time::Instant;
 
 use smart_imaging_core::codecs::Format;
+use smart_imaging_core::sizing::SizeRequest;
 use smart_imaging_core::{transcode_with_work, Limits, Outcome, Plan};
 
 fn peak_rss_kib() -> u64 {
@@ -38,13 +40,23 @@ fn main() {
         .next()
         .expect("usage: transcode_one FILE [webp|avif|jp2|jxr]... [--no-budget]");
     let mut limits = Limits::default();
-    let formats: Vec<Format> = args
-        .filter(|a| {
-            if a == "--no-budget" {
-                limits.work = None;
+    let mut width = None;
+    let args: Vec<String> = args.collect();
+    let mut rest = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--no-budget" => limits.work = None,
+            "--width" => {
+                i += 1;
+                width = Some(args[i].parse::<u32>().expect("--width N"));
             }
-            a != "--no-budget"
-        })
+            _ => rest.push(args[i].clone()),
+        }
+        i += 1;
+    }
+    let formats: Vec<Format> = rest
+        .into_iter()
         .map(|a| match a.as_str() {
             "webp" => Format::WebP,
             "avif" => Format::Avif,
@@ -62,7 +74,11 @@ fn main() {
     let before = peak_rss_kib();
     let start = Instant::now();
     let cpu = common::cpu_ms();
-    let (outcome, passes) = transcode_with_work(&input, &Plan::new(formats), &limits);
+    let mut plan = Plan::new(formats);
+    if let Some(width) = width {
+        plan.size = SizeRequest::Physical { width };
+    }
+    let (outcome, passes) = transcode_with_work(&input, &plan, &limits);
     let cpu = common::cpu_ms() - cpu;
     let wall = start.elapsed();
     let after = peak_rss_kib();

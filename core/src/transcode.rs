@@ -55,16 +55,18 @@ fn convert(
         .filter(|&(pixels, _)| pixels <= limits.max_pixels)
         .map_or(0.0, |(pixels, passes)| pixels as f64 * passes);
     account.step(decoding)?;
-    let image = codecs::decode(input, limits)?;
-    let source = (image.width, image.height);
-    let (width, height) = delivered_size(source, &plan.size, &plan.caps);
+    // A JPEG to be delivered at a quarter of its size or less is decoded
+    // at 1/2, 1/4 or 1/8 of it (see `codecs::decode_for_size`).
+    let fit = |w, h| delivered_size((w, h), &plan.size, &plan.caps);
+    let (image, source) = codecs::decode_for_size(input, limits, &fit)?;
+    let (width, height) = fit(source.0, source.1);
     let resized = (width, height) != source;
     if plan.targets.is_empty() && !resized {
         // Same format, same pixels: nothing would be gained.
         return Err(KeepReason::NothingToDo);
     }
-    let image = if resized {
-        account.step(work::pixels(source.0, source.1) * weight::RESIZE)?;
+    let image = if (width, height) != (image.width, image.height) {
+        account.step(work::pixels(image.width, image.height) * weight::RESIZE)?;
         let smaller = crate::resize::resize(&image, width, height)?;
         // The source's pixels are not needed again (a shadowed binding
         // would hold them to the end of the conversion).

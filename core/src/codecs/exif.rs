@@ -40,6 +40,11 @@ pub(super) fn orientation(app1: &[u8]) -> Option<u8> {
     None
 }
 
+/// Whether EXIF `orientation` swaps width and height (5-8).
+pub(super) fn transposes(orientation: u8) -> bool {
+    (5..=8).contains(&orientation)
+}
+
 /// Returns `image` transformed as EXIF `orientation` prescribes for display.
 /// Orientations 5-8 swap width and height.
 pub(super) fn apply(image: Image, orientation: u8) -> Image {
@@ -48,7 +53,7 @@ pub(super) fn apply(image: Image, orientation: u8) -> Image {
     }
     let (w, h) = (image.width as usize, image.height as usize);
     let ch = image.channels();
-    let swaps = orientation >= 5;
+    let swaps = transposes(orientation);
     let (out_w, out_h) = if swaps { (h, w) } else { (w, h) };
 
     // For each output pixel (x, y), the source pixel it comes from.

@@ -52,11 +52,84 @@ pub const MAX_SCANS: usize = 100;
 const SAVED_MARKERS: &[Marker] = &[Marker::APP(1), Marker::APP(2)];
 
 pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> {
-    catch_unwind(AssertUnwindSafe(|| decode_unguarded(bytes, limits)))
+    guarded(bytes, limits, &|_, _| FULL).map(|(image, _)| image)
+}
+
+/// [`decode`], and possibly halved: libjpeg halves the image while it
+/// decodes it (its inverse DCT computes 4x4 pixels of each 8x8 block) when
+/// both sides stay at least [`DCT_SCALE_MARGIN`] times what `fit` (given
+/// the size as displayed, orientation applied) says they will be resized
+/// to. Returns the image and the full size as displayed.
+///
+/// Halving while decoding does a quarter of the inverse DCT, colour
+/// conversion and upsampling, holds a quarter of the pixels, and leaves
+/// the resize a quarter of them.
+pub(super) fn decode_scaled(
+    bytes: &[u8],
+    limits: &Limits,
+    fit: &dyn Fn(u32, u32) -> (u32, u32),
+) -> Result<(Image, (u32, u32)), KeepReason> {
+    let halve = |(width, height): (u32, u32), target: (u32, u32)| {
+        let keeps = |side: u32, target: u32| {
+            u64::from(side).div_ceil(2) >= u64::from(target) * u64::from(DCT_SCALE_MARGIN)
+        };
+        keeps(width, target.0) && keeps(height, target.1)
+    };
+    guarded(bytes, limits, &|(width, height), transposed| {
+        let target = fit(width, height);
+        // Compared as stored, before the orientation swaps the sides.
+        let swap = |(a, b)| if transposed { (b, a) } else { (a, b) };
+        if halve(swap((width, height)), swap(target)) {
+            HALF
+        } else {
+            FULL
+        }
+    })
+}
+
+/// [`decode`] at `scale_num` / 8 of the size (1 to 8: libjpeg's scaled
+/// inverse DCT), whatever the result is for: for studies of what scaling
+/// while decoding changes (`core/examples/dct_study.rs`).
+pub fn decode_at_scale(bytes: &[u8], limits: &Limits, scale_num: u8) -> Result<Image, KeepReason> {
+    let scale_num = scale_num.clamp(1, FULL);
+    guarded(bytes, limits, &|_, _| scale_num).map(|(image, _)| image)
+}
+
+/// libjpeg's `scale_num` (over 8) for no scaling, and for halving.
+const FULL: u8 = 8;
+const HALF: u8 = 4;
+
+/// [`decode_unguarded`] with libjpeg's unwinding errors caught.
+fn guarded(
+    bytes: &[u8],
+    limits: &Limits,
+    scale: &dyn Fn((u32, u32), bool) -> u8,
+) -> Result<(Image, (u32, u32)), KeepReason> {
+    catch_unwind(AssertUnwindSafe(|| decode_unguarded(bytes, limits, scale)))
         .unwrap_or_else(|payload| Err(KeepReason::Decode(panic_message(&*payload))))
 }
 
-fn decode_unguarded(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> {
+/// How much larger than the size it will be resized to a halved decode
+/// must stay, per side. libjpeg's scaled inverse DCT averages
+/// gamma-encoded values (its result scores within 0.3 of a 2x2 mean of
+/// them), where `crate::resize` filters in linear light; so the halving
+/// is kept to images delivered at an eighth of their size or less, where
+/// the resize after it still does most of the work. What is delivered
+/// then scores at least 83.5 (SSIMULACRA 2; mean 95) against a full decode
+/// resized the same way, on the corpus photos; at twice the size, as low
+/// as 74.9, and quartering (1/4) lower still. More margin does not remove
+/// the rest (85.7 at 8x, 87.2 at 16x): it is the gamma-space average of
+/// fine bright detail (`core/examples/dct_study.rs`, docs/benchmarks.md).
+pub const DCT_SCALE_MARGIN: u32 = 4;
+
+/// Decodes at the scale (libjpeg's `scale_num` over 8) that `scale`
+/// chooses from the full size as displayed and whether the orientation
+/// swaps the sides. Returns the image (as displayed) and that full size.
+fn decode_unguarded(
+    bytes: &[u8],
+    limits: &Limits,
+    scale: &dyn Fn((u32, u32), bool) -> u8,
+) -> Result<(Image, (u32, u32)), KeepReason> {
     let scans = count_scans(bytes);
     if scans > MAX_SCANS {
         return Err(KeepReason::Unsupported(format!(
@@ -66,7 +139,7 @@ fn decode_unguarded(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> 
     let io_error = |e: std::io::Error| KeepReason::Decode(format!("JPEG: {e}"));
 
     // Reads the header (and the saved markers) only.
-    let header = Decompress::builder()
+    let mut header = Decompress::builder()
         .with_err(error_manager())
         .with_markers(SAVED_MARKERS)
         .from_mem(bytes)
@@ -102,6 +175,19 @@ fn decode_unguarded(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> 
         None => None,
     };
 
+    let transposed = orientation.is_some_and(exif::transposes);
+    let displayed = if transposed {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    let scale = scale(displayed, transposed);
+    if scale != FULL {
+        header.scale(scale);
+    }
+    let scaled = |side: u32| (u64::from(side) * u64::from(scale)).div_ceil(8) as u32;
+    let (width, height) = (scaled(width), scaled(height));
+
     // Gray is expanded to RGB by libjpeg itself.
     let mut started = header.rgb().map_err(io_error)?;
     if (started.width(), started.height()) != (width as usize, height as usize) {
@@ -124,10 +210,11 @@ fn decode_unguarded(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> 
         has_alpha: false,
         icc_profile,
     };
-    Ok(match orientation {
+    let image = match orientation {
         Some(o) => exif::apply(image, o),
         None => image,
-    })
+    };
+    Ok((image, displayed))
 }
 
 /// Encodes `img` as a JPEG at `quality` (1-100; 0 counts as 1) with

@@ -107,6 +107,26 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Image, KeepReason> {
     }
 }
 
+/// Decodes a JPEG or PNG body for an image that will be resized to
+/// `fit(width, height)` (the size it is displayed at, orientation
+/// applied): a JPEG may come out halved while it is decoded, when that
+/// still leaves [`jpeg::DCT_SCALE_MARGIN`] times that size.
+/// Returns the image and its full size as displayed.
+pub fn decode_for_size(
+    bytes: &[u8],
+    limits: &Limits,
+    fit: &dyn Fn(u32, u32) -> (u32, u32),
+) -> Result<(Image, (u32, u32)), KeepReason> {
+    match sniff(bytes) {
+        Some(Format::Jpeg) => jpeg::decode_scaled(bytes, limits, fit),
+        Some(format) => (format.codec().decode)(bytes, limits).map(|image| {
+            let size = (image.width, image.height);
+            (image, size)
+        }),
+        None => Err(KeepReason::NotAnImage),
+    }
+}
+
 /// What decoding a JPEG or PNG body will cost, from its header alone (the
 /// work budget charges it before decoding): its pixels, and pixel-passes
 /// per pixel (see [`crate::work`]); `None` when the header cannot be read

@@ -364,6 +364,25 @@ fn on_job_done(req: Req<'_>, completion: Completion) {
             });
             (None, report, false)
         }
+        Completion::Late {
+            waited,
+            predicted_ms,
+            left_ms,
+        } => {
+            req.log(
+                NGX_LOG_WARN,
+                format_args!(
+                    "smart_imaging: \"{}\" not converted ({:.1} ms): the conversions ahead and its own would take about {predicted_ms:.0} ms, {left_ms:.0} ms before its deadline, serving original",
+                    String::from_utf8_lossy(req.uri()),
+                    waited.as_secs_f64() * 1000.0,
+                ),
+            );
+            let report = Report::Kept(Kept {
+                elapsed: Some(waited),
+                ..Kept::new(result::BUSY, Some(held.len()))
+            });
+            (None, report, false)
+        }
         Completion::Refused => {
             req.log(
                 NGX_LOG_WARN,

@@ -384,6 +384,16 @@ pub enum Completion {
     /// was queued: the job never runs, and nothing is sent. The request is
     /// not resumed: nginx is finishing it.
     Dropped { waited: Duration },
+    /// The queued job could no longer finish before its deadline, as this
+    /// worker's conversions run now: it never runs, and the original is
+    /// served at once (`busy`) instead of at the deadline. `predicted_ms`:
+    /// its wait for the jobs ahead and its own run; `left_ms`: the time
+    /// left before its deadline.
+    Late {
+        waited: Duration,
+        predicted_ms: f64,
+        left_ms: f64,
+    },
 }
 
 /// The [`OnDone`] of a detached job: never called (no request waits).
@@ -705,6 +715,7 @@ unsafe fn start(slot: *mut Slot) -> bool {
 /// `smart_imaging_max_running` of the first one waiting. A job the pool
 /// refuses is completed as [`Completion::Refused`].
 fn pump() {
+    shed_late();
     loop {
         let next = QUEUE.with(|q| {
             let mut q = q.borrow_mut();
@@ -748,6 +759,67 @@ fn pump() {
                 let (r, on_done) = forget(slot);
                 deliver(r, on_done, Completion::Refused);
             }
+        }
+    }
+}
+
+/// Answers at once the queued requests that can no longer get their
+/// result before their deadline ([`Completion::Late`]), as
+/// [`predicted_wait`] sees the jobs ahead of each now: a request admitted
+/// before the worker knew what conversions cost (the first burst after a
+/// start or reload is admitted whole), or before they slowed down, gets
+/// the original now instead of at its deadline, and its place goes to
+/// one that can make it. Background jobs have no deadline and stay.
+fn shed_late() {
+    loop {
+        let late = QUEUE.with(|q| {
+            let mut q = q.borrow_mut();
+            let running = running();
+            let at = q.iter().enumerate().find_map(|(ahead, &slot)| {
+                // SAFETY: queued slots are alive (freed only once unqueued).
+                let (r, max_running, waited, limit) = unsafe {
+                    (
+                        (*slot).r,
+                        (*slot).max_running,
+                        (*slot).posted.elapsed(),
+                        (*slot).limit,
+                    )
+                };
+                if r.is_null() {
+                    return None;
+                }
+                let predicted = predicted_wait(running, ahead, max_running)?;
+                let left = limit.ms as f64 - waited.as_secs_f64() * 1000.0;
+                (predicted > left).then_some((ahead, waited, predicted, left))
+            })?;
+            let (ahead, waited, predicted, left) = at;
+            q.remove(ahead).map(|slot| (slot, waited, predicted, left))
+        });
+        let Some((slot, waited, predicted_ms, left_ms)) = late else {
+            return;
+        };
+        publish();
+        // SAFETY: out of the queue and never posted: ours to free; its
+        // request (not detached, checked above) is alive and blocked by
+        // us, with a connection that has a log.
+        unsafe {
+            let (r, on_done) = forget(slot);
+            dropped_line(
+                (*(*r).connection).log,
+                &format!(
+                    "it would take about {predicted_ms:.0} ms, {left_ms:.0} ms before its deadline ({:.1} ms)",
+                    waited.as_secs_f64() * 1000.0
+                ),
+            );
+            deliver(
+                r,
+                on_done,
+                Completion::Late {
+                    waited,
+                    predicted_ms,
+                    left_ms,
+                },
+            );
         }
     }
 }

@@ -7,6 +7,12 @@
 //! 1 ms of its p99 under the same load on a location without the module,
 //! where the machine itself is slower than that).
 //!
+//! And the first burst after a start, admitted whole because the worker
+//! does not yet know what a conversion costs: once the first conversion
+//! finishes, the requests queued too deep to make their deadline are
+//! answered at once (`busy`), not at the deadline (`timeout`), and never
+//! start a conversion they could not finish.
+//!
 //! `cargo test --test overload -- --nocapture` prints the figures.
 
 mod common;
@@ -200,4 +206,112 @@ fn load(port: u16, path: &str, original: &[u8]) -> (Answers, Vec<Duration>) {
             .collect();
         (answers, probes)
     })
+}
+
+const BURST_HTTP: &str = r#"
+    server {
+        listen 127.0.0.1:{{PORT}};
+        root {{HTDOCS}};
+        smart_imaging_thread_pool smart_imaging;
+        smart_imaging_debug_header on;
+        smart_imaging_max_running 1;
+        location /images/ {
+            smart_imaging on;
+            smart_imaging_timeout 1500ms;
+            smart_imaging_max_jobs 512;
+            smart_imaging_stash_path off;
+        }
+    }
+"#;
+
+/// Requests of the first burst, all at once: several times what one
+/// thread converts before the deadline.
+const BURST: usize = 24;
+
+#[test]
+fn the_first_burst_is_answered_at_once_where_it_cannot_get_through() {
+    let mut n = Nginx::prepare("overload-burst");
+    let coffee = std::fs::read(samples_dir().join("sk_coffee.jpg")).unwrap();
+    n.put_file("images/coffee.jpg", &coffee);
+    n.run(&Config::with_module(BURST_HTTP));
+    let workers = n.worker_pids();
+    let port = n.port();
+    let mark = n.error_log_mark();
+    let answers: Vec<(String, Duration)> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..BURST)
+            .map(|_| {
+                let coffee = &coffee;
+                s.spawn(move || {
+                    let r = get(port, "/images/coffee.jpg", &[ACCEPT_WEBP_ONLY]);
+                    assert_eq!(r.status, 200, "{}", r.describe());
+                    let what = debug(&r).to_owned();
+                    if what.starts_with("converted ") {
+                        assert!(is_webp(&r.body), "{what}");
+                    } else {
+                        assert!(r.body == *coffee, "{what}: not the original");
+                    }
+                    (what, r.elapsed)
+                })
+            })
+            .collect();
+        clients.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let log = n.error_log_since(mark);
+    let of = |prefix: &str| -> Vec<Duration> {
+        let mut v: Vec<Duration> = answers
+            .iter()
+            .filter(|(w, _)| w.starts_with(prefix))
+            .map(|(_, d)| *d)
+            .collect();
+        v.sort();
+        v
+    };
+    let (converted, busy, timeout) = (
+        of("converted "),
+        of("original reason=busy"),
+        of("original reason=timeout"),
+    );
+    let late_lines = log
+        .lines()
+        .filter(|l| l.contains("queued conversion dropped: it would take about"))
+        .count();
+    let abandoned = log
+        .lines()
+        .filter(|l| l.contains("abandoned conversion"))
+        .count();
+    eprintln!(
+        "{BURST} requests at once: {} converted (max {:.0} ms), {} busy (max {:.0} ms), {} timeout; \
+         {late_lines} dropped as late, {abandoned} abandoned",
+        converted.len(),
+        ms(*converted.last().unwrap_or(&Duration::ZERO)),
+        busy.len(),
+        ms(*busy.last().unwrap_or(&Duration::ZERO)),
+        timeout.len(),
+    );
+    assert_eq!(
+        converted.len() + busy.len() + timeout.len(),
+        BURST,
+        "{answers:?}"
+    );
+    assert!(!converted.is_empty(), "nothing converted: {answers:?}");
+    assert!(
+        !busy.is_empty() && late_lines == busy.len(),
+        "{answers:?}\n{log}"
+    );
+    // Answered well before the deadline (1.5 s), and no conversion started
+    // that could not finish: at most a stray one (a conversion slowed by
+    // the machine past the prediction).
+    assert!(
+        timeout.len() <= 1,
+        "{} timed out: {answers:?}",
+        timeout.len()
+    );
+    assert!(abandoned <= 1, "{abandoned} conversions abandoned:\n{log}");
+    assert!(
+        *busy.last().unwrap() < Duration::from_millis(1200),
+        "the late ones waited {:.0} ms",
+        ms(*busy.last().unwrap())
+    );
+    n.assert_workers_survived(&workers);
+    assert_no_alerts(&n);
 }

@@ -208,22 +208,6 @@ fn load(port: u16, path: &str, original: &[u8]) -> (Answers, Vec<Duration>) {
     })
 }
 
-const BURST_HTTP: &str = r#"
-    server {
-        listen 127.0.0.1:{{PORT}};
-        root {{HTDOCS}};
-        smart_imaging_thread_pool smart_imaging;
-        smart_imaging_debug_header on;
-        smart_imaging_max_running 1;
-        location /images/ {
-            smart_imaging on;
-            smart_imaging_timeout 1500ms;
-            smart_imaging_max_jobs 512;
-            smart_imaging_stash_path off;
-        }
-    }
-"#;
-
 /// Requests of the first burst, all at once: several times what one
 /// thread converts before the deadline.
 const BURST: usize = 24;
@@ -233,7 +217,7 @@ fn the_first_burst_is_answered_at_once_where_it_cannot_get_through() {
     let mut n = Nginx::prepare("overload-burst");
     let coffee = std::fs::read(samples_dir().join("sk_coffee.jpg")).unwrap();
     n.put_file("images/coffee.jpg", &coffee);
-    n.run(&Config::with_module(BURST_HTTP));
+    n.run(&Config::with_module(HTTP));
     let workers = n.worker_pids();
     let port = n.port();
     let mark = n.error_log_mark();

@@ -157,6 +157,21 @@ fn overload_sheds_to_originals_at_once_and_small_files_stay_fast() {
     assert_no_alerts(&n);
 }
 
+/// One request for `path` (with a WebP-only `Accept`): its
+/// `X-Smart-Imaging` and its time. Whatever it is, it is whole: a WebP, or
+/// `original` byte for byte.
+fn ask(port: u16, path: &str, original: &[u8]) -> (String, Duration) {
+    let r = get(port, path, &[ACCEPT_WEBP_ONLY]);
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let what = debug(&r).to_owned();
+    if what.starts_with("converted ") {
+        assert!(is_webp(&r.body), "{what}");
+    } else {
+        assert!(r.body == *original, "{what}: not the original");
+    }
+    (what, r.elapsed)
+}
+
 /// `CLIENTS` clients asking for `path` (with a WebP-only `Accept`) for
 /// `LOAD`, while a probe fetches a tiny static file every `PROBE_EVERY`:
 /// each answer (its `X-Smart-Imaging`, its time) and the probe's times.
@@ -172,17 +187,7 @@ fn load(port: u16, path: &str, original: &[u8]) -> (Answers, Vec<Duration>) {
                 s.spawn(move || {
                     let mut answers = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
-                        let r = get(port, path, &[ACCEPT_WEBP_ONLY]);
-                        assert_eq!(r.status, 200, "{}", r.describe());
-                        let what = debug(&r).to_owned();
-                        // Whatever it is, it is whole: the original byte for
-                        // byte, or a WebP.
-                        if what.starts_with("converted ") {
-                            assert!(is_webp(&r.body), "{what}");
-                        } else {
-                            assert!(r.body == *coffee, "{what}: not the original");
-                        }
-                        answers.push((what, r.elapsed));
+                        answers.push(ask(port, path, coffee));
                         std::thread::sleep(THINK);
                     }
                     answers
@@ -225,17 +230,7 @@ fn the_first_burst_is_answered_at_once_where_it_cannot_get_through() {
         let clients: Vec<_> = (0..BURST)
             .map(|_| {
                 let coffee = &coffee;
-                s.spawn(move || {
-                    let r = get(port, "/images/coffee.jpg", &[ACCEPT_WEBP_ONLY]);
-                    assert_eq!(r.status, 200, "{}", r.describe());
-                    let what = debug(&r).to_owned();
-                    if what.starts_with("converted ") {
-                        assert!(is_webp(&r.body), "{what}");
-                    } else {
-                        assert!(r.body == *coffee, "{what}: not the original");
-                    }
-                    (what, r.elapsed)
-                })
+                s.spawn(move || ask(port, "/images/coffee.jpg", coffee))
             })
             .collect();
         clients.into_iter().map(|h| h.join().unwrap()).collect()

@@ -113,9 +113,8 @@ fn guarded(
 /// must stay, per side. libjpeg's scaled inverse DCT averages
 /// gamma-encoded values (where it differs most, it scores within 0.3 of
 /// a 2x2 mean of them), where `crate::resize` filters in linear light;
-/// so the halving
-/// is kept to images delivered at an eighth of their size or less, where
-/// the resize after it still does most of the work. What is delivered
+/// so the halving is kept to images delivered at an eighth of their size
+/// or less, where the resize after it still does most of the work. What is delivered
 /// then scores at least 83.5 (SSIMULACRA 2; mean 95) against a full decode
 /// resized the same way, on the corpus photos; at twice the size, as low
 /// as 74.9, and quartering (1/4) lower still. More margin does not remove

@@ -55,8 +55,8 @@ fn convert(
         .filter(|&(pixels, _)| pixels <= limits.max_pixels)
         .map_or(0.0, |(pixels, passes)| pixels as f64 * passes);
     account.step(decoding)?;
-    // A JPEG to be delivered at a quarter of its size or less is decoded
-    // at 1/2, 1/4 or 1/8 of it (see `codecs::decode_for_size`).
+    // A JPEG to be delivered at an eighth of its size or less is halved
+    // while it is decoded (see `codecs::decode_for_size`).
     let fit = |w, h| delivered_size((w, h), &plan.size, &plan.caps);
     let (image, source) = codecs::decode_for_size(input, limits, &fit)?;
     let (width, height) = fit(source.0, source.1);

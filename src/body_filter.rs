@@ -12,6 +12,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ngx::ffi::{
     ngx_chain_t, ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_INFO,
@@ -273,6 +274,30 @@ fn busy(req: Req<'_>, why: PostError, input: usize) -> Report {
     Report::Kept(kept)
 }
 
+/// The request waited `waited` for a conversion that will not serve it
+/// (`reason`: `timeout` or `busy`, because `why`): the `warn` line, and
+/// the report of the original it gets instead.
+fn not_converted(
+    req: Req<'_>,
+    reason: &'static str,
+    waited: Duration,
+    why: &str,
+    input: usize,
+) -> Report {
+    req.log(
+        NGX_LOG_WARN,
+        format_args!(
+            "smart_imaging: \"{}\" not converted ({:.1} ms): {why}, serving original",
+            String::from_utf8_lossy(req.uri()),
+            waited.as_secs_f64() * 1000.0,
+        ),
+    );
+    Report::Kept(Kept {
+        elapsed: Some(waited),
+        ..Kept::new(reason, Some(input))
+    })
+}
+
 /// `smart_imaging_background on`, and the stash has no result for `lookup`
 /// (which waited `lookup.elapsed`): the conversion is posted to run without
 /// the request (unless this worker already runs it, or has no room for
@@ -349,19 +374,8 @@ fn on_job_done(req: Req<'_>, completion: Completion) {
             )
         }
         Completion::TimedOut { waited, deadline } => {
-            req.log(
-                NGX_LOG_WARN,
-                format_args!(
-                    "smart_imaging: \"{}\" not converted ({:.1} ms): {}, serving original",
-                    String::from_utf8_lossy(req.uri()),
-                    waited.as_secs_f64() * 1000.0,
-                    deadline.reason()
-                ),
-            );
-            let report = Report::Kept(Kept {
-                elapsed: Some(waited),
-                ..Kept::new(result::TIMEOUT, Some(held.len()))
-            });
+            let report =
+                not_converted(req, result::TIMEOUT, waited, &deadline.reason(), held.len());
             (None, report, false)
         }
         Completion::Late {
@@ -369,18 +383,10 @@ fn on_job_done(req: Req<'_>, completion: Completion) {
             predicted_ms,
             left_ms,
         } => {
-            req.log(
-                NGX_LOG_WARN,
-                format_args!(
-                    "smart_imaging: \"{}\" not converted ({:.1} ms): the conversions ahead and its own would take about {predicted_ms:.0} ms, {left_ms:.0} ms before its deadline, serving original",
-                    String::from_utf8_lossy(req.uri()),
-                    waited.as_secs_f64() * 1000.0,
-                ),
+            let why = format!(
+                "the conversions ahead and its own would take about {predicted_ms:.0} ms, {left_ms:.0} ms before its deadline"
             );
-            let report = Report::Kept(Kept {
-                elapsed: Some(waited),
-                ..Kept::new(result::BUSY, Some(held.len()))
-            });
+            let report = not_converted(req, result::BUSY, waited, &why, held.len());
             (None, report, false)
         }
         Completion::Refused => {

@@ -773,9 +773,8 @@ fn pump() {
 fn shed_late() {
     loop {
         let late = QUEUE.with(|q| {
-            let mut q = q.borrow_mut();
             let running = running();
-            let at = q.iter().enumerate().find_map(|(ahead, &slot)| {
+            q.borrow().iter().enumerate().find_map(|(ahead, &slot)| {
                 // SAFETY: queued slots are alive (freed only once unqueued).
                 let (r, max_running, waited, limit) = unsafe {
                     (
@@ -790,15 +789,13 @@ fn shed_late() {
                 }
                 let predicted = predicted_wait(running, ahead, max_running)?;
                 let left = limit.ms as f64 - waited.as_secs_f64() * 1000.0;
-                (predicted > left).then_some((ahead, waited, predicted, left))
-            })?;
-            let (ahead, waited, predicted, left) = at;
-            q.remove(ahead).map(|slot| (slot, waited, predicted, left))
+                (predicted > left).then_some((slot, waited, predicted, left))
+            })
         });
         let Some((slot, waited, predicted_ms, left_ms)) = late else {
             return;
         };
-        publish();
+        unqueue(slot);
         // SAFETY: out of the queue and never posted: ours to free; its
         // request (not detached, checked above) is alive and blocked by
         // us, with a connection that has a log.
